@@ -1,0 +1,139 @@
+// swift-tools-version:6.1
+// PEMIS: the preschool education management information system of Binhai New Area.
+// One target per layer (docs/ARCHITECTURE.md); executables are thin shells over the libraries.
+import PackageDescription
+
+let products: [Product] = [
+  .executable(name: "pemis-server", targets: ["pemis-server"]),
+  .executable(name: "pemis", targets: ["pemis"]),
+  .executable(name: "pemis-load", targets: ["pemis-load"]),
+  .library(name: "PEMISWire", targets: ["PEMISWire"]),
+  .library(name: "PEMISProto", targets: ["PEMISProto"]),
+]
+
+let dependencies: [Package.Dependency] = [
+  .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.3"),
+  .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+  .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+  .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+  .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+  .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+  .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+  .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+]
+
+/// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
+let settings: [SwiftSetting] = [
+  .swiftLanguageMode(.v6),
+  .enableUpcomingFeature("ExistentialAny"),
+  .enableUpcomingFeature("InternalImportsByDefault"),
+  .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let nio: [Target.Dependency] = [
+  .product(name: "NIOCore", package: "swift-nio"),
+  .product(name: "NIOPosix", package: "swift-nio"),
+]
+
+let targets: [Target] = [
+  // Generated messages and service stubs (tools/generate-protos.sh); never edited by hand.
+  .target(
+    name: "PEMISProto",
+    dependencies: [
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    ],
+    swiftSettings: settings
+  ),
+
+  // PEMIS wire: the length-prefixed frame protocol of docs/PROTOCOL.md as a GRPCCore transport.
+  .target(
+    name: "PEMISWire",
+    dependencies: nio + [
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: settings
+  ),
+  .testTarget(
+    name: "PEMISWireTests",
+    dependencies: nio + [
+      "PEMISWire", "PEMISProto",
+      .product(name: "NIOEmbedded", package: "swift-nio"),
+      .product(name: "NIOTestUtils", package: "swift-nio"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+    ],
+    swiftSettings: settings
+  ),
+
+  // Service implementations, configuration and the server's lifecycle.
+  .target(
+    name: "PEMISServer",
+    dependencies: [
+      "PEMISWire", "PEMISProto",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ],
+    swiftSettings: settings
+  ),
+  .testTarget(
+    name: "PEMISServerTests",
+    dependencies: [
+      "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: settings
+  ),
+
+  // What the client tool and the load generator share: addresses, connections, output.
+  .target(
+    name: "PEMISClient",
+    dependencies: [
+      "PEMISWire", "PEMISProto",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+    ],
+    swiftSettings: settings
+  ),
+
+  .executableTarget(
+    name: "pemis-server",
+    dependencies: [
+      "PEMISServer",
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "Logging", package: "swift-log"),
+      .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+    ],
+    swiftSettings: settings
+  ),
+  .executableTarget(
+    name: "pemis",
+    dependencies: [
+      "PEMISClient", "PEMISProto",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ],
+    swiftSettings: settings
+  ),
+  .executableTarget(
+    name: "pemis-load",
+    dependencies: [
+      "PEMISClient", "PEMISProto",
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      .product(name: "Histogram", package: "hdrhistogram-swift"),
+    ],
+    swiftSettings: settings
+  ),
+]
+
+let package = Package(
+  name: "pemis",
+  platforms: [.macOS(.v15)],
+  products: products,
+  dependencies: dependencies,
+  targets: targets
+)

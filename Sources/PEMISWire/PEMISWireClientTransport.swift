@@ -1,0 +1,180 @@
+public import GRPCCore
+public import Logging
+public import NIOCore
+public import NIOPosix
+internal import Synchronization
+
+/// The client side of PEMIS wire (docs/PROTOCOL.md) as a GRPCCore `ClientTransport`.
+///
+/// One TCP connection carries all calls, multiplexed. The connection is made on the first call
+/// and made again on a later call if it was lost or the server sent GOAWAY. Calls beyond the
+/// server's concurrent-call limit wait for a free slot, in order.
+public final class PEMISWireClientTransport: ClientTransport, Sendable {
+  public typealias Bytes = [UInt8]
+
+  /// Client settings. Values are those of ``defaults``.
+  public struct Config: Sendable {
+    /// Frame size and stream window this client announces in HELLO.
+    public var limits: WireLimits
+    /// How long connecting (TCP and HELLO exchange) may take. Default 10 seconds.
+    public var connectTimeout: Duration
+
+    public init(limits: WireLimits, connectTimeout: Duration) {
+      self.limits = limits
+      self.connectTimeout = connectTimeout
+    }
+
+    public static var defaults: Self { Self(limits: .defaults, connectTimeout: .seconds(10)) }
+  }
+
+  public let host: String
+  public let port: Int
+  private let config: Config
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let state = Mutex(State.idle)
+  private let shutdown: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation)
+
+  private enum State {
+    case idle
+    case connecting(EventLoopFuture<WireConnection>)
+    case ready(WireConnection)
+    case shutDown
+  }
+
+  public init(
+    host: String, port: Int, config: Config = .defaults,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    logger: Logger = Logger(label: "pemis.wire", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) {
+    self.host = host
+    self.port = port
+    self.config = config
+    self.group = eventLoopGroup
+    self.logger = logger
+    self.shutdown = AsyncStream.makeStream()
+  }
+
+  public var retryThrottle: RetryThrottle? { nil }
+
+  public func config(forMethod descriptor: MethodDescriptor) -> MethodConfig? { nil }
+
+  /// Runs until ``beginGracefulShutdown()``; then lets the calls in flight finish and closes.
+  public func connect() async throws {
+    for await _ in shutdown.stream {}
+    let connection = state.withLock { state -> WireConnection? in
+      defer { state = .shutDown }
+      if case .ready(let connection) = state { return connection }
+      return nil
+    }
+    if let connection {
+      connection.beginDraining(reason: "client is shutting down")
+      try? await connection.channel.closeFuture.get()
+    }
+  }
+
+  public func beginGracefulShutdown() {
+    shutdown.continuation.finish()
+  }
+
+  public func withStream<T: Sendable>(
+    descriptor: MethodDescriptor,
+    options: CallOptions,
+    _ closure: (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
+  ) async throws -> T {
+    let connection = try await usableConnection()
+    try await connection.acquireSlot()
+    let call = ClientCall(connection: connection, descriptor: descriptor)
+    let context = ClientContext(
+      descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
+    let result: Result<T, any Error>
+    do {
+      result = .success(
+        try await withTaskCancellationHandler {
+          try await closure(call.rpcStream, context)
+        } onCancel: {
+          call.finish(reason: "client cancelled", error: RPCError(code: .cancelled, message: "the call was cancelled"))
+        })
+    } catch {
+      result = .failure(error)
+    }
+    call.finish(reason: "client stopped reading", error: RPCError(code: .cancelled, message: "the call has ended"))
+    return try result.get()
+  }
+
+  /// The current connection if it can take new calls; otherwise makes one. Concurrent callers
+  /// share one attempt.
+  private func usableConnection() async throws -> WireConnection {
+    enum Next { case use(WireConnection), wait(EventLoopFuture<WireConnection>), make(EventLoopPromise<WireConnection>) }
+    let next = try state.withLock { state -> Next in
+      switch state {
+      case .ready(let connection) where connection.acceptsNewStreams:
+        return .use(connection)
+      case .connecting(let future):
+        return .wait(future)
+      case .idle, .ready:
+        let promise = group.any().makePromise(of: WireConnection.self)
+        state = .connecting(promise.futureResult)
+        return .make(promise)
+      case .shutDown:
+        throw RPCError(code: .unavailable, message: "the client transport has been shut down")
+      }
+    }
+    switch next {
+    case .use(let connection):
+      return connection
+    case .wait(let future):
+      return try await future.get()
+    case .make(let promise):
+      let future = makeConnection()
+      future.whenComplete { result in
+        self.state.withLock { state in
+          guard case .connecting = state else { return }
+          switch result {
+          case .success(let connection): state = .ready(connection)
+          case .failure: state = .idle
+          }
+        }
+      }
+      future.cascade(to: promise)
+      return try await future.get()
+    }
+  }
+
+  /// TCP connect, then HELLO both ways, within the connect timeout.
+  private func makeConnection() -> EventLoopFuture<WireConnection> {
+    let limits = config.limits
+    let logger = self.logger
+    let timeout = TimeAmount.nanoseconds(Int64(config.connectTimeout.wholeMicroseconds * 1_000))
+    let host = self.host
+    let port = self.port
+    return ClientBootstrap(group: group)
+      .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+      .connectTimeout(timeout)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture {
+          let connection = WireConnection(channel: channel, role: .client, limits: limits, logger: logger)
+          try channel.pipeline.syncOperations.addWireHandlers(connection: connection, handshakeTimeout: timeout)
+          try channel.pipeline.syncOperations.addHandler(ConnectionCarrier(connection))
+        }
+      }
+      .connect(host: host, port: port)
+      .flatMap { channel in
+        channel.pipeline.handler(type: ConnectionCarrier.self).map(\.connection)
+      }
+      .flatMap { connection in
+        connection.handshake.futureResult.map { _ in connection }
+      }
+      .flatMapErrorThrowing { error in
+        if error is RPCError { throw error }
+        throw RPCError(code: .unavailable, message: "cannot connect to \(host):\(port): \(error)", cause: error)
+      }
+  }
+}
+
+/// Lets the bootstrap hand the connection it built back to the caller.
+private final class ConnectionCarrier: ChannelInboundHandler, Sendable {
+  typealias InboundIn = Never
+  let connection: WireConnection
+  init(_ connection: WireConnection) { self.connection = connection }
+}

@@ -1,0 +1,185 @@
+public import GRPCCore
+public import Logging
+public import NIOCore
+public import NIOPosix
+internal import Synchronization
+
+/// The server side of PEMIS wire (docs/PROTOCOL.md) as a GRPCCore `ServerTransport`.
+///
+/// Each accepted TCP connection runs in its own child task, which cannot throw: a client that
+/// sends garbage loses its own connection and nothing else.
+public final class PEMISWireServerTransport: ServerTransport, Sendable {
+  public typealias Bytes = [UInt8]
+
+  /// Listener settings. Values are those of ``defaults``.
+  public struct Config: Sendable {
+    /// Frame size, stream window and concurrent-call limits announced in HELLO.
+    public var limits: WireLimits
+    /// A connection with no open call for this long is sent GOAWAY and closed. Default 5 minutes.
+    public var idleTimeout: Duration
+    /// A connection that has not sent HELLO within this time is closed. Default 10 seconds.
+    public var handshakeTimeout: Duration
+    /// After shutdown begins, calls in flight get this long to finish before they are cancelled.
+    /// Default 10 seconds.
+    public var gracePeriod: Duration
+
+    public init(limits: WireLimits, idleTimeout: Duration, handshakeTimeout: Duration, gracePeriod: Duration) {
+      self.limits = limits
+      self.idleTimeout = idleTimeout
+      self.handshakeTimeout = handshakeTimeout
+      self.gracePeriod = gracePeriod
+    }
+
+    public static var defaults: Self {
+      Self(limits: .defaults, idleTimeout: .seconds(300), handshakeTimeout: .seconds(10), gracePeriod: .seconds(10))
+    }
+  }
+
+  private let host: String
+  private let port: Int
+  private let config: Config
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let address: EventLoopPromise<SocketAddress>
+  private let state = Mutex(State())
+
+  private struct State {
+    var serverChannel: (any Channel)?
+    var connections: [ObjectIdentifier: WireConnection] = [:]
+    var shuttingDown = false
+  }
+
+  /// - Parameters:
+  ///   - host: Address to bind, e.g. "127.0.0.1" or "0.0.0.0".
+  ///   - port: Port to bind; 0 picks a free one (see ``listeningAddress``).
+  public init(
+    host: String, port: Int, config: Config = .defaults,
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    logger: Logger = Logger(label: "pemis.wire", factory: { _ in SwiftLogNoOpLogHandler() })
+  ) {
+    self.host = host
+    self.port = port
+    self.config = config
+    self.group = eventLoopGroup
+    self.logger = logger
+    self.address = eventLoopGroup.any().makePromise(of: SocketAddress.self)
+  }
+
+  /// The address the transport listens on, once ``listen(streamHandler:)`` has bound it.
+  public var listeningAddress: SocketAddress {
+    get async throws { try await address.futureResult.get() }
+  }
+
+  public func listen(
+    streamHandler: @escaping @Sendable (
+      _ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext
+    ) async -> Void
+  ) async throws {
+    let config = self.config
+    let logger = self.logger
+    let serverChannel: NIOAsyncChannel<WireConnection, Never>
+    do {
+      serverChannel = try await ServerBootstrap(group: group)
+        .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+        .serverChannelOption(.backlog, value: 256)
+        .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+        .bind(host: host, port: port) { channel in
+          channel.eventLoop.makeCompletedFuture {
+            let connection = WireConnection(
+              channel: channel, role: .server, limits: config.limits,
+              idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger)
+            try channel.pipeline.syncOperations.addWireHandlers(
+              connection: connection,
+              handshakeTimeout: .nanoseconds(Int64(config.handshakeTimeout.wholeMicroseconds * 1_000)))
+            return connection
+          }
+        }
+    } catch {
+      address.fail(error)
+      throw RPCError(code: .unavailable, message: "cannot listen on \(host):\(port): \(error)", cause: error)
+    }
+    let bound = serverChannel.channel.localAddress!
+    address.succeed(bound)
+    let alreadyShuttingDown = state.withLock { state in
+      state.serverChannel = serverChannel.channel
+      return state.shuttingDown
+    }
+    if alreadyShuttingDown { serverChannel.channel.close(promise: nil) }
+    logger.info("PEMIS wire listening", metadata: ["wire.address": "\(bound)"])
+
+    try await withThrowingDiscardingTaskGroup { group in
+      try await serverChannel.executeThenClose { connections in
+        for try await connection in connections {
+          let key = ObjectIdentifier(connection)
+          let draining = state.withLock { state in
+            state.connections[key] = connection
+            return state.shuttingDown
+          }
+          if draining { connection.beginDraining(reason: "server is shutting down") }
+          group.addTask {
+            await Self.serve(connection, streamHandler: streamHandler)
+            _ = self.state.withLock { $0.connections.removeValue(forKey: key) }
+          }
+        }
+      }
+    }
+  }
+
+  /// Runs one handler task per call on `connection` until the connection closes.
+  private static func serve(
+    _ connection: WireConnection,
+    streamHandler: @escaping @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
+  ) async {
+    await withDiscardingTaskGroup { group in
+      for await stream in connection.newStreams {
+        group.addTask {
+          await withServerContextRPCCancellationHandle { handle in
+            stream.cancellation.attach(handle)
+            var context = ServerContext(
+              descriptor: stream.descriptor, remotePeer: connection.remotePeer,
+              localPeer: connection.localPeer, cancellation: handle)
+            context.transportSpecific = PEMISWireCallContext(
+              streamID: stream.id, deadline: stream.deadline,
+              protocolVersion: connection.peerSettings?.version ?? WireProtocol.version)
+            await streamHandler(stream.rpcStream, context)
+          }
+        }
+      }
+    }
+  }
+
+  /// Stops accepting connections, sends GOAWAY on every connection, lets calls in flight finish
+  /// within the grace period and then cancels what is left.
+  public func beginGracefulShutdown() {
+    let (channel, connections, first) = state.withLock { state in
+      defer { state.shuttingDown = true }
+      return (state.serverChannel, Array(state.connections.values), !state.shuttingDown)
+    }
+    guard first else { return }
+    logger.info("PEMIS wire shutting down", metadata: ["wire.connections": "\(connections.count)"])
+    channel?.close(promise: nil)
+    for connection in connections { connection.beginDraining(reason: "server is shutting down") }
+    let grace = TimeAmount.nanoseconds(Int64(config.gracePeriod.wholeMicroseconds * 1_000))
+    group.any().scheduleTask(in: grace) {
+      let left = self.state.withLock { Array($0.connections.values) }
+      for connection in left {
+        connection.cancelAllStreams(reason: "server shut down before the call finished")
+      }
+    }
+  }
+}
+
+/// What PEMIS wire tells a handler about its call, in `ServerContext.transportSpecific`.
+public struct PEMISWireCallContext: ServerContext.TransportSpecific {
+  /// The call's stream id on its connection.
+  public var streamID: UInt32
+  /// When the client stops waiting, if it set a deadline.
+  public var deadline: ContinuousClock.Instant?
+  /// The protocol version of the connection.
+  public var protocolVersion: UInt32
+}
+
+extension ServerContext {
+  /// The call's PEMIS wire details, when it arrived over PEMIS wire.
+  public var pemisWire: PEMISWireCallContext? { transportSpecific as? PEMISWireCallContext }
+}

@@ -1,0 +1,1 @@
+// Intentionally empty: this package exists to build the protoc plugins.
