@@ -61,6 +61,7 @@ let targets: [Target] = [
     name: "PEMISWireTests",
     dependencies: nio + [
       "PEMISWire", "PEMISProto",
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "NIOEmbedded", package: "swift-nio"),
       .product(name: "NIOTestUtils", package: "swift-nio"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
@@ -74,6 +75,7 @@ let targets: [Target] = [
     dependencies: [
       "PEMISWire", "PEMISProto",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
     ],
@@ -84,6 +86,7 @@ let targets: [Target] = [
     dependencies: [
       "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
     ],
     swiftSettings: settings
@@ -106,6 +109,7 @@ let targets: [Target] = [
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      .product(name: "UnixSignals", package: "swift-service-lifecycle"),
     ],
     swiftSettings: settings
   ),
@@ -114,6 +118,7 @@ let targets: [Target] = [
     dependencies: [
       "PEMISClient", "PEMISProto",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ],
     swiftSettings: settings
@@ -123,6 +128,7 @@ let targets: [Target] = [
     dependencies: [
       "PEMISClient", "PEMISProto",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Histogram", package: "hdrhistogram-swift"),
     ],

@@ -32,17 +32,17 @@ out="$out_root/Sources/PEMISProto/Generated"
 mkdir -p "$out" && rm -f "$out"/*.swift
 protos=$(find pemis/v1 -name '*.proto' | LC_ALL=C sort)
 protoc --plugin="$bin/protoc-gen-swift" --swift_out="$out" \
-  --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores $protos
+  --swift_opt=Visibility=Public --swift_opt=FileNaming=PathToUnderscores --swift_opt=UseAccessLevelOnImports=true $protos
 services=$(grep -l '^service ' $protos)
 protoc --plugin="$bin/protoc-gen-grpc-swift-2" --grpc-swift-2_out="$out" \
-  --grpc-swift-2_opt=Visibility=Public --grpc-swift-2_opt=FileNaming=PathToUnderscores \
+  --grpc-swift-2_opt=Visibility=Public --grpc-swift-2_opt=FileNaming=PathToUnderscores --grpc-swift-2_opt=UseAccessLevelOnImports=true \
   --grpc-swift-2_opt=Server=true --grpc-swift-2_opt=Client=true $services
 
 # The wire protocol's control payloads: internal to PEMISWire.
 wire_out="$out_root/Sources/PEMISWire/Generated"
 mkdir -p "$wire_out" && rm -f "$wire_out"/*.swift
 protoc --plugin="$bin/protoc-gen-swift" --swift_out="$wire_out" \
-  --swift_opt=Visibility=Internal --swift_opt=FileNaming=PathToUnderscores \
+  --swift_opt=Visibility=Internal --swift_opt=FileNaming=PathToUnderscores --swift_opt=UseAccessLevelOnImports=true \
   $(find pemis/wire -name '*.proto' | LC_ALL=C sort)
 
 echo "generated $(ls "$out" "$wire_out" | grep -c swift) files" >&2

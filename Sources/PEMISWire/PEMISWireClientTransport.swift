@@ -3,6 +3,7 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 internal import Synchronization
+internal import Foundation
 
 /// The client side of PEMIS wire (docs/PROTOCOL.md) as a GRPCCore `ClientTransport`.
 ///
@@ -167,8 +168,21 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
       }
       .flatMapErrorThrowing { error in
         if error is RPCError { throw error }
-        throw RPCError(code: .unavailable, message: "cannot connect to \(host):\(port): \(error)", cause: error)
+        throw RPCError(code: .unavailable, message: "cannot connect to \(host):\(port): \(Self.describe(error))", cause: error)
       }
+  }
+}
+
+extension PEMISWireClientTransport {
+  /// The reason a connection attempt failed, in words ("Connection refused").
+  static func describe(_ error: any Error) -> String {
+    if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+      if let io = first.error as? IOError { return String(cString: strerror(io.errnoCode)) }
+      return "\(first.error)"
+    }
+    if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
+    if error is ChannelError { return "\(error)" }
+    return "\(error)"
   }
 }
 

@@ -33,6 +33,11 @@ final class WireChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
     context.fireChannelInactive()
   }
 
+  func handlerRemoved(context: ChannelHandlerContext) {
+    // A channel that never became active (connection refused) is never inactive either.
+    connection.channelClosed(error: closeError)
+  }
+
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     // Garbage, truncation or a socket error: only this connection is affected.
     closeError = error

@@ -517,8 +517,12 @@ final class WireConnection: Sendable {
 
   /// Called when the channel closed, for whatever reason: ends every stream still open.
   func channelClosed(error: (any Error)?) {
+    let alreadyClosed = state.withLock { state in
+      defer { state.closed = true }
+      return state.closed
+    }
+    guard !alreadyClosed else { return }
     let (streams, waiters, timers, idleTask, handshakeDone) = state.withLock { state in
-      state.closed = true
       let streams = state.streams.values.map(RemovedStream.init)
       state.streams.removeAll()
       let waiters = state.slotWaiters.map(\.continuation)

@@ -1,1 +1,1 @@
-print("todo")
+print("pemis-load: written next")

@@ -1,0 +1,33 @@
+public import GRPCCore
+public import PEMISWire
+
+/// Runs `body` with a gRPC client connected to `address` over PEMIS wire, and shuts the client
+/// down (letting calls finish) when `body` returns.
+public func withPEMISClient<Result: Sendable>(
+  _ address: ServerAddress,
+  config: PEMISWireClientTransport.Config = .defaults,
+  _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> Result
+) async throws -> Result {
+  let transport = PEMISWireClientTransport(host: address.host, port: address.port, config: config)
+  return try await withGRPCClient(transport: transport) { client in
+    try await body(client)
+  }
+}
+
+/// One line for a person: "UNAVAILABLE: cannot connect to 127.0.0.1:7400: connection refused".
+public func describeFailure(_ error: any Error) -> String {
+  if let error = error as? RPCError {
+    return "\(grpcName(error.code)): \(error.message)"
+  }
+  return "\(error)"
+}
+
+/// gRPC's spelling of a status code ("DEADLINE_EXCEEDED"), as people see it in other tools.
+public func grpcName(_ code: RPCError.Code) -> String {
+  var name = ""
+  for character in String(describing: code) {
+    if character.isUppercase { name += "_" }
+    name += character.uppercased()
+  }
+  return name
+}

@@ -1,0 +1,100 @@
+internal import Foundation
+internal import GRPCCore
+public import Logging
+public import NIOCore
+internal import PEMISWire
+internal import PEMISProto
+public import ServiceLifecycle
+
+/// The PEMIS server as a ServiceLifecycle `Service`: it prepares the data directory, serves every
+/// PEMIS service over PEMIS wire, and on graceful shutdown (SIGTERM/SIGINT through the
+/// `ServiceGroup`) stops accepting calls, lets calls in flight finish within the grace period and
+/// returns.
+public struct PEMISServer: Service {
+  public let configuration: ServerConfiguration
+  private let logger: Logger
+  private let transport: PEMISWireServerTransport
+  private let status: ServerStatus
+  private let services: [any RegistrableRPCService]
+
+  public init(configuration: ServerConfiguration, logger: Logger) {
+    self.configuration = configuration
+    self.logger = logger
+    var services: [any RegistrableRPCService] = []
+    var names: Set<String> = [Pemis_V1_Health.descriptor.fullyQualifiedService]
+    if configuration.diagnostics {
+      services.append(EchoService())
+      names.insert(Pemis_V1_Echo.descriptor.fullyQualifiedService)
+    }
+    let status = ServerStatus(services: names)
+    services.insert(HealthService(status: status), at: 0)
+    self.status = status
+    self.services = services
+    self.transport = PEMISWireServerTransport(
+      host: configuration.host,
+      port: configuration.port,
+      config: .init(
+        limits: WireLimits(
+          maxFrameSize: configuration.maxFrameSize,
+          maxConcurrentStreams: configuration.maxConcurrentCallsPerConnection),
+        idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1000)),
+        handshakeTimeout: .seconds(10),
+        gracePeriod: .milliseconds(Int64(configuration.gracePeriodSeconds * 1000))),
+      logger: logger)
+  }
+
+  /// The address the server listens on, once it is listening (useful with port 0).
+  public var listeningAddress: SocketAddress {
+    get async throws { try await transport.listeningAddress }
+  }
+
+  /// "127.0.0.1:7400": where clients reach the server, once it is listening.
+  public var listeningHostAndPort: String {
+    get async throws {
+      let address = try await transport.listeningAddress
+      let host = address.ipAddress ?? configuration.host
+      return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
+    }
+  }
+
+  public func run() async throws {
+    try Self.prepareDataDirectory(configuration.dataDirectory)
+    let server = GRPCServer(transport: transport, services: services)
+    logger.info(
+      "pemis-server starting",
+      metadata: [
+        "server.version": "\(ServerStatus.version)", "server.data": "\(configuration.dataDirectory)",
+        "server.diagnostics": "\(configuration.diagnostics)",
+      ])
+    try await withGracefulShutdownHandler {
+      try await server.serve()
+    } onGracefulShutdown: { [status, logger] in
+      logger.info("graceful shutdown: finishing calls in flight")
+      status.beginDraining()
+      server.beginGracefulShutdown()
+    }
+    logger.info("pemis-server stopped")
+  }
+
+  /// Creates the data directory (owner-only: it will hold children's records) or checks that an
+  /// existing one is a writable directory.
+  static func prepareDataDirectory(_ path: String) throws {
+    let manager = FileManager.default
+    var isDirectory: ObjCBool = false
+    if manager.fileExists(atPath: path, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else {
+        throw ConfigurationError(key: "dataDirectory", message: "\(path) exists and is not a directory")
+      }
+      guard manager.isWritableFile(atPath: path) else {
+        throw ConfigurationError(key: "dataDirectory", message: "\(path) is not writable by this user")
+      }
+    } else {
+      do {
+        try manager.createDirectory(
+          atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      } catch {
+        throw ConfigurationError(key: "dataDirectory", message: "\(path) cannot be created: \(error.localizedDescription)")
+      }
+    }
+  }
+}

@@ -1,0 +1,126 @@
+internal import Foundation
+internal import Logging
+
+extension ServerConfiguration {
+  /// The JSON keys of the configuration file, each with its environment variable.
+  static let settings: [(key: String, environment: String)] = [
+    ("host", "PEMIS_HOST"),
+    ("port", "PEMIS_PORT"),
+    ("dataDirectory", "PEMIS_DATA_DIR"),
+    ("maxFrameSize", "PEMIS_MAX_FRAME_SIZE"),
+    ("maxConcurrentCallsPerConnection", "PEMIS_MAX_CONCURRENT_CALLS"),
+    ("idleTimeoutSeconds", "PEMIS_IDLE_TIMEOUT"),
+    ("gracePeriodSeconds", "PEMIS_GRACE_PERIOD"),
+    ("logLevel", "PEMIS_LOG_LEVEL"),
+    ("diagnostics", "PEMIS_DIAGNOSTICS"),
+  ]
+
+  /// ``load(file:environment:)`` with this process's environment.
+  public static func load(file: String?) throws(ConfigurationError) -> ServerConfiguration {
+    try load(file: file, environment: ProcessInfo.processInfo.environment)
+  }
+
+  /// The default configuration file, relative to the working directory.
+  public static let defaultFile = "Config/pemis-server.json"
+
+  /// Defaults, then the file (if it exists, or if it was named explicitly), then the environment.
+  /// - Parameters:
+  ///   - file: A path given by the operator (must exist), or nil for ``defaultFile`` (optional).
+  public static func load(
+    file: String?, environment: [String: String]
+  ) throws(ConfigurationError) -> ServerConfiguration {
+    var configuration = ServerConfiguration.defaults
+    let path = file ?? defaultFile
+    if FileManager.default.fileExists(atPath: path) {
+      try configuration.apply(file: path)
+    } else if file != nil {
+      throw ConfigurationError(key: "--config", message: "file \(path) does not exist")
+    }
+    for (key, variable) in settings {
+      if let value = environment[variable] {
+        try configuration.set(key, text: value, source: "environment variable \(variable)")
+      }
+    }
+    return configuration
+  }
+
+  mutating func apply(file path: String) throws(ConfigurationError) {
+    let values: [String: FileValue]
+    do {
+      let data = try Data(contentsOf: URL(fileURLWithPath: path))
+      values = try JSONDecoder().decode([String: FileValue].self, from: data)
+    } catch {
+      throw ConfigurationError(
+        key: "file", message: "must hold one JSON object of strings, numbers and booleans (\(error))", source: path)
+    }
+    let known = Set(Self.settings.map(\.key))
+    for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+      // Keys starting with "_" are comments.
+      if key.hasPrefix("_") { continue }
+      guard known.contains(key) else {
+        throw ConfigurationError(
+          key: key, message: "is not a setting (known: \(Self.settings.map(\.key).joined(separator: ", ")))",
+          source: path)
+      }
+      try set(key, text: value.text, source: path)
+    }
+  }
+
+  /// One value of the configuration file, kept as the text it would have on the command line.
+  struct FileValue: Decodable {
+    var text: String
+
+    init(from decoder: any Decoder) throws {
+      let container = try decoder.singleValueContainer()
+      if let bool = try? container.decode(Bool.self) {
+        text = bool ? "true" : "false"
+      } else if let int = try? container.decode(Int.self) {
+        text = String(int)
+      } else if let double = try? container.decode(Double.self) {
+        text = String(double)
+      } else {
+        text = try container.decode(String.self)
+      }
+    }
+  }
+
+  /// Sets one setting from text (a file value, an environment variable or a flag).
+  public mutating func set(_ key: String, text: String, source: String) throws(ConfigurationError) {
+    func integer() throws(ConfigurationError) -> Int {
+      guard let value = Int(text.trimmingCharacters(in: .whitespaces)) else {
+        throw ConfigurationError(key: key, message: "must be a whole number, got '\(text)'", source: source)
+      }
+      return value
+    }
+    func seconds() throws(ConfigurationError) -> Double {
+      guard let value = Double(text.trimmingCharacters(in: .whitespaces)), value.isFinite else {
+        throw ConfigurationError(key: key, message: "must be a number of seconds, got '\(text)'", source: source)
+      }
+      return value
+    }
+    switch key {
+    case "host": host = text
+    case "port": port = try integer()
+    case "dataDirectory": dataDirectory = text
+    case "maxFrameSize": maxFrameSize = try integer()
+    case "maxConcurrentCallsPerConnection": maxConcurrentCallsPerConnection = try integer()
+    case "idleTimeoutSeconds": idleTimeoutSeconds = try seconds()
+    case "gracePeriodSeconds": gracePeriodSeconds = try seconds()
+    case "logLevel":
+      guard let level = Logger.Level(rawValue: text.lowercased()) else {
+        throw ConfigurationError(
+          key: key, message: "must be one of trace, debug, info, notice, warning, error, critical; got '\(text)'",
+          source: source)
+      }
+      logLevel = level
+    case "diagnostics":
+      switch text.lowercased() {
+      case "true", "1", "yes", "on": diagnostics = true
+      case "false", "0", "no", "off": diagnostics = false
+      default: throw ConfigurationError(key: key, message: "must be true or false, got '\(text)'", source: source)
+      }
+    default:
+      throw ConfigurationError(key: key, message: "is not a setting", source: source)
+    }
+  }
+}

@@ -1,0 +1,84 @@
+public import Logging
+
+/// Everything `pemis-server` can be told. Values are those of ``defaults``; ``load(file:environment:)``
+/// reads them from `Config/pemis-server.json` and `PEMIS_*` environment variables, and the command
+/// line goes on top (docs/CONFIGURATION.md).
+public struct ServerConfiguration: Sendable, Equatable {
+  /// Address to listen on. Default "127.0.0.1": serving the district network is a decision the
+  /// operator makes by setting "0.0.0.0" or an interface address.
+  public var host: String
+  /// PEMIS wire port. Default 7400; 0 picks a free port (tests).
+  public var port: Int
+  /// Where the registry and the kindergarten shards live. Default "./data".
+  public var dataDirectory: String
+  /// Largest frame payload accepted, in bytes. Default 4 MiB.
+  public var maxFrameSize: Int
+  /// Calls open at once on one connection. Default 100.
+  public var maxConcurrentCallsPerConnection: Int
+  /// Seconds a connection may go without a call before it is closed. Default 300.
+  public var idleTimeoutSeconds: Double
+  /// Seconds calls in flight get to finish after SIGTERM/SIGINT. Default 10.
+  public var gracePeriodSeconds: Double
+  /// trace, debug, info, notice, warning, error or critical. Default info.
+  public var logLevel: Logger.Level
+  /// Whether the diagnostic Echo service is served. Default true.
+  public var diagnostics: Bool
+
+  public static var defaults: Self {
+    Self(
+      host: "127.0.0.1", port: 7400, dataDirectory: "./data", maxFrameSize: 4 * 1024 * 1024,
+      maxConcurrentCallsPerConnection: 100, idleTimeoutSeconds: 300, gracePeriodSeconds: 10,
+      logLevel: .info, diagnostics: true)
+  }
+
+  public init(
+    host: String, port: Int, dataDirectory: String, maxFrameSize: Int,
+    maxConcurrentCallsPerConnection: Int, idleTimeoutSeconds: Double, gracePeriodSeconds: Double,
+    logLevel: Logger.Level, diagnostics: Bool
+  ) {
+    self.host = host
+    self.port = port
+    self.dataDirectory = dataDirectory
+    self.maxFrameSize = maxFrameSize
+    self.maxConcurrentCallsPerConnection = maxConcurrentCallsPerConnection
+    self.idleTimeoutSeconds = idleTimeoutSeconds
+    self.gracePeriodSeconds = gracePeriodSeconds
+    self.logLevel = logLevel
+    self.diagnostics = diagnostics
+  }
+
+  /// Checks every value, naming the setting and the rule it breaks.
+  public func validate() throws(ConfigurationError) {
+    func check(_ ok: Bool, _ key: String, _ rule: String) throws(ConfigurationError) {
+      if !ok { throw ConfigurationError(key: key, message: rule) }
+    }
+    try check(!host.isEmpty, "host", "must not be empty")
+    try check((0...65535).contains(port), "port", "must be between 0 and 65535, got \(port)")
+    try check(!dataDirectory.isEmpty, "dataDirectory", "must not be empty")
+    try check(
+      (1024...(64 * 1024 * 1024)).contains(maxFrameSize), "maxFrameSize",
+      "must be between 1024 and 67108864 bytes, got \(maxFrameSize)")
+    try check(
+      (1...10_000).contains(maxConcurrentCallsPerConnection), "maxConcurrentCallsPerConnection",
+      "must be between 1 and 10000, got \(maxConcurrentCallsPerConnection)")
+    try check(idleTimeoutSeconds > 0, "idleTimeoutSeconds", "must be above 0, got \(idleTimeoutSeconds)")
+    try check(gracePeriodSeconds >= 0, "gracePeriodSeconds", "must not be negative, got \(gracePeriodSeconds)")
+  }
+}
+
+/// A configuration value that cannot be used, with where it came from.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+  public var key: String
+  public var message: String
+  public var source: String?
+
+  public init(key: String, message: String, source: String? = nil) {
+    self.key = key
+    self.message = message
+    self.source = source
+  }
+
+  public var description: String {
+    "configuration: \(key) \(message)" + (source.map { " (from \($0))" } ?? "")
+  }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PEMISServer
+import ServiceLifecycle
+import UnixSignals
+
+/// `pemis-server`: the PEMIS server. `serve` (the default) runs it; later subcommands (init,
+/// audit, check) work on its data directory.
+@main
+struct PEMISServerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "pemis-server",
+    abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
+    version: "pemis-server \(ServerStatus.version)",
+    subcommands: [Serve.self],
+    defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Serve PEMIS over PEMIS wire until SIGTERM or SIGINT.",
+    discussion: """
+      Settings come from Config/pemis-server.json (or --config), then PEMIS_* environment \
+      variables, then these flags. See docs/CONFIGURATION.md.
+      """)
+
+  @Option(help: "Configuration file (JSON). Default: Config/pemis-server.json when it exists.")
+  var config: String?
+  @Option(help: "Address to listen on (PEMIS_HOST).") var host: String?
+  @Option(help: "PEMIS wire port; 0 picks a free one (PEMIS_PORT).") var port: Int?
+  @Option(name: .customLong("data-dir"), help: "Data directory (PEMIS_DATA_DIR).") var dataDirectory: String?
+  @Option(help: "Largest frame payload accepted, in bytes (PEMIS_MAX_FRAME_SIZE).") var maxFrameSize: Int?
+  @Option(help: "Calls open at once on one connection (PEMIS_MAX_CONCURRENT_CALLS).") var maxConcurrentCalls: Int?
+  @Option(help: "Seconds before an idle connection is closed (PEMIS_IDLE_TIMEOUT).") var idleTimeout: Double?
+  @Option(help: "Seconds calls in flight get at shutdown (PEMIS_GRACE_PERIOD).") var gracePeriod: Double?
+  @Option(help: "trace|debug|info|notice|warning|error|critical (PEMIS_LOG_LEVEL).") var logLevel: String?
+  @Option(help: "Serve the diagnostic Echo service: true or false (PEMIS_DIAGNOSTICS).") var diagnostics: String?
+
+  func run() async throws {
+    let configuration: ServerConfiguration
+    do {
+      configuration = try resolveConfiguration()
+    } catch {
+      throw ValidationError(error.description)
+    }
+    let level = configuration.logLevel
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "pemis.server")
+    let server = PEMISServer(configuration: configuration, logger: logger)
+    let group = ServiceGroup(
+      configuration: .init(
+        services: [.init(service: server)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+      tasks.addTask { try await group.run() }
+      tasks.addTask {
+        // Scripts and tests read this line to learn the port (with --port 0).
+        if let address = try? await server.listeningHostAndPort {
+          FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (PEMIS wire v1)\n".utf8))
+        }
+      }
+      try await tasks.waitForAll()
+    }
+  }
+
+  private func resolveConfiguration() throws(ConfigurationError) -> ServerConfiguration {
+    var configuration = try ServerConfiguration.load(file: config)
+    let flags: [(String, String?)] = [
+      ("host", host), ("port", port.map(String.init)), ("dataDirectory", dataDirectory),
+      ("maxFrameSize", maxFrameSize.map(String.init)),
+      ("maxConcurrentCallsPerConnection", maxConcurrentCalls.map(String.init)),
+      ("idleTimeoutSeconds", idleTimeout.map { String($0) }),
+      ("gracePeriodSeconds", gracePeriod.map { String($0) }), ("logLevel", logLevel), ("diagnostics", diagnostics),
+    ]
+    for case (let key, let value?) in flags {
+      try configuration.set(key, text: value, source: "command line")
+    }
+    try configuration.validate()
+    return configuration
+  }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import PEMISClient
+
+/// Options every command that talks to a server shares.
+struct ConnectionOptions: ParsableArguments {
+  @Option(help: "Server as HOST:PORT. Default: $PEMIS_SERVER, else 127.0.0.1:7400.")
+  var server: String?
+
+  @Option(help: "Seconds to wait for an answer.")
+  var timeout: Double = 10
+
+  @Flag(help: "Print the result as JSON.")
+  var json = false
+
+  func address() throws -> ServerAddress {
+    let text = server ?? ProcessInfo.processInfo.environment["PEMIS_SERVER"]
+    guard let text else { return .default }
+    do {
+      return try ServerAddress(parsing: text)
+    } catch {
+      throw ValidationError(error.description)
+    }
+  }
+
+  var callOptions: CallOptions {
+    var options = CallOptions.defaults
+    options.timeout = .milliseconds(Int64(timeout * 1000))
+    return options
+  }
+
+  func validate() throws {
+    guard timeout > 0 else { throw ValidationError("--timeout must be above 0 seconds") }
+  }
+}
+
+/// Runs a command's server work, turning failures into one clear line and exit status 1.
+func runReportingFailure(_ body: () async throws -> Void) async throws {
+  do {
+    try await body()
+  } catch let error as RPCError {
+    FileHandle.standardError.write(Data("pemis: \(describeFailure(error))\n".utf8))
+    throw ExitCode(1)
+  }
+}
+
+/// Prints a value as one line of JSON with sorted keys.
+func printJSON(_ object: [String: Any]) throws {
+  let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+  print(String(decoding: data, as: UTF8.self))
+}
