@@ -62,6 +62,7 @@ let targets: [Target] = [
     dependencies: nio + [
       "PEMISWire", "PEMISProto",
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
       .product(name: "NIOEmbedded", package: "swift-nio"),
       .product(name: "NIOTestUtils", package: "swift-nio"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
