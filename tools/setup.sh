@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages PEMIS needs when they are missing (Debian/Ubuntu, as root).
+#   libsqlite3-dev      SQLite, for the registry and the kindergarten shards
+#   libprotobuf-c-dev   protobuf-c runtime, for the C client in tools/c-client
+#   protobuf-c-compiler protoc-c, which generates the C client's messages
+#   protobuf-compiler   protoc, for tools/generate-protos.sh
+#   make, gcc           to build the C client
+# Safe to run again: it installs nothing that is already there.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing system packages: ${need[*]}" >&2
+  echo "setup: run as root, or: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+echo "setup: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
