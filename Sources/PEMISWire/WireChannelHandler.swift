@@ -38,6 +38,13 @@ final class WireChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
     connection.channelClosed(error: closeError)
   }
 
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    // A peer that sends calls but does not read the answers would otherwise make us buffer
+    // responses without bound: stop reading its requests until our writes drain.
+    try? context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+    context.fireChannelWritabilityChanged()
+  }
+
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
     // Garbage, truncation or a socket error: only this connection is affected.
     closeError = error

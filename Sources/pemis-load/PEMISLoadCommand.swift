@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// `pemis-load`: drives a PEMIS server with synthetic work and reports throughput and latency.
+/// `echo` measures the transport; later issues add district seeding and transfer load.
+@main
+struct PEMISLoadCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "pemis-load",
+    abstract: "Load generator for PEMIS servers (loopback or test hosts only).",
+    version: "pemis-load 0.1.0",
+    subcommands: [EchoLoad.self])
+}

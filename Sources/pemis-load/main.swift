@@ -1,1 +1,0 @@
-print("pemis-load: written next")
