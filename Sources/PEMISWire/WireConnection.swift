@@ -202,7 +202,8 @@ final class WireConnection: Sendable {
       "closing connection: \(reason)",
       metadata: ["wire.goaway.code": "\(code)"])
     var goAway = Pemis_Wire_V1_GoAway()
-    goAway.lastStreamID = last
+    // Only a server accepts streams; a client's GOAWAY carries 0.
+    goAway.lastStreamID = role == .server ? last : 0
     goAway.code = code
     goAway.reason = reason
     sendControl(.goAway, streamID: 0, goAway)
@@ -255,7 +256,7 @@ final class WireConnection: Sendable {
       }
       version = WireProtocol.version
     case .client:
-      guard hello.minVersion == WireProtocol.version else {
+      guard hello.minVersion == WireProtocol.version, hello.maxVersion == hello.minVersion else {
         return fail(.unsupportedVersion, "server chose version \(hello.minVersion); this client speaks \(WireProtocol.version)")
       }
       version = hello.minVersion
@@ -315,6 +316,13 @@ final class WireConnection: Sendable {
       guard state.withLock({ $0.peer != nil }) else {
         if frame.kind == .hello { return receiveHello(frame) }
         return fail(.protocolError, "expected HELLO as the first frame, got \(frame.kind)")
+      }
+      let callKinds: Set<Frame.Kind> = [.callStart, .responseStart, .message, .closeSend, .callEnd, .cancel]
+      if frame.streamID == 0 && callKinds.contains(frame.kind) {
+        return fail(.protocolError, "\(frame.kind) on stream 0, which is reserved for the connection")
+      }
+      if frame.streamID != 0 && (frame.kind == .hello || frame.kind == .goAway || frame.kind == .ping) {
+        return fail(.protocolError, "\(frame.kind) on stream \(frame.streamID): it belongs on stream 0")
       }
       switch frame.kind {
       case .hello: fail(.protocolError, "HELLO sent twice")
@@ -489,7 +497,8 @@ final class WireConnection: Sendable {
     logger.debug("peer is going away: \(goAway.reason)", metadata: ["wire.goaway.code": "\(goAway.code)"])
     let (unprocessed, empty) = state.withLock { state -> ([RemovedStream], Bool) in
       state.goAwayReceived = goAway.lastStreamID
-      let ids = state.streams.keys.filter { $0 > goAway.lastStreamID }
+      // A client's GOAWAY only says it opens no more calls: its open calls run to the end.
+      let ids = role == .server ? [] : state.streams.keys.filter { $0 > goAway.lastStreamID }
       let removed = ids.compactMap { state.streams.removeValue(forKey: $0).map(RemovedStream.init) }
       return (removed, state.streams.isEmpty)
     }
@@ -559,7 +568,7 @@ final class WireConnection: Sendable {
     }
     if first {
       var goAway = Pemis_Wire_V1_GoAway()
-      goAway.lastStreamID = last
+      goAway.lastStreamID = role == .server ? last : 0
       goAway.code = .noError
       goAway.reason = reason
       sendControl(.goAway, streamID: 0, goAway)

@@ -96,6 +96,34 @@ struct RobustnessTests {
     }
   }
 
+  @Test("a call frame on stream 0 is a protocol error")
+  func callFrameOnStreamZero() async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.send(.message, stream: 0, [1])
+      let frames = await raw.drainUntilClosed()
+      #expect(frames.compactMap(\.goAway).first?.code == .protocolError)
+    }
+  }
+
+  @Test("a client's GOAWAY lets its open call finish, then the server closes")
+  func clientGoAway() async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Get"))
+      try await raw.send(.message, stream: 1, echoRequest("last words", delayMs: 200))
+      try await raw.send(.closeSend, stream: 1, [])
+      var goAway = Pemis_Wire_V1_GoAway()
+      goAway.reason = "client done"
+      try await raw.send(.goAway, stream: 0, goAway)
+      let frames = await raw.drainUntilClosed()
+      #expect(frames.compactMap(\.callEnd).first?.code == 0, "the open call completed")
+      #expect(frames.contains { $0.kind == .message })
+    }
+  }
+
   @Test("a client speaking no common version is told so")
   func unsupportedVersion() async throws {
     try await withTestServer { server in

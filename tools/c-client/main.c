@@ -108,11 +108,10 @@ static int parse_uint(const char *s, uint64_t max, uint64_t *out)
 static int parse_args(int argc, char **argv, options *o)
 {
     memset(o, 0, sizeof *o);
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            exit(0);
-        }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        exit(0);
+    }
     if (argc < 4) {
         usage(stderr);
         return EXIT_USAGE;
@@ -143,6 +142,10 @@ static int parse_args(int argc, char **argv, options *o)
             if (strcmp(a, "--") == 0) {
                 only_positional = 1;
                 continue;
+            }
+            if (strcmp(a, "--help") == 0) {
+                usage(stdout);
+                exit(0);
             }
             if (strcmp(a, "--trace") == 0) {
                 o->trace = 1;
