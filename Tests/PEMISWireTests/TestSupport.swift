@@ -91,9 +91,15 @@ struct ProbeService: Pemis_V1_Echo.ServiceProtocol {
       : request.message.text.split(separator: " ").map(String.init)
     let delay = request.message.delayMs
     return StreamingServerResponse(metadata: metadata(request.metadata)) { writer in
-      for (index, word) in words.enumerated() {
-        try await wait(delay, context)
-        try await writer.write(.with { $0.text = word; $0.index = UInt32(index) })
+      do {
+        for (index, word) in words.enumerated() {
+          try await wait(delay, context)
+          try await writer.write(.with { $0.text = word; $0.index = UInt32(index) })
+        }
+      } catch {
+        // The cancellation may land while the handler is writing rather than waiting.
+        if context.cancellation.isCancelled { log.record("cancelled:Expand") }
+        throw error
       }
       return [:]
     }
