@@ -68,9 +68,13 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
       if case .ready(let connection) = state { return connection }
       return nil
     }
-    if let connection {
+    guard let connection else { return }
+    try? await withTaskCancellationHandler {
       connection.beginDraining(reason: "client is shutting down")
-      try? await connection.channel.closeFuture.get()
+      try await connection.channel.closeFuture.get()
+    } onCancel: {
+      // Cancelled: do not wait for calls in flight.
+      connection.cancelAllStreams(reason: "client transport cancelled")
     }
   }
 
@@ -83,8 +87,20 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
     options: CallOptions,
     _ closure: (_ stream: RPCStream<Inbound, Outbound>, _ context: ClientContext) async throws -> T
   ) async throws -> T {
-    let connection = try await usableConnection()
-    try await connection.acquireSlot()
+    var attempts = 0
+    var connection = try await usableConnection()
+    while true {
+      do {
+        try await connection.acquireSlot()
+        break
+      } catch is ConnectionDraining where attempts < 3 {
+        // The server sent GOAWAY before this call was sent: it goes to a new connection.
+        attempts += 1
+        connection = try await usableConnection()
+      } catch is ConnectionDraining {
+        throw RPCError(code: .unavailable, message: "the server keeps going away; the call was not sent")
+      }
+    }
     let call = ClientCall(connection: connection, descriptor: descriptor)
     let context = ClientContext(
       descriptor: descriptor, remotePeer: connection.remotePeer, localPeer: connection.localPeer)
@@ -118,7 +134,7 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
         state = .connecting(promise.futureResult)
         return .make(promise)
       case .shutDown:
-        throw RPCError(code: .unavailable, message: "the client transport has been shut down")
+        throw RPCError(code: .failedPrecondition, message: "the client transport has been shut down")
       }
     }
     switch next {
@@ -129,13 +145,19 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
     case .make(let promise):
       let future = makeConnection()
       future.whenComplete { result in
-        self.state.withLock { state in
-          guard case .connecting = state else { return }
+        let orphan = self.state.withLock { state -> WireConnection? in
+          guard case .connecting = state else {
+            // Shut down while connecting: nobody will use this connection.
+            if case .success(let connection) = result { return connection }
+            return nil
+          }
           switch result {
           case .success(let connection): state = .ready(connection)
           case .failure: state = .idle
           }
+          return nil
         }
+        orphan?.beginDraining(reason: "client is shutting down")
       }
       future.cascade(to: promise)
       return try await future.get()

@@ -47,6 +47,8 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     var serverChannel: (any Channel)?
     var connections: [ObjectIdentifier: WireConnection] = [:]
     var shuttingDown = false
+    /// The grace period ran out: connections still arriving are ended at once.
+    var graceExpired = false
   }
 
   /// - Parameters:
@@ -107,15 +109,37 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     if alreadyShuttingDown { serverChannel.channel.close(promise: nil) }
     logger.info("PEMIS wire listening", metadata: ["wire.address": "\(bound)"])
 
+    try await withTaskCancellationHandler {
+      try await acceptConnections(serverChannel, streamHandler: streamHandler)
+    } onCancel: {
+      // Cancelled rather than shut down: end everything now.
+      let connections = self.state.withLock { state in
+        state.shuttingDown = true
+        state.graceExpired = true
+        return Array(state.connections.values)
+      }
+      serverChannel.channel.close(promise: nil)
+      for connection in connections { connection.cancelAllStreams(reason: "server stopped") }
+    }
+  }
+
+  private func acceptConnections(
+    _ serverChannel: NIOAsyncChannel<WireConnection, Never>,
+    streamHandler: @escaping @Sendable (_ stream: RPCStream<Inbound, Outbound>, _ context: ServerContext) async -> Void
+  ) async throws {
     try await withThrowingDiscardingTaskGroup { group in
       try await serverChannel.executeThenClose { connections in
         for try await connection in connections {
           let key = ObjectIdentifier(connection)
-          let draining = state.withLock { state in
+          let (draining, expired) = state.withLock { state in
             state.connections[key] = connection
-            return state.shuttingDown
+            return (state.shuttingDown, state.graceExpired)
           }
-          if draining { connection.beginDraining(reason: "server is shutting down") }
+          if expired {
+            connection.cancelAllStreams(reason: "server is shutting down")
+          } else if draining {
+            connection.beginDraining(reason: "server is shutting down")
+          }
           group.addTask {
             await Self.serve(connection, streamHandler: streamHandler)
             _ = self.state.withLock { $0.connections.removeValue(forKey: key) }
@@ -143,6 +167,7 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
               protocolVersion: connection.peerSettings?.version ?? WireProtocol.version)
             await streamHandler(stream.rpcStream, context)
           }
+          connection.handlerFinished()
         }
       }
     }
@@ -161,7 +186,10 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     for connection in connections { connection.beginDraining(reason: "server is shutting down") }
     let grace = TimeAmount.nanoseconds(Int64(config.gracePeriod.wholeMicroseconds * 1_000))
     group.any().scheduleTask(in: grace) {
-      let left = self.state.withLock { Array($0.connections.values) }
+      let left = self.state.withLock { state in
+        state.graceExpired = true
+        return Array(state.connections.values)
+      }
       for connection in left {
         connection.cancelAllStreams(reason: "server shut down before the call finished")
       }

@@ -39,9 +39,13 @@ final class WireChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
   }
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
-    // A peer that sends calls but does not read the answers would otherwise make us buffer
-    // responses without bound: stop reading its requests until our writes drain.
-    try? context.channel.syncOptions?.setOption(.autoRead, value: context.channel.isWritable)
+    let writable = context.channel.isWritable
+    connection.writabilityChanged(writable)
+    // Server: a client that sends calls but does not read the answers is not read from until its
+    // answers drain. A client never stops reading: the server may be waiting for it to read.
+    if connection.role == .server {
+      try? context.channel.syncOptions?.setOption(.autoRead, value: writable)
+    }
     context.fireChannelWritabilityChanged()
   }
 

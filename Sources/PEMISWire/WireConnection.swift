@@ -34,6 +34,11 @@ final class WireConnection: Sendable {
   private let allocator: ByteBufferAllocator
   /// Server role: how long a connection may have no open stream before it is closed.
   private let idleTimeout: TimeAmount?
+  /// Server role: unread request bytes one connection may hold before the call receiving more
+  /// is failed with RESOURCE_EXHAUSTED.
+  var maxBufferedInboundBytes: Int { max(16 * 1024 * 1024, 4 * localLimits.maxFrameSize) }
+  /// The most MESSAGE credit this side keeps per stream, whatever window the peer announces.
+  static let maxSendWindow = 65_536
 
   init(
     channel: any Channel,
@@ -88,6 +93,15 @@ final class WireConnection: Sendable {
     var nextWaiterID = 0
     var timers: [Scheduled<Void>] = []
     var idleTask: RepeatedTask?
+    /// Set by fail(): the rest of what the peer sent is ignored.
+    var failing = false
+    /// Mirrors the channel's writability; message writers wait while it is false.
+    var writable = true
+    var writableWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+    /// Server: handler tasks started and not yet returned (a cancelled call's handler may still run).
+    var runningHandlers = 0
+    /// Server: bytes of request messages received and not yet taken by their handlers.
+    var bufferedInboundBytes = 0
 
     var isDraining: Bool { goAwaySent != nil || goAwayReceived != nil || closed }
   }
@@ -120,6 +134,8 @@ final class WireConnection: Sendable {
     var receiveAllowance: Int
     /// Messages the application consumed since the last WINDOW_UPDATE this side sent.
     var consumedSinceGrant = 0
+    /// Bytes of messages delivered to the inbound sequence and not yet consumed.
+    var bufferedBytes = 0
     /// The peer will send no more messages (CLOSE_SEND received).
     var remoteClosed = false
     /// Server: where a CANCEL or deadline reaches the handler.
@@ -133,8 +149,10 @@ final class WireConnection: Sendable {
     var creditWaiter: CheckedContinuation<Void, any Error>?
     var cancellation: ServerStreamCancellation?
     var deadlineTimer: Scheduled<Void>?
+    var bufferedBytes: Int
 
     init(_ stream: StreamState) {
+      self.bufferedBytes = stream.bufferedBytes
       self.inbound = stream.inbound
       self.creditWaiter = stream.creditWaiter
       self.cancellation = stream.cancellation
@@ -197,7 +215,11 @@ final class WireConnection: Sendable {
 
   /// Sends GOAWAY with `code` and closes the connection once it is written.
   func fail(_ code: Pemis_Wire_V1_GoAway.Code, _ reason: String) {
-    let last = state.withLock { $0.highestStreamID }
+    let (last, first) = state.withLock { state -> (UInt32, Bool) in
+      defer { state.failing = true }
+      return (state.highestStreamID, !state.failing)
+    }
+    guard first else { return }
     logger.warning(
       "closing connection: \(reason)",
       metadata: ["wire.goaway.code": "\(code)"])
@@ -267,7 +289,7 @@ final class WireConnection: Sendable {
     let peer = PeerSettings(
       version: version,
       maxFrameSize: Int(hello.maxFrameSize),
-      initialStreamWindow: Int(hello.initialStreamWindow),
+      initialStreamWindow: min(Int(hello.initialStreamWindow), Self.maxSendWindow),
       maxConcurrentStreams: hello.maxConcurrentStreams == 0 ? Int.max : Int(hello.maxConcurrentStreams),
       agent: hello.agent)
     state.withLock {
@@ -309,6 +331,7 @@ final class WireConnection: Sendable {
 
   /// Handles one decoded frame. Runs on the channel's event loop.
   func receive(_ event: FrameDecoder.Event) {
+    if state.withLock({ $0.failing || $0.closed }) { return }
     switch event {
     case .oversized(let kind, _, let streamID, let length):
       receiveOversized(kind: kind, streamID: streamID, length: length)
@@ -343,7 +366,8 @@ final class WireConnection: Sendable {
   private func receiveOversized(kind: Frame.Kind, streamID: UInt32, length: Int) {
     let limit = localLimits.maxFrameSize
     let reason = "\(kind) frame of \(length) bytes exceeds the limit of \(limit) bytes"
-    let known = state.withLock { $0.streams[streamID] != nil }
+    let (known, shaken) = state.withLock { ($0.streams[streamID] != nil, $0.peer != nil) }
+    guard shaken else { return fail(.frameTooLarge, reason) }
     switch (role, kind) {
     case (.server, .message) where known:
       logger.info("failing call: \(reason)", metadata: ["wire.stream": "\(streamID)"])
@@ -375,7 +399,7 @@ final class WireConnection: Sendable {
       return sendCallEnd(id, Status(code: .unavailable, message: "server is shutting down; call not started"), [:])
     }
     guard let descriptor = MethodDescriptor(path: start.method) else {
-      return sendCallEnd(id, Status(code: .unimplemented, message: "malformed method path '\(start.method)': expected /package.Service/Method"), [:])
+      return sendCallEnd(id, Status(code: .unimplemented, message: "malformed method path '\(start.method.prefix(100))': expected /package.Service/Method"), [:])
     }
     var metadata = Metadata(wireEntries: start.metadata)
     metadata.removeAllValues(forKey: GRPCTimeout.key)
@@ -390,7 +414,11 @@ final class WireConnection: Sendable {
     continuation.yield(.metadata(metadata))
     let cancellation = ServerStreamCancellation()
     let admitted = state.withLock { state -> Bool in
-      guard state.streams.count < localLimits.maxConcurrentStreams, let peer = state.peer else { return false }
+      // Handlers of cancelled calls may still be winding down; they count too, within reason.
+      guard state.streams.count < localLimits.maxConcurrentStreams,
+        state.runningHandlers < 2 * localLimits.maxConcurrentStreams, let peer = state.peer
+      else { return false }
+      state.runningHandlers += 1
       state.streams[id] = StreamState(
         inbound: .server(continuation),
         sendCredits: peer.initialStreamWindow,
@@ -421,17 +449,30 @@ final class WireConnection: Sendable {
     newStreamsContinuation.yield(stream)
   }
 
+  /// A frame for a stream that is not open: fine if it ended a moment ago, a violation if it was
+  /// never opened. Returns true when the frame should just be ignored.
+  private func ignoreOrFailUnknown(_ frame: Frame) -> Bool {
+    let highest = state.withLock { $0.highestStreamID }
+    if frame.streamID <= highest { return true }
+    fail(.protocolError, "\(frame.kind) on stream \(frame.streamID), which was never opened")
+    return false
+  }
+
   private func receiveResponseStart(_ frame: Frame) {
     guard let start = try? Pemis_Wire_V1_ResponseStart(serializedBytes: Array(frame.payload.readableBytesView)) else {
       return fail(.protocolError, "RESPONSE_START on stream \(frame.streamID) does not hold a ResponseStart message")
     }
-    guard case .client(let c)? = state.withLock({ $0.streams[frame.streamID]?.inbound }) else { return }
+    guard case .client(let c)? = state.withLock({ $0.streams[frame.streamID]?.inbound }) else {
+      _ = ignoreOrFailUnknown(frame)
+      return
+    }
     c.yield(.metadata(Metadata(wireEntries: start.metadata)))
   }
 
   private func receiveMessage(_ frame: Frame) {
     let id = frame.streamID
-    enum Outcome { case deliver(StreamState.Inbound), ignore, violation(String) }
+    enum Outcome { case deliver(StreamState.Inbound), ignore, violation(String), overflow }
+    let size = frame.payload.readableBytes
     let outcome = state.withLock { state -> Outcome in
       guard var stream = state.streams[id] else {
         // A stream that ended (or was cancelled) a moment ago may still receive frames in flight.
@@ -442,6 +483,9 @@ final class WireConnection: Sendable {
         return .violation("MESSAGE on stream \(id) beyond the flow-control window")
       }
       stream.receiveAllowance -= 1
+      if role == .server && state.bufferedInboundBytes + size > maxBufferedInboundBytes { return .overflow }
+      stream.bufferedBytes += size
+      state.bufferedInboundBytes += size
       state.streams[id] = stream
       return .deliver(stream.inbound)
     }
@@ -449,6 +493,13 @@ final class WireConnection: Sendable {
     case .deliver(let inbound): inbound.yieldMessage(Array(frame.payload.readableBytesView))
     case .ignore: break
     case .violation(let reason): fail(.protocolError, reason)
+    case .overflow:
+      endServerStream(
+        id,
+        status: Status(
+          code: .resourceExhausted,
+          message: "unread request data on this connection would exceed \(maxBufferedInboundBytes) bytes"),
+        trailers: [:], cancelHandler: true)
     }
   }
 
@@ -457,14 +508,15 @@ final class WireConnection: Sendable {
       state.streams[frame.streamID]?.remoteClosed = true
       return state.streams[frame.streamID]?.inbound
     }
-    inbound?.finish()
+    guard let inbound else { _ = ignoreOrFailUnknown(frame); return }
+    inbound.finish()
   }
 
   private func receiveCallEnd(_ frame: Frame) {
     guard let end = try? Pemis_Wire_V1_CallEnd(serializedBytes: Array(frame.payload.readableBytesView)) else {
       return fail(.protocolError, "CALL_END on stream \(frame.streamID) does not hold a CallEnd message")
     }
-    guard let removed = removeStream(frame.streamID) else { return }
+    guard let (removed, closeNow) = takeStream(frame.streamID) else { _ = ignoreOrFailUnknown(frame); return }
     let code = Status.Code(rawValue: Int(end.code)) ?? .unknown
     if case .client(let c) = removed.inbound {
       c.yield(.status(Status(code: code, message: end.message), Metadata(wireEntries: end.trailers)))
@@ -472,11 +524,13 @@ final class WireConnection: Sendable {
     removed.end(
       inboundError: nil, cancelHandler: false,
       waiterError: RPCError(code: RPCError.Code(code) ?? .cancelled, message: "call ended: \(end.message)"))
+    if closeNow { close() }
   }
 
   private func receiveCancel(_ frame: Frame) {
     let reason = (try? Pemis_Wire_V1_Cancel(serializedBytes: Array(frame.payload.readableBytesView)))?.reason ?? ""
-    guard let removed = removeStream(frame.streamID) else { return }
+    guard let (removed, closeNow) = takeStream(frame.streamID) else { _ = ignoreOrFailUnknown(frame); return }
+    defer { if closeNow { close() } }
     logger.debug("call cancelled by client", metadata: ["wire.stream": "\(frame.streamID)", "wire.reason": "\(reason)"])
     let error = RPCError(code: .cancelled, message: "client cancelled the call\(reason.isEmpty ? "" : ": \(reason)")")
     removed.end(inboundError: error, cancelHandler: true, waiterError: error)
@@ -495,13 +549,18 @@ final class WireConnection: Sendable {
       return fail(.protocolError, "GOAWAY does not hold a GoAway message")
     }
     logger.debug("peer is going away: \(goAway.reason)", metadata: ["wire.goaway.code": "\(goAway.code)"])
-    let (unprocessed, empty) = state.withLock { state -> ([RemovedStream], Bool) in
+    let (unprocessed, empty, waiters) = state.withLock { state -> ([RemovedStream], Bool, [CheckedContinuation<Void, any Error>]) in
       state.goAwayReceived = goAway.lastStreamID
+      let waiters = state.slotWaiters.map(\.continuation)
+      state.slotWaiters.removeAll()
       // A client's GOAWAY only says it opens no more calls: its open calls run to the end.
       let ids = role == .server ? [] : state.streams.keys.filter { $0 > goAway.lastStreamID }
       let removed = ids.compactMap { state.streams.removeValue(forKey: $0).map(RemovedStream.init) }
-      return (removed, state.streams.isEmpty)
+      for stream in removed { state.bufferedInboundBytes -= stream.bufferedBytes }
+      return (removed, state.streams.isEmpty, waiters)
     }
+    // Calls still waiting for a slot here were never sent: they go to a new connection.
+    for waiter in waiters { waiter.resume(throwing: ConnectionDraining()) }
     let error = RPCError(code: .unavailable, message: "server is going away (\(goAway.reason)); the call was not processed")
     for stream in unprocessed { stream.end(inboundError: error, cancelHandler: true, waiterError: error) }
     if empty { close() }
@@ -511,15 +570,22 @@ final class WireConnection: Sendable {
     guard let increment = frame.payload.getInteger(at: frame.payload.readerIndex, endianness: .big, as: UInt32.self),
       frame.payload.readableBytes == 4, increment > 0
     else { return fail(.protocolError, "WINDOW_UPDATE must carry a 4-byte increment above 0") }
-    let waiter = state.withLock { state -> CheckedContinuation<Void, any Error>? in
-      guard var stream = state.streams[frame.streamID] else { return nil }
+    if frame.streamID == 0 { return }  // reserved
+    enum Outcome { case resume(CheckedContinuation<Void, any Error>?), unknown, overflow }
+    let outcome = state.withLock { state -> Outcome in
+      guard var stream = state.streams[frame.streamID] else { return .unknown }
+      guard stream.sendCredits + Int(increment) <= Int(Int32.max) else { return .overflow }
       stream.sendCredits += Int(increment)
       let waiter = stream.creditWaiter
       stream.creditWaiter = nil
       state.streams[frame.streamID] = stream
-      return waiter
+      return .resume(waiter)
     }
-    waiter?.resume()
+    switch outcome {
+    case .resume(let waiter): waiter?.resume()
+    case .unknown: _ = ignoreOrFailUnknown(frame)
+    case .overflow: fail(.protocolError, "WINDOW_UPDATE on stream \(frame.streamID) raises the window above 2^31-1")
+    }
   }
 
   // MARK: Closing
@@ -534,8 +600,9 @@ final class WireConnection: Sendable {
     let (streams, waiters, timers, idleTask, handshakeDone) = state.withLock { state in
       let streams = state.streams.values.map(RemovedStream.init)
       state.streams.removeAll()
-      let waiters = state.slotWaiters.map(\.continuation)
+      let waiters = state.slotWaiters.map(\.continuation) + state.writableWaiters.map(\.continuation)
       state.slotWaiters.removeAll()
+      state.writableWaiters.removeAll()
       defer { state.timers.removeAll(); state.idleTask = nil }
       return (streams, waiters, state.timers, state.idleTask, state.peer != nil)
     }
@@ -561,6 +628,8 @@ final class WireConnection: Sendable {
 
   /// Sends GOAWAY and closes once the streams still open have ended (graceful shutdown).
   func beginDraining(reason: String) {
+    // Before the handshake there is nothing to drain, and a GOAWAY would precede our HELLO.
+    if state.withLock({ $0.peer == nil }) { return close() }
     let (first, last, empty) = state.withLock { state -> (Bool, UInt32, Bool) in
       let first = state.goAwaySent == nil
       if first { state.goAwaySent = state.highestStreamID }
@@ -579,7 +648,10 @@ final class WireConnection: Sendable {
   /// Ends every open stream now (the grace period ran out), then closes.
   func cancelAllStreams(reason: String) {
     let streams = state.withLock { state in
-      defer { state.streams.removeAll() }
+      defer {
+        state.streams.removeAll()
+        state.bufferedInboundBytes = 0
+      }
       return state.streams
     }
     for (id, stream) in streams {
@@ -597,23 +669,29 @@ final class WireConnection: Sendable {
     close()
   }
 
-  private func removeStream(_ id: UInt32) -> RemovedStream? {
-    let (removed, closeNow) = state.withLock { state -> (RemovedStream?, Bool) in
-      guard let stream = state.streams.removeValue(forKey: id) else { return (nil, false) }
+  /// Takes a stream out of the table. The second value says the connection should close (it is
+  /// draining and this was its last stream); the caller closes *after* queuing its final frame,
+  /// so that frame is not lost.
+  private func takeStream(_ id: UInt32) -> (RemovedStream, Bool)? {
+    state.withLock { state -> (RemovedStream, Bool)? in
+      guard let stream = state.streams.removeValue(forKey: id) else { return nil }
+      state.bufferedInboundBytes -= stream.bufferedBytes
       if state.streams.isEmpty { state.idleSince = .now() }
       return (RemovedStream(stream), state.streams.isEmpty && state.isDraining && !state.closed)
     }
-    if closeNow { close() }
-    return removed
   }
 
   // MARK: Flow control
 
   /// Called as the application takes a message from a stream's inbound sequence: returns credit
   /// to the peer once half the window has been consumed.
-  func messageConsumed(_ id: UInt32) {
+  func messageConsumed(_ id: UInt32, size: Int) {
     let grant = state.withLock { state -> UInt32? in
-      guard var stream = state.streams[id], !stream.remoteClosed else { return nil }
+      guard var stream = state.streams[id] else { return nil }
+      stream.bufferedBytes -= size
+      state.bufferedInboundBytes -= size
+      defer { state.streams[id] = stream }
+      guard !stream.remoteClosed else { return nil }
       stream.consumedSinceGrant += 1
       var grant: UInt32?
       if stream.consumedSinceGrant * 2 >= localLimits.initialStreamWindow {
@@ -621,7 +699,6 @@ final class WireConnection: Sendable {
         stream.receiveAllowance += stream.consumedSinceGrant
         stream.consumedSinceGrant = 0
       }
-      state.streams[id] = stream
       return grant
     }
     if let grant {
@@ -640,9 +717,10 @@ final class WireConnection: Sendable {
         message: "message of \(bytes.count) bytes exceeds the peer's limit of \(peer.maxFrameSize) bytes")
     }
     while true {
-      enum Step { case sent, wait, gone }
+      enum Step { case sent, wait, blocked, gone }
       let (step, schedule) = state.withLock { state -> (Step, Bool) in
         guard !state.closed, var stream = state.streams[id] else { return (.gone, false) }
+        guard state.writable else { return (.blocked, false) }
         guard stream.sendCredits > 0 else { return (.wait, false) }
         stream.sendCredits -= 1
         state.streams[id] = stream
@@ -655,12 +733,14 @@ final class WireConnection: Sendable {
         return
       case .gone:
         throw RPCError(code: .cancelled, message: "the call has already ended")
+      case .blocked:
+        try await waitUntilWritable()
       case .wait:
         try await withTaskCancellationHandler {
           try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let resumeNow = state.withLock { state -> Bool in
               guard var stream = state.streams[id] else { return true }
-              if stream.sendCredits > 0 { return true }
+              if stream.sendCredits > 0 || Task.isCancelled { return true }
               stream.creditWaiter = continuation
               state.streams[id] = stream
               return false
@@ -678,6 +758,60 @@ final class WireConnection: Sendable {
     }
   }
 }
+
+// MARK: - Writability
+
+extension WireConnection {
+  /// Called on the event loop when the channel's writability changes.
+  func writabilityChanged(_ writable: Bool) {
+    let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
+      state.writable = writable
+      guard writable else { return [] }
+      defer { state.writableWaiters.removeAll() }
+      return state.writableWaiters.map(\.continuation)
+    }
+    for waiter in waiters { waiter.resume() }
+  }
+
+  /// Waits until the socket takes data again, so a peer that does not read cannot make us
+  /// buffer messages without bound.
+  private func waitUntilWritable() async throws {
+    let waiterID = state.withLock { state in
+      defer { state.nextWaiterID += 1 }
+      return state.nextWaiterID
+    }
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let now = state.withLock { state -> Result<Bool, any Error> in
+          if state.closed { return .failure(RPCError(code: .unavailable, message: "connection closed")) }
+          if Task.isCancelled { return .failure(CancellationError()) }
+          if state.writable { return .success(true) }
+          state.writableWaiters.append((waiterID, continuation))
+          return .success(false)
+        }
+        switch now {
+        case .success(true): continuation.resume()
+        case .success(false): break
+        case .failure(let error): continuation.resume(throwing: error)
+        }
+      }
+    } onCancel: {
+      let waiter = self.state.withLock { state -> CheckedContinuation<Void, any Error>? in
+        guard let index = state.writableWaiters.firstIndex(where: { $0.id == waiterID }) else { return nil }
+        return state.writableWaiters.remove(at: index).continuation
+      }
+      waiter?.resume(throwing: CancellationError())
+    }
+  }
+
+  /// Server: a handler task returned.
+  func handlerFinished() {
+    state.withLock { $0.runningHandlers -= 1 }
+  }
+}
+
+/// The connection is going away; the call was not sent and can use a new connection.
+struct ConnectionDraining: Error {}
 
 // MARK: - Server side
 
@@ -697,14 +831,20 @@ extension WireConnection {
     end.code = UInt32(status.code.rawValue)
     end.message = status.message
     end.trailers = trailers.wireEntries
+    // The status must reach the client even if its trailers do not fit its frame limit.
+    if let limit = peerSettings?.maxFrameSize, ((try? end.serializedBytes() as [UInt8])?.count ?? 0) > limit {
+      end.trailers = []
+      end.message = String(end.message.prefix(200)) + " (trailers dropped: too large for the client's frame limit)"
+    }
     sendControl(.callEnd, streamID: id, end)
   }
 
   /// Sends CALL_END and ends the stream. Returns false if the stream had already ended.
   @discardableResult
   func endServerStream(_ id: UInt32, status: Status, trailers: Metadata, cancelHandler: Bool) -> Bool {
-    guard let removed = removeStream(id) else { return false }
+    guard let (removed, closeNow) = takeStream(id) else { return false }
     sendCallEnd(id, status, trailers)
+    if closeNow { close() }
     let error = RPCError(code: status.code == .ok ? .cancelled : RPCError.Code(status.code) ?? .unknown, message: status.message)
     removed.end(inboundError: cancelHandler ? error : nil, cancelHandler: cancelHandler, waiterError: error)
     return true
@@ -717,7 +857,7 @@ extension WireConnection {
   /// Waits for a slot under the server's concurrent-stream limit.
   func acquireSlot() async throws {
     let granted = try state.withLock { state -> Bool in
-      if state.closed || state.isDraining { throw RPCError(code: .unavailable, message: "connection is closing") }
+      if state.closed || state.isDraining { throw ConnectionDraining() }
       let limit = state.peer?.maxConcurrentStreams ?? Int.max
       if state.slotsInUse < limit && state.slotWaiters.isEmpty {
         state.slotsInUse += 1
@@ -732,8 +872,9 @@ extension WireConnection {
     }
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-        let outcome = state.withLock { state -> Result<Bool, RPCError> in
-          if state.closed { return .failure(RPCError(code: .unavailable, message: "connection closed")) }
+        let outcome = state.withLock { state -> Result<Bool, any Error> in
+          if state.closed || state.isDraining { return .failure(ConnectionDraining()) }
+          if Task.isCancelled { return .failure(CancellationError()) }
           let limit = state.peer?.maxConcurrentStreams ?? Int.max
           if state.slotsInUse < limit && state.slotWaiters.isEmpty {
             state.slotsInUse += 1
@@ -776,7 +917,8 @@ extension WireConnection {
   /// Assigns the next stream id and sends CALL_START, atomically, so ids leave in order.
   func startClientStream(
     method: String, metadata: Metadata, timeoutMicros: UInt64,
-    inbound: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation
+    inbound: AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation,
+    claim: (UInt32) -> Bool
   ) throws -> UInt32 {
     var start = Pemis_Wire_V1_CallStart()
     start.method = method
@@ -794,6 +936,8 @@ extension WireConnection {
         throw RPCError(code: .unavailable, message: "server is going away; the call was not started")
       }
       let id = state.highestStreamID == 0 ? 1 : state.highestStreamID + 2
+      // The call records its id under this same lock, or learns it was cancelled meanwhile.
+      guard claim(id) else { throw CancellationError() }
       state.highestStreamID = id
       state.streams[id] = StreamState(
         inbound: .client(inbound), sendCredits: peer.initialStreamWindow,
@@ -814,11 +958,12 @@ extension WireConnection {
   /// Returns false if the stream had already ended.
   @discardableResult
   func cancelClientStream(_ id: UInt32, error: any Error, reason: String) -> Bool {
-    guard let removed = removeStream(id) else { return false }
+    guard let (removed, closeNow) = takeStream(id) else { return false }
     var cancel = Pemis_Wire_V1_Cancel()
     cancel.reason = reason
     sendControl(.cancel, streamID: id, cancel)
     removed.end(inboundError: error, cancelHandler: false, waiterError: error)
+    if closeNow { close() }
     return true
   }
 }

@@ -38,19 +38,19 @@ struct ServerStream: Sendable {
     return RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence(
-        wrapping: FlowControlledInbound(base: inbound) { isMessage in
-          if isMessage { connection.messageConsumed(id) }
+        wrapping: FlowControlledInbound(base: inbound) { messageSize in
+          if let messageSize { connection.messageConsumed(id, size: messageSize) }
         }),
       outbound: RPCWriter.Closable(wrapping: ServerOutbound(connection: connection, id: id)))
   }
 }
 
-/// An inbound sequence that reports each message the application takes, so the connection can
-/// return flow-control credit to the peer.
+/// An inbound sequence that reports each message the application takes (with its size), so the
+/// connection can return flow-control credit to the peer and account for buffered bytes.
 struct FlowControlledInbound<Element: Sendable>: AsyncSequence, Sendable {
   typealias Failure = any Error
   let base: AsyncThrowingStream<Element, any Error>
-  let onElement: @Sendable (_ isMessage: Bool) -> Void
+  let onElement: @Sendable (_ messageSize: Int?) -> Void
 
   func makeAsyncIterator() -> Iterator {
     Iterator(base: base.makeAsyncIterator(), onElement: onElement)
@@ -58,23 +58,23 @@ struct FlowControlledInbound<Element: Sendable>: AsyncSequence, Sendable {
 
   struct Iterator: AsyncIteratorProtocol {
     var base: AsyncThrowingStream<Element, any Error>.AsyncIterator
-    let onElement: @Sendable (_ isMessage: Bool) -> Void
+    let onElement: @Sendable (_ messageSize: Int?) -> Void
 
     mutating func next() async throws -> Element? {
       let element = try await base.next()
-      if let element { onElement(Self.isMessage(element)) }
+      if let element { onElement(Self.messageSize(element)) }
       return element
     }
 
-    private static func isMessage(_ element: Element) -> Bool {
+    private static func messageSize(_ element: Element) -> Int? {
       switch element {
       case let part as RPCRequestPart<[UInt8]>:
-        if case .message = part { return true }
+        if case .message(let bytes) = part { return bytes.count }
       case let part as RPCResponsePart<[UInt8]>:
-        if case .message = part { return true }
+        if case .message(let bytes) = part { return bytes.count }
       default: break
       }
-      return false
+      return nil
     }
   }
 }
@@ -138,8 +138,8 @@ final class ClientCall: Sendable {
     RPCStream(
       descriptor: descriptor,
       inbound: RPCAsyncSequence(
-        wrapping: FlowControlledInbound(base: inbound) { [self] isMessage in
-          if isMessage, let id = self.streamID { self.connection.messageConsumed(id) }
+        wrapping: FlowControlledInbound(base: inbound) { [self] messageSize in
+          if let messageSize, let id = self.streamID { self.connection.messageConsumed(id, size: messageSize) }
         }),
       outbound: RPCWriter.Closable(wrapping: ClientOutbound(call: self)))
   }
@@ -150,17 +150,19 @@ final class ClientCall: Sendable {
     let timeout = metadata[stringValues: GRPCTimeout.key].first(where: { _ in true })
       .flatMap(GRPCTimeout.microseconds(from:)) ?? 0
     metadata.removeAllValues(forKey: GRPCTimeout.key)
-    let alreadyDone = state.withLock { $0.done || $0.id != nil }
-    guard !alreadyDone else { throw RPCError(code: .internalError, message: "call metadata sent twice") }
-    let id = try connection.startClientStream(
+    let alreadyStarted = state.withLock { $0.id != nil }
+    guard !alreadyStarted else { throw RPCError(code: .internalError, message: "call metadata sent twice") }
+    _ = try connection.startClientStream(
       method: "/\(descriptor.fullyQualifiedMethod)", metadata: metadata, timeoutMicros: timeout,
-      inbound: continuation)
-    let cancelledMeanwhile = state.withLock { state -> Bool in
-      state.id = id
-      return state.done
-    }
-    if cancelledMeanwhile {
-      connection.cancelClientStream(id, error: CancellationError(), reason: "client cancelled")
+      inbound: continuation
+    ) { id in
+      // Under the connection's lock: either the call is still wanted and records its id before
+      // CALL_START is queued, or it was finished meanwhile and nothing is sent.
+      self.state.withLock { state in
+        guard !state.done else { return false }
+        state.id = id
+        return true
+      }
     }
   }
 

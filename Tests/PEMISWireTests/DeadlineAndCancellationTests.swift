@@ -62,7 +62,8 @@ struct DeadlineAndCancellationTests {
         let call = Task {
           try await echo.get(.with { $0.text = "wait"; $0.delayMs = 30_000 })
         }
-        try await Task.sleep(for: .milliseconds(200))
+        // Cancel once the handler runs (on a loaded machine the call may take a while to get there).
+        #expect(await server.log.waitFor("started:Get:wait"))
         call.cancel()
         let result = await call.result
         #expect(throws: (any Error).self) { try result.get() }

@@ -96,6 +96,47 @@ struct RobustnessTests {
     }
   }
 
+  @Test("a WINDOW_UPDATE that would overflow the window is a protocol error, not a crash")
+  func windowOverflow() async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Update"))
+      for _ in 0..<2 { try await raw.send(.windowUpdate, stream: 1, [0xFF, 0xFF, 0xFF, 0xFF]) }
+      let frames = await raw.drainUntilClosed()
+      #expect(frames.compactMap(\.goAway).first?.code == .protocolError)
+    }
+  }
+
+  @Test("CANCEL for a stream never opened is a protocol error")
+  func cancelUnknownStream() async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.send(.cancel, stream: 41, [])
+      let frames = await raw.drainUntilClosed()
+      #expect(frames.compactMap(\.goAway).first?.reason.contains("never opened") == true)
+    }
+  }
+
+  @Test("a client piling up unread request data fails that call, not the server")
+  func unreadRequestData() async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Update"))
+      // The first message keeps the handler busy; the rest pile up unread: 5 × 4 MiB > 16 MiB.
+      try await raw.send(.message, stream: 1, echoRequest("hold", delayMs: 10_000))
+      let big = [UInt8](repeating: 0x12, count: 4 * 1024 * 1024 - 16)
+      for _ in 0..<5 { try await raw.send(.message, stream: 1, big) }
+      var end: Pemis_Wire_V1_CallEnd?
+      while end == nil, let frame = try await raw.next() { end = frame.callEnd }
+      #expect(end?.code == UInt32(Status.Code.resourceExhausted.rawValue))
+      #expect(end?.message.contains("unread request data") == true)
+      await raw.close()
+    }
+  }
+
   @Test("a call frame on stream 0 is a protocol error")
   func callFrameOnStreamZero() async throws {
     try await withTestServer { server in
@@ -200,7 +241,7 @@ struct RobustnessTests {
       try await withGRPCClient(transport: client) { grpc in
         let echo = Pemis_V1_Echo.Client(wrapping: grpc)
         let inFlight = Task { try await echo.get(.with { $0.text = "finishing"; $0.delayMs = 600 }) }
-        try await Task.sleep(for: .milliseconds(150))
+        #expect(await log.waitFor("started:Get:finishing"))
         server.beginGracefulShutdown()
         let finished = try await inFlight.value
         #expect(finished.text == "finishing")
@@ -225,7 +266,7 @@ struct RobustnessTests {
       try await withGRPCClient(transport: client) { grpc in
         let echo = Pemis_V1_Echo.Client(wrapping: grpc)
         let stuck = Task { try await echo.get(.with { $0.text = "stuck"; $0.delayMs = 30_000 }) }
-        try await Task.sleep(for: .milliseconds(150))
+        #expect(await log.waitFor("started:Get:stuck"))
         let started = ContinuousClock.now
         server.beginGracefulShutdown()
         let error = await #expect(throws: RPCError.self) { try await stuck.value }

@@ -72,6 +72,7 @@ struct ProbeService: Pemis_V1_Echo.ServiceProtocol {
   {
     log.enter(peer: context.remotePeer)
     defer { log.leave() }
+    log.record("started:Get:\(request.message.text)")
     try await wait(request.message.delayMs, context)
     var response = Pemis_V1_EchoResponse()
     response.text = request.message.text
