@@ -20,6 +20,8 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
   .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+  .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+  .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -70,11 +72,34 @@ let targets: [Target] = [
     swiftSettings: settings
   ),
 
+  // Pure rules of the regulation: no I/O, no dependencies.
+  .target(name: "PEMISDomain", swiftSettings: settings),
+  .testTarget(name: "PEMISDomainTests", dependencies: ["PEMISDomain"], swiftSettings: settings),
+
+  // SQLite through GRDB: the registry, the kindergarten shards and the pool that opens them.
+  .target(
+    name: "PEMISStore",
+    dependencies: [
+      "PEMISDomain",
+      .product(name: "GRDB", package: "GRDB.swift"),
+      .product(name: "Crypto", package: "swift-crypto"),
+    ],
+    swiftSettings: settings
+  ),
+  .testTarget(
+    name: "PEMISStoreTests",
+    dependencies: ["PEMISStore", "PEMISDomain", .product(name: "GRDB", package: "GRDB.swift")],
+    swiftSettings: settings
+  ),
+
   // Service implementations, configuration and the server's lifecycle.
   .target(
     name: "PEMISServer",
     dependencies: [
-      "PEMISWire", "PEMISProto",
+      "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
+      .product(name: "GRDB", package: "GRDB.swift"),
+      .product(name: "Crypto", package: "swift-crypto"),
+      .product(name: "CryptoExtras", package: "swift-crypto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
@@ -85,7 +110,7 @@ let targets: [Target] = [
   .testTarget(
     name: "PEMISServerTests",
     dependencies: [
-      "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto",
+      "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
@@ -106,7 +131,7 @@ let targets: [Target] = [
   .executableTarget(
     name: "pemis-server",
     dependencies: [
-      "PEMISServer",
+      "PEMISServer", "PEMISStore",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,11 +5,13 @@ public import PEMISWire
 /// down (letting calls finish) when `body` returns.
 public func withPEMISClient<Result: Sendable>(
   _ address: ServerAddress,
+  token: String? = nil,
   config: PEMISWireClientTransport.Config = .defaults,
   _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> Result
 ) async throws -> Result {
   let transport = PEMISWireClientTransport(host: address.host, port: address.port, config: config)
-  return try await withGRPCClient(transport: transport) { client in
+  let interceptors: [any ClientInterceptor] = token.map { [BearerTokenInterceptor(token: $0)] } ?? []
+  return try await withGRPCClient(transport: transport, interceptors: interceptors) { client in
     try await body(client)
   }
 }

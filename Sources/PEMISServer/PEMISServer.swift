@@ -16,12 +16,27 @@ public struct PEMISServer: Service {
   private let transport: PEMISWireServerTransport
   private let status: ServerStatus
   private let services: [any RegistrableRPCService]
+  /// The registry, the shards and what the tenancy services share.
+  public let tenancy: Tenancy
 
-  public init(configuration: ServerConfiguration, logger: Logger) {
+  /// Opens (creating if needed) the data directory's registry and shards folder.
+  public init(configuration: ServerConfiguration, logger: Logger) throws {
     self.configuration = configuration
     self.logger = logger
-    var services: [any RegistrableRPCService] = []
-    var names: Set<String> = [Pemis_V1_Health.descriptor.fullyQualifiedService]
+    try Self.prepareDataDirectory(configuration.dataDirectory)
+    let tenancy = try Tenancy(
+      dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
+      passwordCostLog2: configuration.passwordHashCost, logger: logger)
+    self.tenancy = tenancy
+    var services: [any RegistrableRPCService] = [
+      SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
+      KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy),
+    ]
+    var names: Set<String> = [
+      Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
+      Pemis_V1_Accounts.descriptor.fullyQualifiedService, Pemis_V1_Onboarding.descriptor.fullyQualifiedService,
+      Pemis_V1_Kindergartens.descriptor.fullyQualifiedService, Pemis_V1_Audit.descriptor.fullyQualifiedService,
+    ]
     if configuration.diagnostics {
       services.append(EchoService())
       names.insert(Pemis_V1_Echo.descriptor.fullyQualifiedService)
@@ -58,8 +73,8 @@ public struct PEMISServer: Service {
   }
 
   public func run() async throws {
-    try Self.prepareDataDirectory(configuration.dataDirectory)
-    let server = GRPCServer(transport: transport, services: services)
+    let server = GRPCServer(
+      transport: transport, services: services, interceptors: [AccessControlInterceptor(tenancy: tenancy)])
     logger.info(
       "pemis-server starting",
       metadata: [

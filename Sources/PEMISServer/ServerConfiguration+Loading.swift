@@ -1,5 +1,6 @@
 internal import Foundation
 internal import Logging
+internal import PEMISStore
 
 extension ServerConfiguration {
   /// The JSON keys of the configuration file, each with its environment variable.
@@ -13,6 +14,9 @@ extension ServerConfiguration {
     ("gracePeriodSeconds", "PEMIS_GRACE_PERIOD"),
     ("logLevel", "PEMIS_LOG_LEVEL"),
     ("diagnostics", "PEMIS_DIAGNOSTICS"),
+    ("durability", "PEMIS_DURABILITY"),
+    ("maxOpenShards", "PEMIS_MAX_OPEN_SHARDS"),
+    ("passwordHashCost", "PEMIS_PASSWORD_HASH_COST"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -119,6 +123,13 @@ extension ServerConfiguration {
       case "false", "0", "no", "off": diagnostics = false
       default: throw ConfigurationError(key: key, message: "must be true or false, got '\(text)'", source: source)
       }
+    case "durability":
+      guard let value = StoreConfiguration.Durability(rawValue: text.lowercased()) else {
+        throw ConfigurationError(key: key, message: "must be full or normal, got '\(text)'", source: source)
+      }
+      durability = value
+    case "maxOpenShards": maxOpenShards = try integer()
+    case "passwordHashCost": passwordHashCost = try integer()
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

@@ -1,4 +1,5 @@
 public import Logging
+public import PEMISStore
 
 /// Everything `pemis-server` can be told. Values are those of ``defaults``; ``load(file:environment:)``
 /// reads them from `Config/pemis-server.json` and `PEMIS_*` environment variables, and the command
@@ -23,18 +24,26 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var logLevel: Logger.Level
   /// Whether the diagnostic Echo service is served. Default true.
   public var diagnostics: Bool
+  /// SQLite `synchronous`: "full" (default) survives power loss after each commit; "normal" is
+  /// faster and survives a crash of the process.
+  public var durability: StoreConfiguration.Durability
+  /// Kindergarten shards kept open at once (least recently used closes first). Default 256.
+  public var maxOpenShards: Int
+  /// log2 of scrypt's cost for password hashes. Default 15; lower only for tests and benchmarks.
+  public var passwordHashCost: Int
 
   public static var defaults: Self {
     Self(
       host: "127.0.0.1", port: 7400, dataDirectory: "./data", maxFrameSize: 4 * 1024 * 1024,
       maxConcurrentCallsPerConnection: 100, idleTimeoutSeconds: 300, gracePeriodSeconds: 10,
-      logLevel: .info, diagnostics: true)
+      logLevel: .info, diagnostics: true, durability: .full, maxOpenShards: 256, passwordHashCost: 15)
   }
 
   public init(
     host: String, port: Int, dataDirectory: String, maxFrameSize: Int,
     maxConcurrentCallsPerConnection: Int, idleTimeoutSeconds: Double, gracePeriodSeconds: Double,
-    logLevel: Logger.Level, diagnostics: Bool
+    logLevel: Logger.Level, diagnostics: Bool, durability: StoreConfiguration.Durability, maxOpenShards: Int,
+    passwordHashCost: Int
   ) {
     self.host = host
     self.port = port
@@ -45,6 +54,13 @@ public struct ServerConfiguration: Sendable, Equatable {
     self.gracePeriodSeconds = gracePeriodSeconds
     self.logLevel = logLevel
     self.diagnostics = diagnostics
+    self.durability = durability
+    self.maxOpenShards = maxOpenShards
+    self.passwordHashCost = passwordHashCost
+  }
+
+  var storeConfiguration: StoreConfiguration {
+    StoreConfiguration(durability: durability, maxOpenShards: maxOpenShards)
   }
 
   /// Checks every value, naming the setting and the rule it breaks.
@@ -63,6 +79,8 @@ public struct ServerConfiguration: Sendable, Equatable {
       "must be between 1 and 10000, got \(maxConcurrentCallsPerConnection)")
     try check(idleTimeoutSeconds > 0, "idleTimeoutSeconds", "must be above 0, got \(idleTimeoutSeconds)")
     try check(gracePeriodSeconds >= 0, "gracePeriodSeconds", "must not be negative, got \(gracePeriodSeconds)")
+    try check((1...100_000).contains(maxOpenShards), "maxOpenShards", "must be between 1 and 100000, got \(maxOpenShards)")
+    try check((10...20).contains(passwordHashCost), "passwordHashCost", "must be between 10 and 20, got \(passwordHashCost)")
   }
 }
 

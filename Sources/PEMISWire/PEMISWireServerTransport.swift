@@ -40,12 +40,16 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
   private let config: Config
   private let group: any EventLoopGroup
   private let logger: Logger
-  private let address: EventLoopPromise<SocketAddress>
   private let state = Mutex(State())
 
   private struct State {
     var serverChannel: (any Channel)?
     var connections: [ObjectIdentifier: WireConnection] = [:]
+    /// The server's methods by path, from ``configure(context:)``.
+    var methods: [String: MethodDescriptor] = [:]
+    /// The bound address, or why binding failed; callers waiting for it until then.
+    var address: Result<SocketAddress, any Error>?
+    var addressWaiters: [CheckedContinuation<SocketAddress, any Error>] = []
     var shuttingDown = false
     /// The grace period ran out: connections still arriving are ended at once.
     var graceExpired = false
@@ -64,12 +68,35 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     self.config = config
     self.group = eventLoopGroup
     self.logger = logger
-    self.address = eventLoopGroup.any().makePromise(of: SocketAddress.self)
   }
 
   /// The address the transport listens on, once ``listen(streamHandler:)`` has bound it.
   public var listeningAddress: SocketAddress {
-    get async throws { try await address.futureResult.get() }
+    get async throws {
+      try await withCheckedThrowingContinuation { continuation in
+        let known = state.withLock { state -> Result<SocketAddress, any Error>? in
+          if state.address == nil { state.addressWaiters.append(continuation) }
+          return state.address
+        }
+        if let known { continuation.resume(with: known) }
+      }
+    }
+  }
+
+  private func settleAddress(_ result: Result<SocketAddress, any Error>) {
+    let waiters = state.withLock { state in
+      state.address = result
+      defer { state.addressWaiters.removeAll() }
+      return state.addressWaiters
+    }
+    for waiter in waiters { waiter.resume(with: result) }
+  }
+
+  /// Learns the server's methods, so each call's descriptor carries its real type (unary,
+  /// streaming) rather than what a bare path can tell.
+  public func configure(context: GRPCServerContext) {
+    let methods = Dictionary(context.methods.map { ("/\($0.fullyQualifiedMethod)", $0) }, uniquingKeysWith: { a, _ in a })
+    state.withLock { $0.methods = methods }
   }
 
   public func listen(
@@ -79,6 +106,7 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
   ) async throws {
     let config = self.config
     let logger = self.logger
+    let methods = state.withLock { $0.methods }
     let serverChannel: NIOAsyncChannel<WireConnection, Never>
     do {
       serverChannel = try await ServerBootstrap(group: group)
@@ -89,7 +117,8 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
           channel.eventLoop.makeCompletedFuture {
             let connection = WireConnection(
               channel: channel, role: .server, limits: config.limits,
-              idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger)
+              idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger,
+              methods: methods)
             try channel.pipeline.syncOperations.addWireHandlers(
               connection: connection,
               handshakeTimeout: .nanoseconds(Int64(config.handshakeTimeout.wholeMicroseconds * 1_000)))
@@ -97,11 +126,12 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
           }
         }
     } catch {
-      address.fail(error)
-      throw RPCError(code: .unavailable, message: "cannot listen on \(host):\(port): \(error)", cause: error)
+      let failure = RPCError(code: .unavailable, message: "cannot listen on \(host):\(port): \(error)", cause: error)
+      settleAddress(.failure(failure))
+      throw failure
     }
     let bound = serverChannel.channel.localAddress!
-    address.succeed(bound)
+    settleAddress(.success(bound))
     let alreadyShuttingDown = state.withLock { state in
       state.serverChannel = serverChannel.channel
       return state.shuttingDown

@@ -34,6 +34,8 @@ final class WireConnection: Sendable {
   private let allocator: ByteBufferAllocator
   /// Server role: how long a connection may have no open stream before it is closed.
   private let idleTimeout: TimeAmount?
+  /// Server role: the server's methods by path, so descriptors carry their call type.
+  private let methods: [String: MethodDescriptor]
   /// Server role: unread request bytes one connection may hold before the call receiving more
   /// is failed with RESOURCE_EXHAUSTED.
   var maxBufferedInboundBytes: Int { max(16 * 1024 * 1024, 4 * localLimits.maxFrameSize) }
@@ -45,8 +47,10 @@ final class WireConnection: Sendable {
     role: Role,
     limits: WireLimits,
     idleTimeout: TimeAmount? = nil,
-    logger: Logger
+    logger: Logger,
+    methods: [String: MethodDescriptor] = [:]
   ) {
+    self.methods = methods
     self.channel = channel
     self.role = role
     self.localLimits = limits
@@ -398,7 +402,7 @@ final class WireConnection: Sendable {
     if draining != nil {
       return sendCallEnd(id, Status(code: .unavailable, message: "server is shutting down; call not started"), [:])
     }
-    guard let descriptor = MethodDescriptor(path: start.method) else {
+    guard let descriptor = methods[start.method] ?? MethodDescriptor(path: start.method) else {
       return sendCallEnd(id, Status(code: .unimplemented, message: "malformed method path '\(start.method.prefix(100))': expected /package.Service/Method"), [:])
     }
     var metadata = Metadata(wireEntries: start.metadata)

@@ -9,11 +9,27 @@ import UnixSignals
 /// audit, check) work on its data directory.
 @main
 struct PEMISServerCommand: AsyncParsableCommand {
+  /// Everything this process creates (registry, shards, logs) is for its owner only: the files
+  /// hold children's personal information.
+  static func main() async {
+    umask(0o077)
+    do {
+      var command = try parseAsRoot()
+      if var command = command as? any AsyncParsableCommand {
+        try await command.run()
+      } else {
+        try command.run()
+      }
+    } catch {
+      exit(withError: error)
+    }
+  }
+
   static let configuration = CommandConfiguration(
     commandName: "pemis-server",
     abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
     version: "pemis-server \(ServerStatus.version)",
-    subcommands: [Serve.self],
+    subcommands: [Serve.self, Init.self, AuditCommand.self],
     defaultSubcommand: Serve.self)
 }
 
@@ -25,22 +41,12 @@ struct Serve: AsyncParsableCommand {
       variables, then these flags. See docs/CONFIGURATION.md.
       """)
 
-  @Option(help: "Configuration file (JSON). Default: Config/pemis-server.json when it exists.")
-  var config: String?
-  @Option(help: "Address to listen on (PEMIS_HOST).") var host: String?
-  @Option(help: "PEMIS wire port; 0 picks a free one (PEMIS_PORT).") var port: Int?
-  @Option(name: .customLong("data-dir"), help: "Data directory (PEMIS_DATA_DIR).") var dataDirectory: String?
-  @Option(help: "Largest frame payload accepted, in bytes (PEMIS_MAX_FRAME_SIZE).") var maxFrameSize: Int?
-  @Option(help: "Calls open at once on one connection (PEMIS_MAX_CONCURRENT_CALLS).") var maxConcurrentCalls: Int?
-  @Option(help: "Seconds before an idle connection is closed (PEMIS_IDLE_TIMEOUT).") var idleTimeout: Double?
-  @Option(help: "Seconds calls in flight get at shutdown (PEMIS_GRACE_PERIOD).") var gracePeriod: Double?
-  @Option(help: "trace|debug|info|notice|warning|error|critical (PEMIS_LOG_LEVEL).") var logLevel: String?
-  @Option(help: "Serve the diagnostic Echo service: true or false (PEMIS_DIAGNOSTICS).") var diagnostics: String?
+  @OptionGroup var options: ServerOptions
 
   func run() async throws {
     let configuration: ServerConfiguration
     do {
-      configuration = try resolveConfiguration()
+      configuration = try options.resolve()
     } catch {
       throw ValidationError(error.description)
     }
@@ -51,7 +57,12 @@ struct Serve: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "pemis.server")
-    let server = PEMISServer(configuration: configuration, logger: logger)
+    let server: PEMISServer
+    do {
+      server = try PEMISServer(configuration: configuration, logger: logger)
+    } catch {
+      throw ValidationError("cannot open the data directory \(configuration.dataDirectory): \(error)")
+    }
     let group = ServiceGroup(
       configuration: .init(
         services: [.init(service: server)],
@@ -69,7 +80,26 @@ struct Serve: AsyncParsableCommand {
     }
   }
 
-  private func resolveConfiguration() throws(ConfigurationError) -> ServerConfiguration {
+}
+
+/// The settings every subcommand shares: where the data is and how it is stored.
+struct ServerOptions: ParsableArguments {
+  @Option(help: "Configuration file (JSON). Default: Config/pemis-server.json when it exists.")
+  var config: String?
+  @Option(help: "Address to listen on (PEMIS_HOST).") var host: String?
+  @Option(help: "PEMIS wire port; 0 picks a free one (PEMIS_PORT).") var port: Int?
+  @Option(name: .customLong("data-dir"), help: "Data directory (PEMIS_DATA_DIR).") var dataDirectory: String?
+  @Option(help: "Largest frame payload accepted, in bytes (PEMIS_MAX_FRAME_SIZE).") var maxFrameSize: Int?
+  @Option(help: "Calls open at once on one connection (PEMIS_MAX_CONCURRENT_CALLS).") var maxConcurrentCalls: Int?
+  @Option(help: "Seconds before an idle connection is closed (PEMIS_IDLE_TIMEOUT).") var idleTimeout: Double?
+  @Option(help: "Seconds calls in flight get at shutdown (PEMIS_GRACE_PERIOD).") var gracePeriod: Double?
+  @Option(help: "trace|debug|info|notice|warning|error|critical (PEMIS_LOG_LEVEL).") var logLevel: String?
+  @Option(help: "Serve the diagnostic Echo service: true or false (PEMIS_DIAGNOSTICS).") var diagnostics: String?
+  @Option(help: "SQLite durability: full or normal (PEMIS_DURABILITY).") var durability: String?
+  @Option(help: "Shards kept open at once (PEMIS_MAX_OPEN_SHARDS).") var maxOpenShards: Int?
+  @Option(help: "log2 of the scrypt cost for passwords, 10-20 (PEMIS_PASSWORD_HASH_COST).") var passwordHashCost: Int?
+
+  func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
     let flags: [(String, String?)] = [
       ("host", host), ("port", port.map(String.init)), ("dataDirectory", dataDirectory),
@@ -77,6 +107,8 @@ struct Serve: AsyncParsableCommand {
       ("maxConcurrentCallsPerConnection", maxConcurrentCalls.map(String.init)),
       ("idleTimeoutSeconds", idleTimeout.map { String($0) }),
       ("gracePeriodSeconds", gracePeriod.map { String($0) }), ("logLevel", logLevel), ("diagnostics", diagnostics),
+      ("durability", durability), ("maxOpenShards", maxOpenShards.map(String.init)),
+      ("passwordHashCost", passwordHashCost.map(String.init)),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

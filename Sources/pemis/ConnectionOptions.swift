@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import PEMISClient
+import PEMISWire
 
 /// Options every command that talks to a server shares.
 struct ConnectionOptions: ParsableArguments {
@@ -15,7 +16,7 @@ struct ConnectionOptions: ParsableArguments {
   var json = false
 
   func address() throws -> ServerAddress {
-    let text = server ?? ProcessInfo.processInfo.environment["PEMIS_SERVER"]
+    let text = server ?? SessionStore.load()?.server ?? ProcessInfo.processInfo.environment["PEMIS_SERVER"]
     guard let text else { return .default }
     do {
       return try ServerAddress(parsing: text)
@@ -33,6 +34,28 @@ struct ConnectionOptions: ParsableArguments {
   func validate() throws {
     guard timeout > 0 else { throw ValidationError("--timeout must be above 0 seconds") }
   }
+}
+
+extension ConnectionOptions {
+  /// Runs `body` with a client that carries the saved session's token.
+  func withSession<R: Sendable>(
+    _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> R
+  ) async throws -> R {
+    guard let session = SessionStore.load() else {
+      FileHandle.standardError.write(Data("pemis: not logged in; run `pemis login` first\n".utf8))
+      throw ExitCode(1)
+    }
+    let address = try server.map { try ServerAddress(parsing: $0) } ?? ServerAddress(parsing: session.server)
+    return try await withPEMISClient(address, token: session.token, body)
+  }
+}
+
+/// Reads a secret: from the terminal without echo, or one line of standard input when piped.
+func readSecret(_ prompt: String) -> String {
+  if isatty(STDIN_FILENO) != 0, let pointer = getpass(prompt) {
+    return String(cString: pointer)
+  }
+  return readLine(strippingNewline: true) ?? ""
 }
 
 /// Runs a command's server work, turning failures into one clear line and exit status 1.

@@ -8,5 +8,8 @@ struct PEMISCommand: AsyncParsableCommand {
     commandName: "pemis",
     abstract: "Talk to a PEMIS server: kindergarten and district consoles.",
     version: "pemis 0.1.0",
-    subcommands: [HealthCommand.self, EchoCommand.self])
+    subcommands: [
+      HealthCommand.self, LoginCommand.self, LogoutCommand.self, WhoAmICommand.self, PasswordCommand.self,
+      OnboardingCommand.self, AccountCommand.self, KindergartenCommand.self, AuditQueryCommand.self, EchoCommand.self,
+    ])
 }

@@ -1,0 +1,254 @@
+internal import GRPCCore
+internal import Logging
+internal import PEMISDomain
+internal import PEMISStore
+
+/// The way of every call (docs/ARCHITECTURE.md): **authenticate** (session token in metadata)
+/// → **authorize** (the policy table: role × method × the scope of what the request targets)
+/// → run the handler → **audit** (who, role, kindergarten, method, targets, result, time).
+///
+/// One interceptor, three steps, because they share what they learn: the caller, and the
+/// kindergarten the request turned out to target. Denied calls are audited too.
+struct AccessControlInterceptor: ServerInterceptor {
+  let tenancy: Tenancy
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    let method = "/\(context.descriptor.fullyQualifiedMethod)"
+    guard let policy = Policy.table[method] else {
+      // Fail closed: a method nobody wrote a policy for is served to nobody.
+      throw RPCError(code: .permissionDenied, message: "\(method) has no access policy")
+    }
+    if case .open = policy.access, case .none = policy.audit {
+      return try await next(request, context)
+    }
+
+    let record = AuditTargets()
+    var entry = AuditRecord(
+      atMs: tenancy.now() * 1000, username: "", role: "", kindergartenCode: "", method: method, targets: [],
+      result: "OK", peer: context.remotePeer)
+    do {
+      // Read the first request message: it says what the call targets. It is handed on to the
+      // handler together with the rest of the stream.
+      var iterator = request.messages.makeAsyncIterator()
+      guard let message = try await iterator.next() else {
+        throw RPCError(code: .invalidArgument, message: "request: missing")
+      }
+      let request = StreamingServerRequest(
+        metadata: request.metadata,
+        messages: RPCAsyncSequence(wrapping: Replay(first: message, rest: UncheckedIterator(iterator))))
+      let declared = (message as? any TargetedRequest)?.target
+      if case .roles = policy.access, declared == nil {
+        // Fail closed: a method behind roles must say what it targets.
+        throw RPCError(code: .permissionDenied, message: "\(method) declares no target to check the caller's scope against")
+      }
+      let target = declared ?? .none
+      if case .login(let username) = target { entry.username = username }
+
+      var caller: Caller?
+      switch policy.access {
+      case .open:
+        break
+      case .anySession:
+        caller = try await authenticate(request.metadata, method: method, allowPasswordChange: true)
+      case .roles(let roles):
+        var authenticated = try await authenticate(request.metadata, method: method, allowPasswordChange: false)
+        entry.username = authenticated.username
+        entry.role = authenticated.role.rawValue
+        guard let scope = roles[authenticated.role] else {
+          throw RPCError(code: .permissionDenied, message: "role \(authenticated.role.rawValue) may not call \(method)")
+        }
+        authenticated.scope = scope
+        let resolved = try await authorize(authenticated, target: target, method: method)
+        entry.kindergartenCode = resolved.code ?? ""
+        for id in resolved.ids { record.append(id) }
+        caller = authenticated
+      }
+      if let caller {
+        entry.username = caller.username
+        entry.role = caller.role.rawValue
+        if entry.kindergartenCode.isEmpty, let own = caller.kindergarten { entry.kindergartenCode = own.rawValue }
+      }
+      let response = try await Caller.$current.withValue(caller) {
+        try await AuditTargets.$current.withValue(record) {
+          try await next(request, context)
+        }
+      }
+      // A unary handler has run by now; its outcome is in the response.
+      if case .failure(let error) = response.accepted { entry.result = grpcName(error.code) }
+      if case .always = policy.audit { await append(entry, record) }
+      return response
+    } catch {
+      entry.result = (error as? RPCError).map { grpcName($0.code) } ?? "UNKNOWN"
+      await append(entry, record)
+      throw error
+    }
+  }
+
+  private func append(_ entry: AuditRecord, _ targets: AuditTargets) async {
+    var entry = entry
+    entry.targets = targets.all.joined(separator: ",")
+    do {
+      try await tenancy.registry.appendAudit(entry)
+    } catch {
+      tenancy.logger.error("audit log append failed", metadata: ["audit.method": "\(entry.method)", "error": "\(error)"])
+    }
+  }
+
+  // MARK: Authenticate
+
+  private func authenticate(_ metadata: Metadata, method: String, allowPasswordChange: Bool) async throws -> Caller {
+    let header = metadata[stringValues: "authorization"].first(where: { _ in true }) ?? ""
+    guard header.hasPrefix("Bearer "), header.count > 7 else {
+      throw RPCError(code: .unauthenticated, message: "authorization: missing session token; log in first (pemis login)")
+    }
+    let tokenHash = Secrets.tokenHash(String(header.dropFirst(7)))
+    guard let (session, account) = try await tenancy.registry.session(tokenHash: tokenHash) else {
+      throw RPCError(code: .unauthenticated, message: "authorization: unknown or ended session; log in again")
+    }
+    let now = tenancy.now()
+    guard session.expiresAt > now else {
+      try? await tenancy.registry.deleteSession(tokenHash: tokenHash)
+      throw RPCError(code: .unauthenticated, message: "authorization: session expired; log in again")
+    }
+    guard !account.disabled else {
+      throw RPCError(code: .unauthenticated, message: "authorization: account \(account.username) is disabled")
+    }
+    guard !account.sealed else {
+      throw RPCError(code: .unauthenticated, message: "authorization: account \(account.username) is sealed")
+    }
+    if account.mustChangePassword && !allowPasswordChange {
+      throw RPCError(
+        code: .permissionDenied,
+        message: "account \(account.username) must change its one-time password first (pemis password)")
+    }
+    return Caller(
+      username: account.username, role: account.role,
+      kindergarten: account.kindergartenCode.flatMap { try? InstitutionCode(validating: $0) },
+      tokenHash: tokenHash, sessionExpiresAt: session.expiresAt, scope: .own)
+  }
+
+  // MARK: Authorize
+
+  struct Resolved {
+    var code: String?
+    var ids: [String] = []
+  }
+
+  /// Holds the caller to its scope for what the request targets. A kindergarten account learns
+  /// nothing about other kindergartens: it is refused before anything is looked up.
+  private func authorize(_ caller: Caller, target: RequestTarget, method: String) async throws -> Resolved {
+    let scope = caller.scope
+    let denied = RPCError(code: .permissionDenied, message: "\(caller.role.rawValue) \(caller.username) may not call \(method) on this target (scope: \(scope.rawValue))")
+    let registry = tenancy.registry
+
+    func kindergarten(_ text: String) async throws -> Resolved {
+      let code = text.isEmpty ? caller.kindergarten?.rawValue : text
+      guard let code else {
+        throw RPCError(code: .invalidArgument, message: "kindergarten_code: required for district accounts")
+      }
+      if scope == .ownKindergarten {
+        guard code == caller.kindergarten?.rawValue else { throw denied }
+      }
+      let valid = try InstitutionCode(validating: code)
+      guard let record = try await registry.kindergarten(valid.rawValue) else {
+        throw RPCError(code: .notFound, message: "kindergarten_code: no kindergarten \(code)")
+      }
+      guard caller.covers(ownership: record.ownership, code: record.code) else { throw denied }
+      return Resolved(code: record.code, ids: ["kindergarten:\(record.code)"])
+    }
+
+    switch target {
+    case .none, .login:
+      return Resolved()
+    case .kindergarten(let code):
+      return try await kindergarten(code)
+    case .districtList(let code):
+      if !code.isEmpty { return try await kindergarten(code) }
+      guard scope != .ownKindergarten else { return try await kindergarten("") }
+      return Resolved()
+    case .application(let id):
+      guard scope != .ownKindergarten else { throw denied }
+      guard let application = try await registry.application(id) else {
+        throw RPCError(code: .notFound, message: "application_id: no application '\(id)'")
+      }
+      guard scope.covers(ownership: application.ownership, code: application.institutionCode, own: nil) else { throw denied }
+      return Resolved(code: application.institutionCode, ids: ["application:\(id)"])
+    case .newApplication(let ownership):
+      guard let ownership else {
+        throw RPCError(code: .invalidArgument, message: "form.ownership: must be public or private")
+      }
+      guard scope.covers(ownership: ownership, code: nil, own: nil) else { throw denied }
+      return Resolved()
+    case .account(let username):
+      if scope == .ownKindergarten {
+        // Existence of other kindergartens' accounts is not revealed.
+        guard let account = try await registry.account(username), account.kindergartenCode == caller.kindergarten?.rawValue
+        else { throw denied }
+        return Resolved(code: account.kindergartenCode, ids: ["account:\(username)"])
+      }
+      guard let account = try await registry.account(username) else {
+        throw RPCError(code: .notFound, message: "username: no account '\(username)'")
+      }
+      if let code = account.kindergartenCode {
+        _ = try await kindergarten(code)
+      } else if scope != .district {
+        throw denied
+      }
+      return Resolved(code: account.kindergartenCode, ids: ["account:\(username)"])
+    case .newAccount(let role, let code):
+      guard let role else { throw RPCError(code: .invalidArgument, message: "role: required") }
+      if role.isDistrict {
+        guard scope == .district else { throw denied }
+        guard code.isEmpty else {
+          throw RPCError(code: .invalidArgument, message: "kindergarten_code: must be empty for district role \(role.rawValue)")
+        }
+        return Resolved()
+      }
+      return try await kindergarten(code)
+    }
+  }
+}
+
+/// A request stream whose first message was already read by the interceptor: that message,
+/// then the rest of the original stream. Iterated once, by the handler.
+struct Replay<Element: Sendable>: AsyncSequence, Sendable {
+  typealias Failure = any Error
+  let first: Element
+  let rest: UncheckedIterator<RPCAsyncSequence<Element, any Error>.AsyncIterator>
+
+  func makeAsyncIterator() -> Iterator { Iterator(first: first, rest: rest.iterator) }
+
+  struct Iterator: AsyncIteratorProtocol {
+    var first: Element?
+    var rest: RPCAsyncSequence<Element, any Error>.AsyncIterator
+
+    mutating func next() async throws -> Element? {
+      if let element = first {
+        first = nil
+        return element
+      }
+      return try await rest.next()
+    }
+  }
+}
+
+/// Carries the request iterator from the interceptor to the handler's task. Safe because exactly
+/// one consumer uses it, after the interceptor has stopped.
+struct UncheckedIterator<Iterator>: @unchecked Sendable {
+  let iterator: Iterator
+  init(_ iterator: Iterator) { self.iterator = iterator }
+}
+
+/// gRPC's spelling of a status code ("PERMISSION_DENIED").
+func grpcName(_ code: RPCError.Code) -> String {
+  var name = ""
+  for character in String(describing: code) {
+    if character.isUppercase { name += "_" }
+    name += character.uppercased()
+  }
+  return name
+}

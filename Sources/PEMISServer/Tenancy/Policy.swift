@@ -1,0 +1,99 @@
+internal import GRPCCore
+internal import PEMISDomain
+internal import PEMISProto
+
+/// The one policy table: for every method, who may call it and how far (scope), and whether
+/// calls are written to the audit log. The authorization interceptor enforces it before any
+/// handler runs; a method missing from the table is refused (fail closed).
+struct MethodPolicy: Sendable {
+  enum Access: Sendable {
+    /// No session needed (Health, Login).
+    case open
+    /// Any session, even one that must still change its one-time password.
+    case anySession
+    /// These roles, each with its scope.
+    case roles([Role: Scope])
+  }
+
+  enum Audit: Sendable {
+    /// Not logged: reveals no personal data and changes nothing.
+    case none
+    /// Logged: reads personal data or changes state.
+    case always
+  }
+
+  var access: Access
+  var audit: Audit
+}
+
+enum Policy {
+  static let districtRead: [Role: Scope] = [
+    .preschoolOffice: .district, .vocationalOffice: .privateKindergartens, .planningOffice: .district,
+    .financeOffice: .district, .districtAdmin: .district,
+  ]
+  static let responsibleOffice: [Role: Scope] = [
+    .preschoolOffice: .publicKindergartens, .vocationalOffice: .privateKindergartens,
+  ]
+
+  static let table: [String: MethodPolicy] = [
+    // Diagnostics and liveness: no personal data.
+    path(Pemis_V1_Health.Method.Check.descriptor): .init(access: .open, audit: .none),
+    path(Pemis_V1_Echo.Method.Get.descriptor): .init(access: .open, audit: .none),
+    path(Pemis_V1_Echo.Method.Expand.descriptor): .init(access: .open, audit: .none),
+    path(Pemis_V1_Echo.Method.Collect.descriptor): .init(access: .open, audit: .none),
+    path(Pemis_V1_Echo.Method.Update.descriptor): .init(access: .open, audit: .none),
+
+    // Sessions. Login is open but audited, failures included.
+    path(Pemis_V1_Session.Method.Login.descriptor): .init(access: .open, audit: .always),
+    path(Pemis_V1_Session.Method.ChangePassword.descriptor): .init(access: .anySession, audit: .always),
+    path(Pemis_V1_Session.Method.Logout.descriptor): .init(access: .anySession, audit: .always),
+    path(Pemis_V1_Session.Method.WhoAmI.descriptor): .init(access: .anySession, audit: .none),
+
+    // Accounts: district administrators for all; principals for their own kindergarten's staff.
+    path(Pemis_V1_Accounts.Method.CreateAccount.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .principal: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Accounts.Method.DisableAccount.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .principal: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Accounts.Method.EnableAccount.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .principal: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Accounts.Method.ResetPassword.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .principal: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Accounts.Method.UnsealAccount.descriptor): .init(
+      access: .roles([.districtAdmin: .district]), audit: .always),
+    path(Pemis_V1_Accounts.Method.ListAccounts.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .principal: .ownKindergarten]), audit: .always),
+
+    // Onboarding (Appendix 1).
+    path(Pemis_V1_Onboarding.Method.SubmitApplication.descriptor): .init(
+      access: .roles(responsibleOffice.merging([.districtAdmin: .district]) { a, _ in a }), audit: .always),
+    path(Pemis_V1_Onboarding.Method.ReviewApplication.descriptor): .init(
+      access: .roles(responsibleOffice), audit: .always),
+    path(Pemis_V1_Onboarding.Method.ResubmitApplication.descriptor): .init(
+      access: .roles(responsibleOffice.merging([.districtAdmin: .district]) { a, _ in a }), audit: .always),
+    path(Pemis_V1_Onboarding.Method.AdmitKindergarten.descriptor): .init(
+      access: .roles([.planningOffice: .district]), audit: .always),
+    path(Pemis_V1_Onboarding.Method.RecordCommitment.descriptor): .init(
+      access: .roles(responsibleOffice.merging([.districtAdmin: .district]) { a, _ in a }), audit: .always),
+    path(Pemis_V1_Onboarding.Method.IssueAccounts.descriptor): .init(
+      access: .roles([.districtAdmin: .district]), audit: .always),
+    path(Pemis_V1_Onboarding.Method.GetApplication.descriptor): .init(
+      access: .roles(districtRead), audit: .always),
+    path(Pemis_V1_Onboarding.Method.ListApplications.descriptor): .init(
+      access: .roles(districtRead), audit: .always),
+
+    // Kindergartens.
+    path(Pemis_V1_Kindergartens.Method.GetKindergarten.descriptor): .init(
+      access: .roles(
+        districtRead.merging(Dictionary(uniqueKeysWithValues: Role.kindergarten.map { ($0, Scope.ownKindergarten) })) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_Kindergartens.Method.ListKindergartens.descriptor): .init(
+      access: .roles(districtRead), audit: .always),
+
+    // The audit log: district supervision and the district administrator.
+    path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(
+      access: .roles([.districtAdmin: .district, .preschoolOffice: .district, .vocationalOffice: .privateKindergartens]),
+      audit: .always),
+  ]
+
+  static func path(_ descriptor: MethodDescriptor) -> String { "/\(descriptor.fullyQualifiedMethod)" }
+}

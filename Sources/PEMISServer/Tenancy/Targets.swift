@@ -1,0 +1,102 @@
+internal import PEMISDomain
+internal import PEMISProto
+
+/// What a request acts on, read from the request before the handler runs so the interceptor can
+/// hold the caller to its scope.
+enum RequestTarget: Sendable, Equatable {
+  /// Nothing beyond the caller itself.
+  case none
+  /// A login attempt for this username (audited under that name).
+  case login(String)
+  /// A kindergarten by institution code; empty means the caller's own.
+  case kindergarten(String)
+  /// An onboarding application by id.
+  case application(String)
+  /// A new application for a kindergarten of this ownership.
+  case newApplication(Ownership?)
+  /// An existing account.
+  case account(String)
+  /// A new account of this role, for this kindergarten (empty for district accounts).
+  case newAccount(role: Role?, kindergartenCode: String)
+  /// A district-wide list, optionally narrowed to one kindergarten.
+  case districtList(kindergartenCode: String)
+}
+
+/// A request message that says what it acts on.
+protocol TargetedRequest: Sendable {
+  var target: RequestTarget { get }
+}
+
+extension Pemis_V1_LoginRequest: TargetedRequest { var target: RequestTarget { .login(username) } }
+extension Pemis_V1_CreateAccountRequest: TargetedRequest {
+  var target: RequestTarget { .newAccount(role: Role(role), kindergartenCode: kindergartenCode) }
+}
+extension Pemis_V1_AccountRequest: TargetedRequest { var target: RequestTarget { .account(username) } }
+extension Pemis_V1_ListAccountsRequest: TargetedRequest {
+  var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) }
+}
+extension Pemis_V1_SubmitApplicationRequest: TargetedRequest {
+  var target: RequestTarget { .newApplication(Ownership(form.ownership)) }
+}
+extension Pemis_V1_ReviewApplicationRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_ResubmitApplicationRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_AdmitKindergartenRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_RecordCommitmentRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_IssueAccountsRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_GetApplicationRequest: TargetedRequest { var target: RequestTarget { .application(applicationID) } }
+extension Pemis_V1_ListApplicationsRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: "") } }
+extension Pemis_V1_GetKindergartenRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListKindergartensRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: "") } }
+extension Pemis_V1_QueryAuditLogRequest: TargetedRequest {
+  var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) }
+}
+
+// MARK: - Proto ↔ domain
+
+extension Role {
+  init?(_ proto: Pemis_V1_Role) {
+    switch proto {
+    case .preschoolOffice: self = .preschoolOffice
+    case .vocationalOffice: self = .vocationalOffice
+    case .planningOffice: self = .planningOffice
+    case .financeOffice: self = .financeOffice
+    case .districtAdmin: self = .districtAdmin
+    case .principal: self = .principal
+    case .administrator: self = .administrator
+    case .classLeader: self = .classLeader
+    case .financeStaff: self = .financeStaff
+    case .unspecified, .UNRECOGNIZED: return nil
+    }
+  }
+
+  var proto: Pemis_V1_Role {
+    switch self {
+    case .preschoolOffice: .preschoolOffice
+    case .vocationalOffice: .vocationalOffice
+    case .planningOffice: .planningOffice
+    case .financeOffice: .financeOffice
+    case .districtAdmin: .districtAdmin
+    case .principal: .principal
+    case .administrator: .administrator
+    case .classLeader: .classLeader
+    case .financeStaff: .financeStaff
+    }
+  }
+}
+
+extension Ownership {
+  init?(_ proto: Pemis_V1_Ownership) {
+    switch proto {
+    case .public: self = .public
+    case .private: self = .private
+    case .unspecified, .UNRECOGNIZED: return nil
+    }
+  }
+
+  var proto: Pemis_V1_Ownership {
+    switch self {
+    case .public: .public
+    case .private: .private
+    }
+  }
+}

@@ -1,0 +1,76 @@
+internal import Foundation
+internal import GRPCCore
+public import Logging
+internal import PEMISDomain
+public import PEMISStore
+
+/// What the tenancy services share: the registry, the shard pool, password hashing and the clock.
+public final class Tenancy: Sendable {
+  public let registry: Registry
+  public let shards: ShardPool
+  let hasher: PasswordHasher
+  /// Seconds since 1970. Injected so tests can age accounts and sessions.
+  let now: @Sendable () -> Int64
+  let logger: Logger
+
+  public init(
+    dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, logger: Logger,
+    now: @escaping @Sendable () -> Int64 = Tenancy.systemClock
+  ) throws {
+    registry = try Registry(directory: dataDirectory, configuration: store)
+    shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
+    hasher = PasswordHasher(costLog2: passwordCostLog2)
+    self.now = now
+    self.logger = logger
+  }
+
+  /// Seconds since 1970 by the system clock.
+  public static let systemClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+
+  /// `pemis-server init`: the first district administrator, with a one-time password.
+  /// Refuses when the registry already has accounts.
+  public func createFirstAdministrator(username: String, displayName: String) async throws -> String {
+    try AccountRules.validateUsername(username)
+    guard try await registry.accountCount() == 0 else {
+      throw StoreError(.alreadyExists, "the data directory is already initialized (it has accounts)")
+    }
+    let password = Secrets.oneTimePassword()
+    try await registry.createAccount(
+      AccountRecord(
+        username: username, role: .districtAdmin, kindergartenCode: nil, displayName: displayName,
+        passwordHash: try hasher.hash(password), createdAt: now()))
+    return password
+  }
+}
+
+/// Maps store and domain errors to gRPC statuses with the message intact.
+func rpcError(_ error: any Error) -> any Error {
+  switch error {
+  case let error as StoreError:
+    let code: RPCError.Code
+    switch error.kind {
+    case .notFound: code = .notFound
+    case .alreadyExists: code = .alreadyExists
+    case .failedPrecondition: code = .failedPrecondition
+    case .invalidArgument: code = .invalidArgument
+    case .permissionDenied: code = .permissionDenied
+    case .unavailable: code = .unavailable
+    }
+    return RPCError(code: code, message: error.message)
+  case let error as FieldViolationsError:
+    return error.rpcError
+  case let error as DomainError:
+    return RPCError(code: error.rule == "state" ? .failedPrecondition : .invalidArgument, message: error.description)
+  default:
+    return error
+  }
+}
+
+/// Runs a handler body, turning store and domain errors into gRPC statuses.
+func handling<T>(_ body: () async throws -> T) async throws -> T {
+  do {
+    return try await body()
+  } catch {
+    throw rpcError(error)
+  }
+}

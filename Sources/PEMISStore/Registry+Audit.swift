@@ -1,0 +1,95 @@
+internal import Crypto
+internal import Foundation
+internal import GRDB
+
+extension Registry {
+  /// The hash before the first entry.
+  public static let genesisHash = String(repeating: "0", count: 64)
+
+  /// Appends an entry, chaining its hash to the last one. Appends are serialized by the write
+  /// transaction, so the chain has no forks.
+  @discardableResult
+  public func appendAudit(_ entry: AuditRecord) async throws -> AuditRecord {
+    try await writer.write { db in
+      var entry = entry
+      let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+      let seq: Int64 = (last?["seq"] ?? 0) + 1
+      entry.seq = seq
+      entry.prevHash = last?["hash"] ?? Self.genesisHash
+      entry.hash = Self.chainHash(entry)
+      try entry.insert(db)
+      return entry
+    }
+  }
+
+  /// SHA-256 over the previous hash and every field, separated so no two entries collide.
+  static func chainHash(_ e: AuditRecord) -> String {
+    let fields = [
+      e.prevHash, String(e.seq ?? 0), String(e.atMs), e.username, e.role, e.kindergartenCode, e.method, e.targets,
+      e.result, e.peer,
+    ]
+    let digest = SHA256.hash(data: Data(fields.joined(separator: "\u{1F}").utf8))
+    return digest.map { String(format: "%02x", $0) }.joined()
+  }
+
+  public struct AuditQuery: Sendable {
+    public var kindergartenCode: String?
+    public var username: String?
+    public var fromMs: Int64?
+    public var toMs: Int64?
+    /// Restricts to these kindergartens (the caller's scope); nil for no restriction.
+    public var kindergartenScope: Set<String>?
+
+    public init(kindergartenCode: String? = nil, username: String? = nil, fromMs: Int64? = nil, toMs: Int64? = nil, kindergartenScope: Set<String>? = nil) {
+      self.kindergartenCode = kindergartenCode
+      self.username = username
+      self.fromMs = fromMs
+      self.toMs = toMs
+      self.kindergartenScope = kindergartenScope
+    }
+  }
+
+  /// Entries matching the query, oldest first.
+  public func auditEntries(_ query: AuditQuery, offset: Int, limit: Int) async throws -> (entries: [AuditRecord], total: Int) {
+    try await writer.read { db in
+      var request = AuditRecord.all()
+      if let code = query.kindergartenCode { request = request.filter(Column("kindergartenCode") == code) }
+      if let username = query.username { request = request.filter(Column("username") == username) }
+      if let from = query.fromMs { request = request.filter(Column("atMs") >= from) }
+      if let to = query.toMs { request = request.filter(Column("atMs") <= to) }
+      if let scope = query.kindergartenScope { request = request.filter(scope.contains(Column("kindergartenCode"))) }
+      return (try request.order(Column("seq")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
+    }
+  }
+
+  public enum ChainVerification: Sendable, Equatable {
+    /// Every entry checks out; `head` is the last entry's hash (the genesis hash when empty).
+    case intact(entries: Int, head: String)
+    /// The first entry whose stored hash, or link to the previous one, does not check out.
+    case broken(atSequence: Int64, reason: String)
+  }
+
+  /// Recomputes the whole chain.
+  public func verifyAuditChain() async throws -> ChainVerification {
+    try await writer.read { db in
+      var previous = Self.genesisHash
+      var expectedSeq: Int64 = 1
+      let cursor = try AuditRecord.order(Column("seq")).fetchCursor(db)
+      while let entry = try cursor.next() {
+        let seq = entry.seq ?? 0
+        if seq != expectedSeq {
+          return .broken(atSequence: expectedSeq, reason: "entry \(expectedSeq) is missing (next is \(seq))")
+        }
+        if entry.prevHash != previous {
+          return .broken(atSequence: seq, reason: "does not link to the hash of entry \(seq - 1)")
+        }
+        if Self.chainHash(entry) != entry.hash {
+          return .broken(atSequence: seq, reason: "its contents do not match its hash")
+        }
+        previous = entry.hash
+        expectedSeq += 1
+      }
+      return .intact(entries: Int(expectedSeq - 1), head: previous)
+    }
+  }
+}

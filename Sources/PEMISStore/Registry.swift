@@ -1,0 +1,170 @@
+internal import Crypto
+internal import Foundation
+internal import GRDB
+internal import PEMISDomain
+
+/// The district-level database, `registry.sqlite`: kindergartens and their onboarding, accounts,
+/// sessions and the audit log. Each public method is one transaction.
+public final class Registry: Sendable {
+  let writer: DatabasePool
+  public let path: String
+
+  /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
+  public init(directory: String, configuration: StoreConfiguration = .defaults) throws {
+    try makePrivateDirectory(directory)
+    path = (directory as NSString).appendingPathComponent("registry.sqlite")
+    writer = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
+    try Self.migrator.migrate(writer)
+  }
+
+  /// Named migrations; never edited once shipped.
+  static var migrator: DatabaseMigrator {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("v1-accounts-sessions") { db in
+      try db.create(table: "account") { t in
+        t.primaryKey("username", .text)
+        t.column("role", .text).notNull()
+        t.column("kindergartenCode", .text).indexed()
+        t.column("displayName", .text).notNull()
+        t.column("passwordHash", .text).notNull()
+        t.column("mustChangePassword", .boolean).notNull()
+        t.column("disabled", .boolean).notNull()
+        t.column("sealed", .boolean).notNull()
+        t.column("failedLogins", .integer).notNull()
+        t.column("lockedUntil", .integer).notNull()
+        t.column("createdAt", .integer).notNull()
+        t.column("lastLoginAt", .integer).notNull()
+        t.column("unsealedAt", .integer).notNull()
+        t.column("classes", .text).notNull()
+      }
+      try db.create(table: "session") { t in
+        t.primaryKey("tokenHash", .text)
+        t.column("username", .text).notNull().indexed().references("account", onDelete: .cascade)
+        t.column("createdAt", .integer).notNull()
+        t.column("expiresAt", .integer).notNull()
+      }
+    }
+    migrator.registerMigration("v1-onboarding") { db in
+      try db.create(table: "application") { t in
+        t.primaryKey("id", .text)
+        t.column("state", .text).notNull().indexed()
+        t.column("ownership", .text).notNull()
+        t.column("name", .text).notNull()
+        t.column("form", .text).notNull()
+        t.column("institutionCode", .text).unique()
+        t.column("returnReason", .text)
+        t.column("commitmentSignatory", .text)
+        t.column("commitmentDate", .text)
+        t.column("createdAt", .integer).notNull()
+        t.column("updatedAt", .integer).notNull()
+      }
+      try db.create(table: "onboarding_event") { t in
+        t.autoIncrementedPrimaryKey("id")
+        t.column("applicationId", .text).notNull().indexed().references("application")
+        t.column("step", .text).notNull()
+        t.column("actor", .text).notNull()
+        t.column("actorRole", .text).notNull()
+        t.column("at", .integer).notNull()
+        t.column("note", .text).notNull()
+      }
+      try db.create(table: "kindergarten") { t in
+        t.primaryKey("code", .text)
+        t.column("name", .text).notNull()
+        t.column("ownership", .text).notNull().indexed()
+        t.column("applicationId", .text).notNull().unique().references("application")
+        t.column("activatedAt", .integer).notNull()
+      }
+    }
+    migrator.registerMigration("v1-audit") { db in
+      try db.create(table: "audit_log") { t in
+        t.autoIncrementedPrimaryKey("seq")
+        t.column("atMs", .integer).notNull().indexed()
+        t.column("username", .text).notNull()
+        t.column("role", .text).notNull()
+        t.column("kindergartenCode", .text).notNull()
+        t.column("method", .text).notNull()
+        t.column("targets", .text).notNull()
+        t.column("result", .text).notNull()
+        t.column("peer", .text).notNull()
+        t.column("prevHash", .text).notNull()
+        t.column("hash", .text).notNull()
+      }
+      try db.create(index: "audit_by_kindergarten", on: "audit_log", columns: ["kindergartenCode", "atMs"])
+      try db.create(index: "audit_by_user", on: "audit_log", columns: ["username", "atMs"])
+    }
+    return migrator
+  }
+
+  // MARK: Accounts
+
+  public func accountCount() async throws -> Int {
+    try await writer.read { db in try AccountRecord.fetchCount(db) }
+  }
+
+  public func account(_ username: String) async throws -> AccountRecord? {
+    try await writer.read { db in try AccountRecord.fetchOne(db, key: username) }
+  }
+
+  /// Inserts a new account; fails with `alreadyExists` if the username is taken.
+  public func createAccount(_ account: AccountRecord) async throws {
+    try await writer.write { db in
+      if try AccountRecord.exists(db, key: account.username) {
+        throw StoreError(.alreadyExists, "username: '\(account.username)' is already taken")
+      }
+      try account.insert(db)
+    }
+  }
+
+  /// Reads, changes and saves one account in one transaction. `change` may throw to abort.
+  @discardableResult
+  public func updateAccount(
+    _ username: String, _ change: @Sendable (inout AccountRecord) throws -> Void
+  ) async throws -> AccountRecord {
+    try await writer.write { db in
+      guard var account = try AccountRecord.fetchOne(db, key: username) else {
+        throw StoreError(.notFound, "username: no account '\(username)'")
+      }
+      try change(&account)
+      try account.update(db)
+      return account
+    }
+  }
+
+  /// Accounts of one kindergarten (code) or the district accounts (nil), by username.
+  public func accounts(kindergarten code: String?, offset: Int, limit: Int) async throws -> (accounts: [AccountRecord], total: Int) {
+    try await writer.read { db in
+      let request = code.map { AccountRecord.filter(Column("kindergartenCode") == $0) }
+        ?? AccountRecord.filter(Column("kindergartenCode") == nil)
+      return (try request.order(Column("username")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
+    }
+  }
+
+  // MARK: Sessions
+
+  public func createSession(_ session: SessionRecord) async throws {
+    try await writer.write { db in try session.insert(db) }
+  }
+
+  /// The session with this token hash and its account, if both exist.
+  public func session(tokenHash: String) async throws -> (SessionRecord, AccountRecord)? {
+    try await writer.read { db in
+      guard let session = try SessionRecord.fetchOne(db, key: tokenHash),
+        let account = try AccountRecord.fetchOne(db, key: session.username)
+      else { return nil }
+      return (session, account)
+    }
+  }
+
+  public func deleteSession(tokenHash: String) async throws {
+    _ = try await writer.write { db in try SessionRecord.deleteOne(db, key: tokenHash) }
+  }
+
+  /// Ends every session of an account (disabled, password reset).
+  public func deleteSessions(username: String) async throws {
+    _ = try await writer.write { db in try SessionRecord.filter(Column("username") == username).deleteAll(db) }
+  }
+
+  public func deleteExpiredSessions(now: Int64) async throws -> Int {
+    try await writer.write { db in try SessionRecord.filter(Column("expiresAt") <= now).deleteAll(db) }
+  }
+}

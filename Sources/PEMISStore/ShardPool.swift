@@ -1,0 +1,122 @@
+internal import Foundation
+internal import GRDB
+public import PEMISDomain
+internal import Synchronization
+
+/// The open kindergarten shards: opened on demand, at most `maxOpenShards` kept open, the least
+/// recently used dropped first, safe under concurrent calls.
+///
+/// A dropped shard stays usable by calls that still hold it and closes when the last one lets go;
+/// SQLite's locks (WAL, busy timeout) keep a second connection to the same file correct meanwhile.
+/// Concurrent first calls to the same shard share one open.
+public final class ShardPool: Sendable {
+  public let directory: String
+  private let configuration: StoreConfiguration
+  private let state = Mutex(State())
+
+  private struct State {
+    var open: [InstitutionCode: (shard: TenantShard, lastUse: UInt64)] = [:]
+    var opening: [InstitutionCode: [CheckedContinuation<TenantShard?, any Error>]] = [:]
+    var tick: UInt64 = 0
+  }
+
+  /// - Parameter directory: the shards folder, `<data>/shards`.
+  public init(directory: String, configuration: StoreConfiguration = .defaults) throws {
+    self.directory = directory
+    self.configuration = configuration
+    try makePrivateDirectory(directory)
+  }
+
+  public var openCount: Int { state.withLock { $0.open.count } }
+
+  /// Where a kindergarten's shard lives. The code's format guarantees the path stays inside the
+  /// shards folder.
+  public func path(for code: InstitutionCode) -> String {
+    (directory as NSString).appendingPathComponent("\(code.rawValue).sqlite")
+  }
+
+  public func exists(_ code: InstitutionCode) -> Bool {
+    FileManager.default.fileExists(atPath: path(for: code))
+  }
+
+  /// Creates the shard (onboarding) or opens it if a previous attempt already created it.
+  @discardableResult
+  public func create(_ code: InstitutionCode, createdAt: Int64) async throws -> TenantShard {
+    let shard = try await acquire(code, create: true)
+    try shard.stampIdentity(createdAt: createdAt)
+    return shard
+  }
+
+  /// Removes a shard that onboarding created but could not complete.
+  public func discard(_ code: InstitutionCode) {
+    _ = state.withLock { $0.open.removeValue(forKey: code) }
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path(for: code) + suffix) }
+  }
+
+  /// An existing shard; `notFound` if the kindergarten has none.
+  public func shard(_ code: InstitutionCode) async throws -> TenantShard {
+    try await acquire(code, create: false)
+  }
+
+  private func acquire(_ code: InstitutionCode, create: Bool) async throws -> TenantShard {
+    enum Next { case ready(TenantShard), wait, open }
+    let next = state.withLock { state -> Next in
+      state.tick += 1
+      if let entry = state.open[code] {
+        state.open[code] = (entry.shard, state.tick)
+        return .ready(entry.shard)
+      }
+      if state.opening[code] != nil { return .wait }
+      state.opening[code] = []
+      return .open
+    }
+    switch next {
+    case .ready(let shard):
+      return shard
+    case .wait:
+      let shard: TenantShard? = try await withCheckedThrowingContinuation { continuation in
+        enum Now { case ready(TenantShard), queued, retry }
+        let now = state.withLock { state -> Now in
+          if let entry = state.open[code] { return .ready(entry.shard) }
+          guard state.opening[code] != nil else { return .retry }
+          state.opening[code]!.append(continuation)
+          return .queued
+        }
+        switch now {
+        case .ready(let shard): continuation.resume(returning: shard)
+        case .queued: break
+        case .retry: continuation.resume(returning: nil)
+        }
+      }
+      // The open we waited for finished (and failed) in between: try again ourselves.
+      guard let shard else { return try await acquire(code, create: create) }
+      return shard
+    case .open:
+      let result: Result<TenantShard, any Error>
+      do {
+        let path = path(for: code)
+        if !create && !FileManager.default.fileExists(atPath: path) {
+          throw StoreError(.notFound, "kindergarten \(code) has no shard")
+        }
+        result = .success(try TenantShard(code: code, path: path, configuration: configuration))
+      } catch {
+        result = .failure(error)
+      }
+      let waiters = state.withLock { state -> [CheckedContinuation<TenantShard?, any Error>] in
+        let waiters = state.opening.removeValue(forKey: code) ?? []
+        if case .success(let shard) = result {
+          state.tick += 1
+          state.open[code] = (shard, state.tick)
+          while state.open.count > configuration.maxOpenShards,
+            let oldest = state.open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key
+          {
+            state.open.removeValue(forKey: oldest)
+          }
+        }
+        return waiters
+      }
+      for waiter in waiters { waiter.resume(with: result.map { Optional($0) }) }
+      return try result.get()
+    }
+  }
+}

@@ -1,0 +1,57 @@
+internal import Foundation
+internal import GRDB
+public import PEMISDomain
+
+/// One kindergarten's own database, `shards/<institution-code>.sqlite`. Later issues add the
+/// kindergarten's records (classes, staff, children) as migrations here.
+public final class TenantShard: Sendable {
+  public let code: InstitutionCode
+  let writer: DatabaseQueue
+
+  init(code: InstitutionCode, path: String, configuration: StoreConfiguration) throws {
+    self.code = code
+    writer = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
+    try Self.migrator.migrate(writer)
+  }
+
+  static var migrator: DatabaseMigrator {
+    var migrator = DatabaseMigrator()
+    migrator.registerMigration("v1-shard-info") { db in
+      // Which kindergarten this file belongs to, so a misplaced file is detected.
+      try db.create(table: "shard_info") { t in
+        t.primaryKey("code", .text)
+        t.column("schemaVersion", .integer).notNull()
+        t.column("createdAt", .integer).notNull()
+      }
+    }
+    return migrator
+  }
+
+  public struct Info: Sendable, Equatable {
+    public var code: String
+    public var schemaVersion: Int
+    public var createdAt: Int64
+  }
+
+  /// Writes the shard's identity the first time; later calls leave it.
+  func stampIdentity(createdAt: Int64) throws {
+    try writer.write { db in
+      try db.execute(
+        sql: "INSERT OR IGNORE INTO shard_info (code, schemaVersion, createdAt) VALUES (?, 1, ?)",
+        arguments: [code.rawValue, createdAt])
+    }
+  }
+
+  public func info() async throws -> Info {
+    try await writer.read { db in
+      guard let row = try Row.fetchOne(db, sql: "SELECT code, schemaVersion, createdAt FROM shard_info") else {
+        throw StoreError(.unavailable, "shard \(self.code) has no identity record")
+      }
+      let info = Info(code: row["code"], schemaVersion: row["schemaVersion"], createdAt: row["createdAt"])
+      guard info.code == self.code.rawValue else {
+        throw StoreError(.unavailable, "shard file for \(self.code) belongs to \(info.code)")
+      }
+      return info
+    }
+  }
+}

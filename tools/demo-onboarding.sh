@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Walks through onboarding two kindergartens (one public, one private) with the real client tool
+# against a real server, exactly as README.md describes: init, district accounts, application →
+# review (one returned and resubmitted) → admission with institution code → commitment letter →
+# accounts → shard. Every person keeps their own session (PEMIS_CONFIG_DIR per person).
+#
+# Usage: tools/demo-onboarding.sh [BIN_DIR]   (default: the debug build)
+# Leaves its work in a temporary directory, printed at the end; exits non-zero on any failure.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="${1:-$root/.build/debug}"
+work="$(mktemp -d)"
+export PEMIS_PASSWORD_HASH_COST=12   # quick hashes for a demo; production keeps the default (15)
+cd "$work"
+
+step() { printf '\n== %s\n' "$*"; }
+as() { local who=$1; shift; PEMIS_CONFIG_DIR="$work/people/$who" "$bin/pemis" "$@"; }
+# First login of a person: the one-time password, then their own password twice.
+first_login() {
+  local who=$1 otp=$2
+  printf '%s\n%s\n%s\n' "$otp" "Pemis-${who}-2026" "Pemis-${who}-2026" | as "$who" login --user "$who"
+}
+otp_of() { grep -o 'one-time password[^:]*: *[A-Za-z0-9]*' | awk '{print $NF}'; }
+
+step "pemis-server init: the data directory and the first district administrator"
+"$bin/pemis-server" init --data-dir ./data | tee init.out
+admin_otp=$(grep 'one-time password' init.out | awk '{print $NF}')
+
+step "start the server"
+"$bin/pemis-server" serve --data-dir ./data --port 0 >server.out 2>server.log &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" server.out && break; sleep 0.1; done
+export PEMIS_SERVER="$(grep -o 'listening on [^ ]*' server.out | cut -d' ' -f3)"
+echo "server at $PEMIS_SERVER"
+
+step "the district administrator logs in and creates the offices' accounts"
+first_login admin "$admin_otp"
+for who in preschool vocational planning; do
+  role="${who}_office"
+  otp=$(as admin account create "$who" --role "$role" --name "$who office clerk" | otp_of)
+  first_login "$who" "$otp"
+done
+
+step "the Preschool Education Office enters a public kindergarten's application"
+as preschool onboarding submit --name "滨海新区第一幼儿园" --ownership public --licence "教民112011号" \
+  --address "天津市滨海新区中心大道1号" --sponsor "滨海新区教育体育局" --approved 2024-03-01 --opened 2024-09-01 \
+  --children 180 --staff 32 --property owned | tee public.out
+public_id=$(head -1 public.out | awk '{print $1}')
+
+step "the Vocational & Adult Education Office enters a private kindergarten's application"
+as vocational onboarding submit --name "海星幼儿园" --ownership private --licence "教民112099号" \
+  --address "天津市滨海新区海滨路8号" --sponsor "海星教育有限公司" --approved 2024-05-10 --opened 2024-09-01 \
+  --children 90 --staff 15 --property rented | tee private.out
+private_id=$(head -1 private.out | awk '{print $1}')
+
+step "scope: the Preschool Education Office may not review a private kindergarten"
+if as preschool onboarding review "$private_id" --approve; then echo "UNEXPECTED: allowed"; exit 1; fi
+
+step "review: the public one is approved; the private one is returned, corrected and approved"
+as preschool onboarding review "$public_id" --approve
+as vocational onboarding review "$private_id" --return "the licence number on the form does not match the licence"
+as vocational onboarding resubmit "$private_id" --name "海星幼儿园" --ownership private --licence "教民112098号" \
+  --address "天津市滨海新区海滨路8号" --sponsor "海星教育有限公司" --approved 2024-05-10 --opened 2024-09-01 \
+  --children 90 --staff 15 --property rented
+as vocational onboarding review "$private_id" --approve
+
+step "the Development Planning Office admits both and assigns institution codes"
+as planning onboarding admit "$public_id" --code 1112000101
+as planning onboarding admit "$private_id" --code 1112000102
+
+step "commitment letters recorded"
+as preschool onboarding commit "$public_id" --signatory "王丽" --signed 2024-09-02
+as vocational onboarding commit "$private_id" --signatory "李强" --signed 2024-09-03
+
+step "the district administrator issues each kindergarten's two accounts; the shards are created"
+as admin onboarding issue-accounts "$public_id" --principal wang.li --principal-name "王丽" \
+  --administrator zhao.min --administrator-name "赵敏" | tee public-accounts.out
+as admin onboarding issue-accounts "$private_id" --principal li.qiang --principal-name "李强" \
+  --administrator sun.yue --administrator-name "孙悦" | tee private-accounts.out
+ls -l data/shards
+
+step "the public kindergarten's principal logs in and sees its kindergarten"
+principal_otp=$(grep '^wang.li' public-accounts.out | awk '{print $NF}')
+first_login wang.li "$principal_otp"
+as wang.li kindergarten show
+step "a kindergarten account cannot reach another kindergarten"
+if as wang.li kindergarten show 1112000102; then echo "UNEXPECTED: allowed"; exit 1; fi
+
+step "district supervision: kindergartens, applications and the audit log"
+as admin kindergarten list
+as vocational kindergarten list
+as admin onboarding show "$private_id"
+as admin audit query --kindergarten 1112000102
+
+step "pemis-server audit verify"
+"$bin/pemis-server" audit verify --data-dir ./data
+
+echo
+echo "demo complete: $work"
