@@ -50,16 +50,6 @@ public enum OnboardingStep: String, Hashable, Sendable, CaseIterable {
     }
   }
 
-  /// Who may take the step for a kindergarten of `ownership`.
-  public func allowedRoles(for ownership: Ownership) -> Set<Role> {
-    switch self {
-    case .submit, .resubmit: [ownership.reviewingOffice, .districtAdmin]
-    case .approve, .return: [ownership.reviewingOffice]
-    case .admit: [.planningOffice]
-    case .recordCommitment: [ownership.reviewingOffice, .districtAdmin]
-    case .issueAccounts: [.districtAdmin]
-    }
-  }
 
   /// Checks that the step may follow `state`; returns the new state.
   public func apply(to state: OnboardingState?) throws(DomainError) -> OnboardingState {

@@ -20,13 +20,16 @@ public struct PEMISServer: Service {
   public let tenancy: Tenancy
 
   /// Opens (creating if needed) the data directory's registry and shards folder.
-  public init(configuration: ServerConfiguration, logger: Logger) throws {
+  /// - Parameter now: seconds since 1970; tests pass a clock they can move.
+  public init(
+    configuration: ServerConfiguration, logger: Logger, now: @escaping @Sendable () -> Int64 = Tenancy.systemClock
+  ) throws {
     self.configuration = configuration
     self.logger = logger
     try Self.prepareDataDirectory(configuration.dataDirectory)
     let tenancy = try Tenancy(
       dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
-      passwordCostLog2: configuration.passwordHashCost, logger: logger)
+      passwordCostLog2: configuration.passwordHashCost, logger: logger, now: now)
     self.tenancy = tenancy
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),

@@ -19,7 +19,8 @@ func withRunningServer<R: Sendable>(
   configuration.dataDirectory = FileManager.default.temporaryDirectory
     .appendingPathComponent("pemis-test-\(UUID())/data").path
   configure(&configuration)
-  let server = PEMISServer(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+  configuration.passwordHashCost = 10
+  let server = try PEMISServer(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
   let finalConfiguration = configuration
   return try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await server.run() }
