@@ -1,0 +1,233 @@
+import Foundation
+import GRPCCore
+import PEMISClient
+import PEMISDomain
+import PEMISProto
+import PEMISWire
+import SwiftProtobuf
+import Testing
+
+@testable import PEMISServer
+
+typealias Client = GRPCClient<PEMISWireClientTransport>
+
+/// One method against one target, with the roles that may call it written out by hand from the
+/// regulation (not derived from the policy table, so a wrong table entry fails here).
+struct MatrixCase: Sendable, CustomTestStringConvertible {
+  var name: String
+  var allowed: Set<Role>
+  /// Prepares what the call needs (an application in the right state, a target account); returns
+  /// the ids the call uses.
+  var setup: @Sendable (District) async throws -> String = { _ in "" }
+  var call: @Sendable (Client, String) async throws -> Void
+
+  var testDescription: String { name }
+
+  static let district = Set(Role.district)
+  static let kindergartenA = Set(Role.kindergarten)
+  static let a = District.kindergartenA
+  static let b = District.kindergartenB
+
+  static func onboarding(_ ownership: Pemis_V1_Ownership, _ state: OnboardingState) -> @Sendable (District) async throws -> String {
+    { try await $0.application(ownership, to: state) }
+  }
+
+  static func staffAccount(_ code: String) -> @Sendable (District) async throws -> String {
+    { district in
+      let name = "t\(Int.random(in: 100_000...999_999))"
+      try await district.seedAccount(name, .administrator, kindergarten: code)
+      return name
+    }
+  }
+
+  static func onboarding(_ client: Client) -> Pemis_V1_Onboarding.Client<PEMISWireClientTransport> { .init(wrapping: client) }
+  static func accounts(_ client: Client) -> Pemis_V1_Accounts.Client<PEMISWireClientTransport> { .init(wrapping: client) }
+
+  static var all: [MatrixCase] {
+    var cases: [MatrixCase] = [
+      MatrixCase(name: "Session/WhoAmI", allowed: Set(Role.allCases)) { client, _ in
+        _ = try await Pemis_V1_Session.Client(wrapping: client).whoAmI(.init())
+      },
+      MatrixCase(name: "Session/ChangePassword (new one too short)", allowed: Set(Role.allCases)) { client, _ in
+        _ = try await Pemis_V1_Session.Client(wrapping: client).changePassword(.with {
+          $0.currentPassword = District.password
+          $0.newPassword = "short"
+        })
+      },
+      MatrixCase(name: "Session/Logout", allowed: Set(Role.allCases)) { client, _ in
+        _ = try await Pemis_V1_Session.Client(wrapping: client).logout(.init())
+      },
+      MatrixCase(name: "Onboarding/ListApplications", allowed: district) { client, _ in
+        _ = try await onboarding(client).listApplications(.init())
+      },
+      MatrixCase(name: "Kindergartens/ListKindergartens", allowed: district) { client, _ in
+        _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).listKindergartens(.init())
+      },
+    ]
+    for (code, ownership) in [(a, Pemis_V1_Ownership.public), (b, .private)] {
+      let isPublic = ownership == .public
+      let office: Role = isPublic ? .preschoolOffice : .vocationalOffice
+      let label = isPublic ? "public kindergarten A" : "private kindergarten B"
+      cases += [
+        MatrixCase(
+          name: "Accounts/CreateAccount in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin]
+        ) { client, _ in
+          _ = try await accounts(client).createAccount(.with {
+            $0.username = "n\(Int.random(in: 100_000...999_999))"
+            $0.role = .classLeader
+            $0.kindergartenCode = code
+            $0.displayName = "班长"
+          })
+        },
+        MatrixCase(
+          name: "Accounts/DisableAccount in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin],
+          setup: staffAccount(code)
+        ) { client, username in _ = try await accounts(client).disableAccount(.with { $0.username = username }) },
+        MatrixCase(
+          name: "Accounts/EnableAccount in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin],
+          setup: staffAccount(code)
+        ) { client, username in _ = try await accounts(client).enableAccount(.with { $0.username = username }) },
+        MatrixCase(
+          name: "Accounts/ResetPassword in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin],
+          setup: staffAccount(code)
+        ) { client, username in _ = try await accounts(client).resetPassword(.with { $0.username = username }) },
+        MatrixCase(name: "Accounts/UnsealAccount in \(label)", allowed: [.districtAdmin], setup: staffAccount(code)) {
+          client, username in _ = try await accounts(client).unsealAccount(.with { $0.username = username })
+        },
+        MatrixCase(
+          name: "Accounts/ListAccounts of \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin]
+        ) { client, _ in _ = try await accounts(client).listAccounts(.with { $0.kindergartenCode = code }) },
+        MatrixCase(name: "Onboarding/SubmitApplication \(ownership)", allowed: [office, .districtAdmin]) { client, _ in
+          _ = try await onboarding(client).submitApplication(.with { $0.form = District.form("新园", ownership) })
+        },
+        MatrixCase(name: "Onboarding/ReviewApplication \(ownership)", allowed: [office], setup: onboarding(ownership, .submitted)) {
+          client, id in
+          _ = try await onboarding(client).reviewApplication(.with {
+            $0.applicationID = id
+            $0.approve = true
+          })
+        },
+        MatrixCase(
+          name: "Onboarding/ResubmitApplication \(ownership)", allowed: [office, .districtAdmin],
+          setup: onboarding(ownership, .returned)
+        ) { client, id in
+          _ = try await onboarding(client).resubmitApplication(.with {
+            $0.applicationID = id
+            $0.form = District.form("更正", ownership)
+          })
+        },
+        MatrixCase(
+          name: "Onboarding/AdmitKindergarten \(ownership)", allowed: [.planningOffice], setup: onboarding(ownership, .approved)
+        ) { client, id in
+          _ = try await onboarding(client).admitKindergarten(.with {
+            $0.applicationID = id
+            $0.institutionCode = "11128\(String(format: "%05d", Int.random(in: 0...99999)))"
+          })
+        },
+        MatrixCase(
+          name: "Onboarding/RecordCommitment \(ownership)", allowed: [office, .districtAdmin],
+          setup: onboarding(ownership, .admitted)
+        ) { client, id in
+          _ = try await onboarding(client).recordCommitment(.with {
+            $0.applicationID = id
+            $0.commitment = .with {
+              $0.signatory = "园长"
+              $0.signedOn = .with { $0.year = 2024; $0.month = 9; $0.day = 2 }
+            }
+          })
+        },
+        MatrixCase(
+          name: "Onboarding/IssueAccounts \(ownership)", allowed: [.districtAdmin], setup: onboarding(ownership, .committed)
+        ) { client, id in
+          let n = Int.random(in: 100_000...999_999)
+          _ = try await onboarding(client).issueAccounts(.with {
+            $0.applicationID = id
+            $0.principalUsername = "p\(n)"
+            $0.principalName = "园长"
+            $0.administratorUsername = "a\(n)"
+            $0.administratorName = "管理员"
+          })
+        },
+        MatrixCase(
+          name: "Onboarding/GetApplication \(ownership)",
+          allowed: isPublic ? [.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district,
+          setup: onboarding(ownership, .submitted)
+        ) { client, id in _ = try await onboarding(client).getApplication(.with { $0.applicationID = id }) },
+        MatrixCase(
+          name: "Kindergartens/GetKindergarten \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in
+          _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).getKindergarten(.with { $0.kindergartenCode = code })
+        },
+        MatrixCase(
+          name: "Audit/QueryAuditLog of \(label)",
+          allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
+        ) { client, _ in
+          _ = try await Pemis_V1_Audit.Client(wrapping: client).queryAuditLog(.with { $0.kindergartenCode = code })
+        },
+      ]
+    }
+    return cases
+  }
+}
+
+@Suite("Authorization: every method × every role")
+struct AuthorizationMatrixTests {
+  @Test("allowed calls pass authorization; denied ones get PERMISSION_DENIED and change nothing", arguments: MatrixCase.all)
+  func matrix(_ testCase: MatrixCase) async throws {
+    try await withDistrict { district in
+      for role in Role.allCases {
+        let target = try await testCase.setup(district)
+        let token = try await district.login(District.user(role)).token
+        let before = try await district.fingerprint()
+        var outcome: RPCError?
+        do {
+          try await withPEMISClient(district.address, token: token) { client in try await testCase.call(client, target) }
+        } catch let error as RPCError {
+          outcome = error
+        }
+        if testCase.allowed.contains(role) {
+          #expect(
+            outcome?.code != .permissionDenied && outcome?.code != .unauthenticated,
+            "\(role.rawValue) should be allowed: \(outcome.map(String.init(describing:)) ?? "")")
+        } else {
+          #expect(outcome?.code == .permissionDenied, "\(role.rawValue) should be denied, got \(outcome.map(String.init(describing:)) ?? "OK")")
+          let after = try await district.fingerprint()
+          #expect(before == after, "a denied call by \(role.rawValue) changed the registry or the shards")
+        }
+      }
+    }
+  }
+
+  @Test("every method in the policy table is covered by the matrix or is open")
+  func coverage() {
+    let covered = Set(MatrixCase.all.map { "/pemis.v1." + $0.name.split(separator: " ")[0] })
+    for (method, policy) in Policy.table {
+      if case .open = policy.access { continue }
+      #expect(covered.contains(method), "\(method) is missing from the matrix")
+    }
+    // And every method the server serves has a policy (the interceptor refuses the rest).
+    let served = [
+      Pemis_V1_Session.descriptor, Pemis_V1_Accounts.descriptor, Pemis_V1_Onboarding.descriptor,
+      Pemis_V1_Kindergartens.descriptor, Pemis_V1_Audit.descriptor, Pemis_V1_Health.descriptor, Pemis_V1_Echo.descriptor,
+    ]
+    let methods =
+      Pemis_V1_Session.Method.descriptors + Pemis_V1_Accounts.Method.descriptors + Pemis_V1_Onboarding.Method.descriptors
+      + Pemis_V1_Kindergartens.Method.descriptors + Pemis_V1_Audit.Method.descriptors
+      + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors
+    #expect(served.count == 7)
+    for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
+  }
+
+  @Test("without a session every protected method is UNAUTHENTICATED", arguments: MatrixCase.all)
+  func anonymous(_ testCase: MatrixCase) async throws {
+    try await withDistrict { district in
+      let target = try await testCase.setup(district)
+      let error = await #expect(throws: RPCError.self) {
+        try await withPEMISClient(district.address) { client in try await testCase.call(client, target) }
+      }
+      #expect(error?.code == .unauthenticated)
+    }
+  }
+}
+

@@ -1,0 +1,184 @@
+import Foundation
+import GRDB
+import GRPCCore
+import Logging
+import PEMISClient
+import PEMISDomain
+import PEMISProto
+import PEMISWire
+import SwiftProtobuf
+import Synchronization
+import Testing
+
+@testable import PEMISServer
+@testable import PEMISStore
+
+/// A clock tests can move: seconds since 1970.
+final class TestClock: Sendable {
+  private let seconds = Atomic<Int64>(1_790_000_000)
+  var now: Int64 { seconds.load(ordering: .relaxed) }
+  func advance(_ by: Int64) { seconds.add(by, ordering: .relaxed) }
+}
+
+/// A running server with a district: an account for every role, two active kindergartens
+/// (A public, B private) with all kindergarten roles, and applications in each onboarding state.
+struct District: Sendable {
+  let address: ServerAddress
+  let server: PEMISServer
+  let clock: TestClock
+  let dataDirectory: String
+
+  static let password = "Pemis-test-2026"
+  static let kindergartenA = "1112000101"  // public
+  static let kindergartenB = "1112000102"  // private
+
+  var registry: Registry { server.tenancy.registry }
+
+  /// Username of the account with `role` (kindergarten roles: of kindergarten A, or B when asked).
+  static func user(_ role: Role, kindergarten: String = kindergartenA) -> String {
+    role.isDistrict ? role.rawValue.replacingOccurrences(of: "_", with: ".") : "\(role.rawValue.replacingOccurrences(of: "_", with: "."))\(kindergarten.suffix(1) == "1" ? ".a" : ".b")"
+  }
+
+  func login(_ username: String, _ password: String = District.password) async throws -> Pemis_V1_LoginResponse {
+    try await withPEMISClient(address) { client in
+      try await Pemis_V1_Session.Client(wrapping: client).login(.with {
+        $0.username = username
+        $0.password = password
+      })
+    }
+  }
+
+  /// Runs `body` as the account with this username (logged in fresh).
+  func asUser<R: Sendable>(_ username: String, _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> R) async throws -> R {
+    let token = try await login(username).token
+    return try await withPEMISClient(address, token: token, body)
+  }
+
+  func `as`<R: Sendable>(_ role: Role, _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> R) async throws -> R {
+    try await asUser(District.user(role), body)
+  }
+
+  static func form(_ name: String, _ ownership: Pemis_V1_Ownership) -> Pemis_V1_ApplicationForm {
+    .with {
+      $0.name = name
+      $0.ownership = ownership
+      $0.licenceNumber = "教民\(Int.random(in: 100000...999999))号"
+      $0.address = "天津市滨海新区"
+      $0.sponsor = "滨海新区教育体育局"
+      $0.approvalDate = .with { $0.year = 2024; $0.month = 3; $0.day = 1 }
+      $0.openingDate = .with { $0.year = 2024; $0.month = 9; $0.day = 1 }
+      $0.childrenCount = 100
+      $0.staffCount = 20
+      $0.property = "owned"
+    }
+  }
+
+  /// Creates an account directly in the registry with the shared test password, already changed.
+  func seedAccount(_ username: String, _ role: Role, kindergarten: String? = nil) async throws {
+    var record = AccountRecord(
+      username: username, role: role, kindergartenCode: kindergarten, displayName: username,
+      passwordHash: try server.tenancy.hasher.hash(District.password), createdAt: clock.now)
+    record.mustChangePassword = false
+    try await registry.createAccount(record)
+  }
+
+  /// Submits an application as the responsible office and walks it to `state`.
+  func application(_ ownership: Pemis_V1_Ownership, to state: OnboardingState, code: String? = nil) async throws -> String {
+    let office: Role = ownership == .public ? .preschoolOffice : .vocationalOffice
+    let id = try await self.as(office) { client in
+      try await Pemis_V1_Onboarding.Client(wrapping: client).submitApplication(.with {
+        $0.form = District.form("幼儿园\(Int.random(in: 1000...9999))", ownership)
+      }).applicationID
+    }
+    if state == .submitted { return id }
+    if state == .returned {
+      _ = try await self.as(office) { client in
+        try await Pemis_V1_Onboarding.Client(wrapping: client).reviewApplication(.with {
+          $0.applicationID = id
+          $0.reason = "incomplete"
+        })
+      }
+      return id
+    }
+    _ = try await self.as(office) { client in
+      try await Pemis_V1_Onboarding.Client(wrapping: client).reviewApplication(.with {
+        $0.applicationID = id
+        $0.approve = true
+      })
+    }
+    if state == .approved { return id }
+    let assigned = code ?? "11129\(String(format: "%05d", Int.random(in: 0...99999)))"
+    _ = try await self.as(.planningOffice) { client in
+      try await Pemis_V1_Onboarding.Client(wrapping: client).admitKindergarten(.with {
+        $0.applicationID = id
+        $0.institutionCode = assigned
+      })
+    }
+    if state == .admitted { return id }
+    _ = try await self.as(office) { client in
+      try await Pemis_V1_Onboarding.Client(wrapping: client).recordCommitment(.with {
+        $0.applicationID = id
+        $0.commitment = .with {
+          $0.signatory = "园长"
+          $0.signedOn = .with { $0.year = 2024; $0.month = 9; $0.day = 2 }
+        }
+      })
+    }
+    if state == .committed { return id }
+    let n = Int.random(in: 10000...99999)
+    _ = try await self.as(.districtAdmin) { client in
+      try await Pemis_V1_Onboarding.Client(wrapping: client).issueAccounts(.with {
+        $0.applicationID = id
+        $0.principalUsername = "p\(n)"
+        $0.principalName = "园长"
+        $0.administratorUsername = "a\(n)"
+        $0.administratorName = "管理员"
+      })
+    }
+    return id
+  }
+
+  /// Everything a denied call must leave as it was: accounts, applications, their history,
+  /// kindergartens, and the shards folder.
+  func fingerprint() async throws -> String {
+    let tables = try await registry.writer.read { db -> String in
+      var text = ""
+      for table in ["account", "application", "onboarding_event", "kindergarten"] {
+        for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1") { text += "\(row)\n" }
+      }
+      return text
+    }
+    let shards = try FileManager.default.contentsOfDirectory(atPath: server.tenancy.shards.directory)
+      .filter { $0.hasSuffix(".sqlite") }.sorted()
+    return tables + shards.joined(separator: ",")
+  }
+}
+
+/// Starts a server with a fresh data directory and builds the district described on ``District``.
+func withDistrict<R: Sendable>(_ body: (District) async throws -> R) async throws -> R {
+  var configuration = ServerConfiguration.defaults
+  configuration.port = 0
+  configuration.passwordHashCost = 10
+  configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
+  let clock = TestClock()
+  let server = try PEMISServer(
+    configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+    now: { clock.now })
+  return try await withThrowingTaskGroup(of: Void.self) { group in
+    group.addTask { try await server.run() }
+    let address = try ServerAddress(parsing: try await server.listeningHostAndPort)
+    let district = District(address: address, server: server, clock: clock, dataDirectory: configuration.dataDirectory)
+    for role in Role.district { try await district.seedAccount(District.user(role), role) }
+    // Two active kindergartens through the real onboarding calls, then their staff.
+    for (code, ownership) in [(District.kindergartenA, Pemis_V1_Ownership.public), (District.kindergartenB, .private)] {
+      _ = try await district.application(ownership, to: .active, code: code)
+      for role in Role.kindergarten {
+        try await district.seedAccount(District.user(role, kindergarten: code), role, kindergarten: code)
+      }
+    }
+    let result = await Result { try await body(district) }
+    group.cancelAll()
+    try? await group.waitForAll()
+    return try result.get()
+  }
+}
