@@ -111,6 +111,7 @@ let targets: [Target] = [
     name: "PEMISServerTests",
     dependencies: [
       "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
+      .product(name: "GRDB", package: "GRDB.swift"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),

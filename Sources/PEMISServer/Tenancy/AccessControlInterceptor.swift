@@ -46,6 +46,7 @@ struct AccessControlInterceptor: ServerInterceptor {
         throw RPCError(code: .permissionDenied, message: "\(method) declares no target to check the caller's scope against")
       }
       let target = declared ?? .none
+      if let id = target.auditID { record.append(id) }
       if case .login(let username) = target { entry.username = username }
 
       var caller: Caller?

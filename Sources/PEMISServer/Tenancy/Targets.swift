@@ -22,6 +22,21 @@ enum RequestTarget: Sendable, Equatable {
   case districtList(kindergartenCode: String)
 }
 
+extension RequestTarget {
+  /// The target as the audit log names it, recorded before authorization so denied attempts
+  /// show what they tried to reach.
+  var auditID: String? {
+    switch self {
+    case .none: nil
+    case .login(let username), .account(let username): "account:\(username)"
+    case .kindergarten(let code), .districtList(let code): code.isEmpty ? nil : "kindergarten:\(code)"
+    case .application(let id): "application:\(id)"
+    case .newApplication: nil
+    case .newAccount(_, let code): code.isEmpty ? nil : "kindergarten:\(code)"
+    }
+  }
+}
+
 /// A request message that says what it acts on.
 protocol TargetedRequest: Sendable {
   var target: RequestTarget { get }
