@@ -97,6 +97,7 @@ let targets: [Target] = [
     name: "PEMISServer",
     dependencies: [
       "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
+      .product(name: "NIOPosix", package: "swift-nio"),
       .product(name: "GRDB", package: "GRDB.swift"),
       .product(name: "Crypto", package: "swift-crypto"),
       .product(name: "CryptoExtras", package: "swift-crypto"),

@@ -1,3 +1,4 @@
+internal import Dispatch
 internal import Foundation
 internal import GRDB
 public import PEMISDomain
@@ -29,6 +30,9 @@ public final class ShardPool: Sendable {
 
   public var openCount: Int { state.withLock { $0.open.count } }
 
+  /// Where shard files are opened and migrated, off the cooperative thread pool.
+  static let openQueue = DispatchQueue(label: "pemis.shard-open", attributes: .concurrent)
+
   /// Where a kindergarten's shard lives. The code's format guarantees the path stays inside the
   /// shards folder.
   public func path(for code: InstitutionCode) -> String {
@@ -43,7 +47,7 @@ public final class ShardPool: Sendable {
   @discardableResult
   public func create(_ code: InstitutionCode, createdAt: Int64) async throws -> TenantShard {
     let shard = try await acquire(code, create: true)
-    try shard.stampIdentity(createdAt: createdAt)
+    try await shard.stampIdentity(createdAt: createdAt)
     return shard
   }
 
@@ -92,15 +96,20 @@ public final class ShardPool: Sendable {
       guard let shard else { return try await acquire(code, create: create) }
       return shard
     case .open:
-      let result: Result<TenantShard, any Error>
-      do {
-        let path = path(for: code)
-        if !create && !FileManager.default.fileExists(atPath: path) {
-          throw StoreError(.notFound, "kindergarten \(code) has no shard")
+      let path = path(for: code)
+      let configuration = self.configuration
+      // Opening a file and running migrations blocks on the disk (fsync with synchronous=FULL):
+      // do it on a thread of its own, never on the cooperative pool every call shares.
+      let result: Result<TenantShard, any Error> = await withCheckedContinuation { continuation in
+        Self.openQueue.async {
+          continuation.resume(
+            returning: Result {
+              if !create && !FileManager.default.fileExists(atPath: path) {
+                throw StoreError(.notFound, "kindergarten \(code) has no shard")
+              }
+              return try TenantShard(code: code, path: path, configuration: configuration)
+            })
         }
-        result = .success(try TenantShard(code: code, path: path, configuration: configuration))
-      } catch {
-        result = .failure(error)
       }
       let waiters = state.withLock { state -> [CheckedContinuation<TenantShard?, any Error>] in
         let waiters = state.opening.removeValue(forKey: code) ?? []

@@ -34,8 +34,8 @@ public final class TenantShard: Sendable {
   }
 
   /// Writes the shard's identity the first time; later calls leave it.
-  func stampIdentity(createdAt: Int64) throws {
-    try writer.write { db in
+  func stampIdentity(createdAt: Int64) async throws {
+    try await writer.write { db in
       try db.execute(
         sql: "INSERT OR IGNORE INTO shard_info (code, schemaVersion, createdAt) VALUES (?, 1, ?)",
         arguments: [code.rawValue, createdAt])

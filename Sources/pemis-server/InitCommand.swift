@@ -59,7 +59,8 @@ struct AuditCommand: AsyncParsableCommand {
       switch try await server.tenancy.registry.verifyAuditChain() {
       case .intact(entries: let entries, head: let head):
         print("audit log intact: \(entries) entries, head hash \(head)")
-        print("record the head hash elsewhere: a later verify that shows it in the chain proves nothing before it was removed.")
+        print("keep the head hash outside this machine (a signed report): the chain proves entries were not altered,")
+        print("and a later chain that still contains this hash proves nothing before it was cut off either.")
       case .broken(atSequence: let sequence, reason: let reason):
         print("audit log BROKEN at entry \(sequence): \(reason)")
         throw ExitCode(1)

@@ -171,7 +171,9 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   }
 }
 
-@Suite("Authorization: every method × every role")
+// Serialized: each case builds a whole district; run together they would crowd out the
+// timing-sensitive transport tests on a two-core machine.
+@Suite("Authorization: every method × every role", .serialized)
 struct AuthorizationMatrixTests {
   @Test("allowed calls pass authorization; denied ones get PERMISSION_DENIED and change nothing", arguments: MatrixCase.all)
   func matrix(_ testCase: MatrixCase) async throws {

@@ -1,6 +1,7 @@
 internal import Crypto
 internal import CryptoExtras
 internal import Foundation
+internal import NIOPosix
 
 /// Password hashing with scrypt (a memory-hard, slow KDF from swift-crypto). Stored as
 /// `scrypt$<log2 N>$<r>$<p>$<salt base64>$<hash base64>`, so the cost can rise later without
@@ -14,6 +15,17 @@ struct PasswordHasher: Sendable {
     for i in salt.indices { salt[i] = UInt8.random(in: 0...255) }
     let key = try derive(password, salt: salt, costLog2: costLog2, r: 8, p: 1)
     return "scrypt$\(costLog2)$8$1$\(Data(salt).base64EncodedString())$\(Data(key).base64EncodedString())"
+  }
+
+  /// ``hash(_:)`` on NIO's blocking-work thread pool: scrypt takes tens of milliseconds of CPU,
+  /// and on the cooperative pool (two threads on a two-core server) it would stall every call.
+  func hashOffPool(_ password: String) async throws -> String {
+    try await NIOThreadPool.singleton.runIfActive { try self.hash(password) }
+  }
+
+  /// ``verify(_:against:)`` on NIO's blocking-work thread pool.
+  func verifyOffPool(_ password: String, against stored: String) async -> Bool {
+    (try? await NIOThreadPool.singleton.runIfActive { self.verify(password, against: stored) }) ?? false
   }
 
   /// Whether `password` matches `stored`, compared in constant time.

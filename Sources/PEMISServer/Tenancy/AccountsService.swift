@@ -40,7 +40,7 @@ struct AccountsService: Pemis_V1_Accounts.SimpleServiceProtocol {
       let password = Secrets.oneTimePassword()
       let record = AccountRecord(
         username: request.username, role: role, kindergartenCode: code, displayName: name,
-        passwordHash: try tenancy.hasher.hash(password), createdAt: tenancy.now(), classes: request.classes)
+        passwordHash: try await tenancy.hasher.hashOffPool(password), createdAt: tenancy.now(), classes: request.classes)
       try await tenancy.registry.createAccount(record)
       AuditTargets.add("account:\(record.username)")
       return .with {
@@ -85,7 +85,7 @@ struct AccountsService: Pemis_V1_Accounts.SimpleServiceProtocol {
   ) async throws -> Pemis_V1_ResetPasswordResponse {
     try await handling {
       let password = Secrets.oneTimePassword()
-      let hash = try tenancy.hasher.hash(password)
+      let hash = try await tenancy.hasher.hashOffPool(password)
       let record = try await change(request.username) { record, _ in
         record.passwordHash = hash
         record.mustChangePassword = true

@@ -159,11 +159,11 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       let principal = AccountRecord(
         username: request.principalUsername, role: .principal, kindergartenCode: code.rawValue,
         displayName: request.principalName.trimmingCharacters(in: .whitespaces),
-        passwordHash: try tenancy.hasher.hash(principalPassword), createdAt: now)
+        passwordHash: try await tenancy.hasher.hashOffPool(principalPassword), createdAt: now)
       let administrator = AccountRecord(
         username: request.administratorUsername, role: .administrator, kindergartenCode: code.rawValue,
         displayName: request.administratorName.trimmingCharacters(in: .whitespaces),
-        passwordHash: try tenancy.hasher.hash(administratorPassword), createdAt: now)
+        passwordHash: try await tenancy.hasher.hashOffPool(administratorPassword), createdAt: now)
 
       // The shard first: if the registry step then fails, the half-made shard is removed and
       // nothing refers to it; a kindergarten is active only once both exist.

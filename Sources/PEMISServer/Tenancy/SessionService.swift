@@ -15,7 +15,7 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
       let wrong = RPCError(code: .unauthenticated, message: "login: username or password is wrong")
       guard let account = try await tenancy.registry.account(request.username) else {
         // Spend the same time as a real check, so timing does not reveal which usernames exist.
-        _ = tenancy.hasher.verify(request.password, against: Self.decoyHash)
+        _ = await tenancy.hasher.verifyOffPool(request.password, against: tenancy.decoyHash)
         throw wrong
       }
       AuditTargets.add("account:\(account.username)")
@@ -33,7 +33,7 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
           code: .unauthenticated,
           message: "login: account \(account.username) is locked after \(AccountRules.maxFailedLogins) failed logins; try again in \((account.lockedUntil - now + 59) / 60) min or have the password reset")
       }
-      guard tenancy.hasher.verify(request.password, against: account.passwordHash) else {
+      guard await tenancy.hasher.verifyOffPool(request.password, against: account.passwordHash) else {
         let updated = try await tenancy.registry.updateAccount(account.username) { record in
           record.failedLogins += 1
           if record.failedLogins >= AccountRules.maxFailedLogins {
@@ -72,7 +72,7 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
     try await handling {
       let caller = try Caller.required()
       guard let account = try await tenancy.registry.account(caller.username),
-        tenancy.hasher.verify(request.currentPassword, against: account.passwordHash)
+        await tenancy.hasher.verifyOffPool(request.currentPassword, against: account.passwordHash)
       else {
         throw RPCError(code: .permissionDenied, message: "current_password: is wrong")
       }
@@ -80,7 +80,7 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
       guard request.newPassword != request.currentPassword else {
         throw RPCError(code: .invalidArgument, message: "new_password: must differ from the current password")
       }
-      let hash = try tenancy.hasher.hash(request.newPassword)
+      let hash = try await tenancy.hasher.hashOffPool(request.newPassword)
       let updated = try await tenancy.registry.updateAccount(caller.username) { record in
         record.passwordHash = hash
         record.mustChangePassword = false
@@ -109,7 +109,4 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
       }
     }
   }
-
-  /// A hash of a random password, checked against when the username does not exist.
-  static let decoyHash = (try? PasswordHasher(costLog2: 15).hash(Secrets.oneTimePassword())) ?? ""
 }

@@ -9,6 +9,9 @@ public final class Tenancy: Sendable {
   public let registry: Registry
   public let shards: ShardPool
   let hasher: PasswordHasher
+  /// A hash of a random password, checked when a login names no account, so the answer takes
+  /// as long as for a real account and timing does not reveal which usernames exist.
+  let decoyHash: String
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
   let now: @Sendable () -> Int64
   let logger: Logger
@@ -20,6 +23,7 @@ public final class Tenancy: Sendable {
     registry = try Registry(directory: dataDirectory, configuration: store)
     shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
+    decoyHash = try hasher.hash(Secrets.oneTimePassword())
     self.now = now
     self.logger = logger
   }
