@@ -154,7 +154,7 @@ let targets: [Target] = [
   .executableTarget(
     name: "pemis-load",
     dependencies: [
-      "PEMISClient", "PEMISProto",
+      "PEMISClient", "PEMISProto", "PEMISServer", "PEMISStore", "PEMISDomain",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),

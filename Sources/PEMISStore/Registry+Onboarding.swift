@@ -59,6 +59,35 @@ extension Registry {
     }
   }
 
+  /// Load tools only: registers many active kindergartens at once (application, kindergarten and
+  /// one principal account each, sharing a password hash), in one transaction. Real kindergartens
+  /// come through onboarding.
+  public func seedActiveKindergartens(
+    _ kindergartens: [(code: String, name: String, ownership: Ownership)], principalPasswordHash: String, at: Int64
+  ) async throws {
+    try await writer.write { db in
+      var next = try ApplicationRecord.fetchCount(db) + 1
+      for k in kindergartens {
+        let id = "A" + String(format: "%06d", next)
+        next += 1
+        let form = ApplicationForm(
+          name: k.name, ownership: k.ownership, licenceNumber: "seed-\(k.code)", address: "seeded", sponsor: "seeded",
+          approvalDate: CalendarDate(year: 2020, month: 1, day: 1), openingDate: CalendarDate(year: 2020, month: 9, day: 1),
+          childrenCount: 300, staffCount: 40, property: "owned")
+        var application = ApplicationRecord(id: id, form: form, createdAt: at)
+        application.state = .active
+        application.institutionCode = k.code
+        try application.insert(db)
+        try KindergartenRecord(code: k.code, name: k.name, ownership: k.ownership, applicationId: id, activatedAt: at).insert(db)
+        var principal = AccountRecord(
+          username: "p\(k.code)", role: .principal, kindergartenCode: k.code, displayName: "principal \(k.code)",
+          passwordHash: principalPasswordHash, createdAt: at)
+        principal.mustChangePassword = false
+        try principal.insert(db)
+      }
+    }
+  }
+
   public func kindergarten(_ code: String) async throws -> KindergartenRecord? {
     try await writer.read { db in try KindergartenRecord.fetchOne(db, key: code) }
   }

@@ -75,3 +75,11 @@ enum Secrets {
     SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
   }
 }
+
+/// What tools outside the server may use of its secrets handling.
+public enum ServerSecrets {
+  /// A scrypt hash in the server's stored format (seeding load-test districts).
+  public static func hashPassword(_ password: String, costLog2: Int) throws -> String {
+    try PasswordHasher(costLog2: costLog2).hash(password)
+  }
+}

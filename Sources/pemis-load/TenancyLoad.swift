@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import Histogram
+import Logging
+import PEMISClient
+import PEMISDomain
+import PEMISProto
+import PEMISServer
+import PEMISStore
+import SwiftProtobuf
+
+/// Seeds a data directory with many active kindergartens, offline, for load runs.
+struct SeedDistrict: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "seed-district",
+    abstract: "Fill a (new) data directory with N active kindergartens and their shards, offline.",
+    discussion: """
+      Each kindergarten gets a shard, a registry entry and a principal account p<code> with the \
+      password given by --password. For load runs only: real kindergartens come through onboarding.
+      """)
+
+  @Option(name: .customLong("data-dir"), help: "Data directory to fill (created if missing).") var dataDirectory: String
+  @Option(help: "How many kindergartens.") var kindergartens: Int = 1000
+  @Option(help: "Password of every seeded principal.") var password: String = "Seeded-principal-2026"
+  @Option(help: "Shard files created at once.") var parallel: Int = 8
+
+  func run() async throws {
+    guard (1...100_000).contains(kindergartens) else { throw ValidationError("--kindergartens must be 1...100000") }
+    var configuration = ServerConfiguration.defaults
+    configuration.dataDirectory = dataDirectory
+    configuration.passwordHashCost = 10
+    configuration.maxOpenShards = 32
+    let server = try PEMISServer(configuration: configuration, logger: Logger(label: "seed", factory: { _ in SwiftLogNoOpLogHandler() }))
+    let tenancy = server.tenancy
+    let existing = try await tenancy.registry.kindergartens(ownership: nil, offset: 0, limit: 1).total
+    let started = ContinuousClock.now
+    let items = (0..<kindergartens).map { i -> (code: String, name: String, ownership: Ownership) in
+      let code = "11\(String(format: "%08d", existing + i + 1))"
+      return (code, "幼儿园 \(code)", i % 3 == 0 ? .private : .public)
+    }
+    let hash = try PasswordHasherForSeeding.hash(password)
+    let now = Int64(Date().timeIntervalSince1970)
+    for chunk in stride(from: 0, to: items.count, by: 1000) {
+      try await tenancy.registry.seedActiveKindergartens(
+        Array(items[chunk..<min(chunk + 1000, items.count)]), principalPasswordHash: hash, at: now)
+    }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      var done = 0
+      for (index, item) in items.enumerated() {
+        if index >= parallel {
+          try await group.next()
+          done += 1
+          if done % 1000 == 0 { print("  \(done) shards created") }
+        }
+        group.addTask { try await tenancy.shards.create(try InstitutionCode(validating: item.code), createdAt: now) }
+      }
+      try await group.waitForAll()
+    }
+    let seconds = Double((ContinuousClock.now - started).components.seconds)
+      + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
+    print("seeded \(kindergartens) kindergartens in \(String(format: "%.1f", seconds)) s into \(dataDirectory)")
+  }
+}
+
+/// The server's scrypt hasher, reached through a tiny public seam for seeding.
+enum PasswordHasherForSeeding {
+  static func hash(_ password: String) throws -> String { try ServerSecrets.hashPassword(password, costLog2: 10) }
+}
+
+/// Time of the first call that needs a kindergarten's shard while it is closed, then warm.
+struct FirstCall: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "first-call",
+    abstract: "Measure a kindergarten's first call with its shard closed, and the same call warm.",
+    discussion: "Use against a server started on a seeded data directory (tools/bench-first-call.sh).")
+
+  @Option(help: "Server as HOST:PORT.") var server: String = "127.0.0.1:7400"
+  @Option(help: "How many seeded kindergartens exist (codes 1100000001…).") var kindergartens: Int = 10_000
+  @Option(help: "How many kindergartens to sample.") var samples: Int = 200
+  @Option(help: "Password of the seeded principals.") var password: String = "Seeded-principal-2026"
+
+  func run() async throws {
+    let address = try ServerAddress(parsing: server)
+    guard address.host.hasPrefix("127.") || address.host == "localhost" || address.host == "::1" else {
+      throw ValidationError("load runs target loopback only")
+    }
+    var cold = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    var warm = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    let codes = (1...kindergartens).shuffled().prefix(samples).map { "11\(String(format: "%08d", $0))" }
+    for code in codes {
+      let login = try await withPEMISClient(address) { client in
+        try await Pemis_V1_Session.Client(wrapping: client).login(.with {
+          $0.username = "p\(code)"
+          $0.password = password
+        })
+      }
+      try await withPEMISClient(address, token: login.token) { client in
+        let kindergartens = Pemis_V1_Kindergartens.Client(wrapping: client)
+        // Warm the connection and the session with a call that does not touch the shard.
+        _ = try await Pemis_V1_Session.Client(wrapping: client).whoAmI(.init())
+        for histogram in [0, 1] {
+          let start = ContinuousClock.now
+          let k = try await kindergartens.getKindergarten(.init())
+          let elapsed = (ContinuousClock.now - start).components
+          precondition(k.institutionCode == code)
+          let micros = UInt64(elapsed.seconds * 1_000_000 + elapsed.attoseconds / 1_000_000_000_000)
+          if histogram == 0 { _ = cold.record(micros) } else { _ = warm.record(micros) }
+        }
+      }
+    }
+    func ms(_ v: UInt64) -> String { String(format: "%.2f", Double(v) / 1000) }
+    print("first call to a kindergarten (GetKindergarten), \(kindergartens) kindergartens registered, \(samples) sampled")
+    print("         p50 ms   p90 ms   p99 ms   max ms")
+    print("cold  " + [cold.valueAtPercentile(50), cold.valueAtPercentile(90), cold.valueAtPercentile(99), cold.max].map { ms($0).padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
+    print("warm  " + [warm.valueAtPercentile(50), warm.valueAtPercentile(90), warm.valueAtPercentile(99), warm.max].map { ms($0).padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
+  }
+}

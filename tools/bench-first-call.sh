@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The cost of a kindergarten's first call while its shard is closed, with many kindergartens
+# registered: seeds a data directory (default 10,000 kindergartens, offline), starts a release
+# pemis-server on it keeping at most 64 shards open, and times GetKindergarten (which opens the
+# caller's shard) cold and then warm for 200 random kindergartens. Not part of the test suite.
+#
+# Usage: tools/bench-first-call.sh [KINDERGARTENS] [SAMPLES]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+n="${1:-10000}"
+samples="${2:-200}"
+swift build -c release --product pemis-server >&2
+swift build -c release --product pemis-load >&2
+bin="$(swift build -c release --show-bin-path)"
+
+work="$(mktemp -d)"
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+server=0
+"$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n"
+"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --max-open-shards 64 --log-level warning \
+  >"$work/server.out" 2>&1 &
+server=$!
+for _ in $(seq 200); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
+address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+echo "shard files: $(ls "$work/data/shards" | grep -c 'sqlite$'); server keeps at most 64 open"
+"$bin/pemis-load" first-call --server "$address" --kindergartens "$n" --samples "$samples"
