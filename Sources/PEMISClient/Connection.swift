@@ -19,17 +19,7 @@ public func withPEMISClient<Result: Sendable>(
 /// One line for a person: "UNAVAILABLE: cannot connect to 127.0.0.1:7400: connection refused".
 public func describeFailure(_ error: any Error) -> String {
   if let error = error as? RPCError {
-    return "\(grpcName(error.code)): \(error.message)"
+    return "\(error.code.grpcName): \(error.message)"
   }
   return "\(error)"
-}
-
-/// gRPC's spelling of a status code ("DEADLINE_EXCEEDED"), as people see it in other tools.
-public func grpcName(_ code: RPCError.Code) -> String {
-  var name = ""
-  for character in String(describing: code) {
-    if character.isUppercase { name += "_" }
-    name += character.uppercased()
-  }
-  return name
 }

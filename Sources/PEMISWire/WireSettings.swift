@@ -1,5 +1,5 @@
 internal import Foundation
-internal import GRPCCore
+public import GRPCCore
 internal import SwiftProtobuf
 
 /// Protocol constants of docs/PROTOCOL.md.
@@ -114,5 +114,18 @@ extension Duration {
   var wholeMicroseconds: Int64 {
     let (seconds, attoseconds) = self.components
     return seconds * 1_000_000 + attoseconds / 1_000_000_000_000
+  }
+}
+
+extension RPCError.Code {
+  /// gRPC's spelling of the code ("DEADLINE_EXCEEDED"), as logs, audit entries and other gRPC
+  /// tools show it.
+  public var grpcName: String {
+    var name = ""
+    for character in String(describing: self) {
+      if character.isUppercase { name += "_" }
+      name += character.uppercased()
+    }
+    return name
   }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import PEMISClient
 import PEMISProto
+import PEMISWire
 import SwiftProtobuf
 
 /// `pemis account …`: district administrators for every account, principals for their staff.
@@ -11,6 +12,19 @@ struct AccountCommand: AsyncParsableCommand {
     commandName: "account",
     abstract: "Manage accounts.",
     subcommands: [Create.self, Disable.self, Enable.self, Reset.self, Unseal.self, List.self])
+
+  /// Runs one of the single-account actions (disable, enable, unseal) and shows the result.
+  static func act(
+    _ connection: ConnectionOptions, _ username: String,
+    _ call: @Sendable (Pemis_V1_Accounts.Client<PEMISWireClientTransport>, Pemis_V1_AccountRequest) async throws -> Pemis_V1_Account
+  ) async throws {
+    try await runReportingFailure {
+      let account = try await connection.withSession { client in
+        try await call(Pemis_V1_Accounts.Client(wrapping: client), .with { $0.username = username })
+      }
+      try show(account, json: connection.json)
+    }
+  }
 
   static func show(_ a: Pemis_V1_Account, json: Bool) throws {
     if json { return try printJSON(message: a) }
@@ -50,28 +64,14 @@ struct AccountCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Disable an account and end its sessions.")
     @OptionGroup var connection: ConnectionOptions
     @Argument var username: String
-    func run() async throws {
-      try await runReportingFailure {
-        let account = try await connection.withSession { client in
-          try await Pemis_V1_Accounts.Client(wrapping: client).disableAccount(.with { $0.username = username })
-        }
-        try AccountCommand.show(account, json: connection.json)
-      }
-    }
+    func run() async throws { try await AccountCommand.act(connection, username) { try await $0.disableAccount($1) } }
   }
 
   struct Enable: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Enable a disabled account.")
     @OptionGroup var connection: ConnectionOptions
     @Argument var username: String
-    func run() async throws {
-      try await runReportingFailure {
-        let account = try await connection.withSession { client in
-          try await Pemis_V1_Accounts.Client(wrapping: client).enableAccount(.with { $0.username = username })
-        }
-        try AccountCommand.show(account, json: connection.json)
-      }
-    }
+    func run() async throws { try await AccountCommand.act(connection, username) { try await $0.enableAccount($1) } }
   }
 
   struct Reset: AsyncParsableCommand {
@@ -94,14 +94,7 @@ struct AccountCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Reopen an account sealed after six months unused (district administrators).")
     @OptionGroup var connection: ConnectionOptions
     @Argument var username: String
-    func run() async throws {
-      try await runReportingFailure {
-        let account = try await connection.withSession { client in
-          try await Pemis_V1_Accounts.Client(wrapping: client).unsealAccount(.with { $0.username = username })
-        }
-        try AccountCommand.show(account, json: connection.json)
-      }
-    }
+    func run() async throws { try await AccountCommand.act(connection, username) { try await $0.unsealAccount($1) } }
   }
 
   struct List: AsyncParsableCommand {

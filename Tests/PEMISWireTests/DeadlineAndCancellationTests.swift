@@ -45,7 +45,7 @@ struct DeadlineAndCancellationTests {
     try await withTestServer { server in
       var raw = try await RawConnection.connect(port: server.port)
       _ = try await raw.handshake()
-      try await raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Get", timeoutMicros: 150_000))
+      try await raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Get", timeoutMicros: 1_500_000))
       try await raw.send(.message, stream: 1, echoRequest("slow", delayMs: 10_000))
       try await raw.send(.closeSend, stream: 1, [])
       var end: Pemis_Wire_V1_CallEnd?

@@ -189,30 +189,41 @@ func withTestClient<R: Sendable>(
 /// A bare TCP connection that speaks frames by hand, to send what a well-behaved client never
 /// would.
 struct RawConnection {
-  let channel: NIOAsyncChannel<FrameDecoder.Event, ByteBuffer>
-  var inbound: NIOAsyncChannelInboundStream<FrameDecoder.Event>.AsyncIterator
-  let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+  let channel: any Channel
+  var inbound: AsyncStream<FrameDecoder.Event>.Iterator
+
+  /// Hands decoded frames to the test; the stream ends when the server closes the connection.
+  final class Collector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = FrameDecoder.Event
+    let continuation: AsyncStream<FrameDecoder.Event>.Continuation
+    init(_ continuation: AsyncStream<FrameDecoder.Event>.Continuation) { self.continuation = continuation }
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { continuation.yield(unwrapInboundIn(data)) }
+    func channelInactive(context: ChannelHandlerContext) { continuation.finish() }
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+  }
 
   static func connect(port: Int) async throws -> RawConnection {
+    let (stream, continuation) = AsyncStream<FrameDecoder.Event>.makeStream()
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-      .connect(host: "127.0.0.1", port: port) { channel in
+      .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(
             ByteToMessageHandler(FrameDecoder(maxPayloadSize: 64 * 1024 * 1024)))
-          return try NIOAsyncChannel<FrameDecoder.Event, ByteBuffer>(wrappingChannelSynchronously: channel)
+          try channel.pipeline.syncOperations.addHandler(Collector(continuation))
         }
       }
-    return RawConnection(channel: channel, inbound: channel.inbound.makeAsyncIterator(), outbound: channel.outbound)
+      .connect(host: "127.0.0.1", port: port).get()
+    return RawConnection(channel: channel, inbound: stream.makeAsyncIterator())
   }
 
   func send(_ bytes: [UInt8]) async throws {
-    try await outbound.write(ByteBuffer(bytes: bytes))
+    try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
   }
 
   func send(_ kind: Frame.Kind, stream: UInt32, _ payload: [UInt8], flags: Frame.Flags = []) async throws {
     var buffer = ByteBuffer()
     Frame.encode(kind: kind, flags: flags, streamID: stream, bytes: payload, into: &buffer)
-    try await outbound.write(buffer)
+    try await channel.writeAndFlush(buffer)
   }
 
   func send(_ kind: Frame.Kind, stream: UInt32, _ message: some SwiftProtobuf.Message) async throws {
@@ -232,7 +243,7 @@ struct RawConnection {
 
   /// The next frame, or nil once the server closed the connection.
   mutating func next() async throws -> Frame? {
-    while let event = try await inbound.next() {
+    while let event = await inbound.next() {
       if case .frame(let frame) = event { return frame }
     }
     return nil
@@ -246,7 +257,7 @@ struct RawConnection {
   }
 
   func close() async {
-    try? await channel.channel.close()
+    try? await channel.close()
   }
 
   static func callStart(_ method: String, timeoutMicros: UInt64 = 0) -> Pemis_Wire_V1_CallStart {

@@ -1,4 +1,5 @@
 internal import GRPCCore
+internal import PEMISWire
 internal import Logging
 internal import PEMISDomain
 internal import PEMISStore
@@ -79,11 +80,11 @@ struct AccessControlInterceptor: ServerInterceptor {
         }
       }
       // A unary handler has run by now; its outcome is in the response.
-      if case .failure(let error) = response.accepted { entry.result = grpcName(error.code) }
+      if case .failure(let error) = response.accepted { entry.result = error.code.grpcName }
       if case .always = policy.audit { await append(entry, record) }
       return response
     } catch {
-      entry.result = (error as? RPCError).map { grpcName($0.code) } ?? "UNKNOWN"
+      entry.result = (error as? RPCError).map { $0.code.grpcName } ?? "UNKNOWN"
       await append(entry, record)
       throw error
     }
@@ -242,14 +243,4 @@ struct Replay<Element: Sendable>: AsyncSequence, Sendable {
 struct UncheckedIterator<Iterator>: @unchecked Sendable {
   let iterator: Iterator
   init(_ iterator: Iterator) { self.iterator = iterator }
-}
-
-/// gRPC's spelling of a status code ("PERMISSION_DENIED").
-func grpcName(_ code: RPCError.Code) -> String {
-  var name = ""
-  for character in String(describing: code) {
-    if character.isUppercase { name += "_" }
-    name += character.uppercased()
-  }
-  return name
 }

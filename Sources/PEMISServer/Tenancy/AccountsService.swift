@@ -1,3 +1,4 @@
+internal import Foundation
 internal import GRPCCore
 internal import PEMISDomain
 internal import PEMISProto
@@ -29,7 +30,7 @@ struct AccountsService: Pemis_V1_Accounts.SimpleServiceProtocol {
       try AccountRules.validateUsername(request.username)
       guard let role = Role(request.role) else { throw RPCError(code: .invalidArgument, message: "role: required") }
       try checkManageable(role, by: caller)
-      let name = request.displayName.trimmingCharacters(in: .whitespaces)
+      let name = request.displayName.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !name.isEmpty, name.count <= 50 else {
         throw RPCError(code: .invalidArgument, message: "display_name: required, at most 50 characters")
       }
@@ -128,14 +129,4 @@ struct AccountsService: Pemis_V1_Accounts.SimpleServiceProtocol {
       }
     }
   }
-}
-
-extension String {
-  func trimmingCharacters(in set: Set<Character>) -> String {
-    String(self.drop(while: { set.contains($0) }).reversed().drop(while: { set.contains($0) }).reversed())
-  }
-}
-
-extension Set where Element == Character {
-  static var whitespaces: Set<Character> { [" ", "\t", "\n", "\r", "\u{3000}"] }
 }

@@ -68,7 +68,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       if request.approve {
         return try await step(.approve, request.applicationID)
       }
-      let reason = request.reason.trimmingCharacters(in: .whitespaces)
+      let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !reason.isEmpty, reason.count <= 500 else {
         throw RPCError(code: .invalidArgument, message: "reason: required when returning an application, at most 500 characters")
       }
@@ -114,7 +114,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
     request: Pemis_V1_RecordCommitmentRequest, context: ServerContext
   ) async throws -> Pemis_V1_Application {
     try await handling {
-      let signatory = request.commitment.signatory.trimmingCharacters(in: .whitespaces)
+      let signatory = request.commitment.signatory.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !signatory.isEmpty, signatory.count <= 50 else {
         throw RPCError(code: .invalidArgument, message: "commitment.signatory: required, at most 50 characters")
       }
@@ -140,7 +140,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
         throw RPCError(code: .invalidArgument, message: "administrator_username: must differ from principal_username")
       }
       for (field, name) in [("principal_name", request.principalName), ("administrator_name", request.administratorName)] {
-        let trimmed = name.trimmingCharacters(in: .whitespaces)
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, trimmed.count <= 50 else {
           throw RPCError(code: .invalidArgument, message: "\(field): required, at most 50 characters")
         }
@@ -158,11 +158,11 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       let administratorPassword = Secrets.oneTimePassword()
       let principal = AccountRecord(
         username: request.principalUsername, role: .principal, kindergartenCode: code.rawValue,
-        displayName: request.principalName.trimmingCharacters(in: .whitespaces),
+        displayName: request.principalName.trimmingCharacters(in: .whitespacesAndNewlines),
         passwordHash: try await tenancy.hasher.hashOffPool(principalPassword), createdAt: now)
       let administrator = AccountRecord(
         username: request.administratorUsername, role: .administrator, kindergartenCode: code.rawValue,
-        displayName: request.administratorName.trimmingCharacters(in: .whitespaces),
+        displayName: request.administratorName.trimmingCharacters(in: .whitespacesAndNewlines),
         passwordHash: try await tenancy.hasher.hashOffPool(administratorPassword), createdAt: now)
 
       // The shard first: if the registry step then fails, the half-made shard is removed and
