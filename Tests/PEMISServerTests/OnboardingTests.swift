@@ -231,4 +231,40 @@ struct OnboardingTests {
       #expect(vocational.entries.allSatisfy { $0.kindergartenCode == District.kindergartenB })
     }
   }
+
+  @Test(
+    "commitment and account issue refuse incomplete requests, naming the field",
+    arguments: [
+      ("commitment.signatory", 0), ("commitment.signed_on", 1), ("principal_username", 2), ("administrator_username", 3),
+      ("principal_name", 4),
+    ])
+  func incompleteSteps(field: String, variant: Int) async throws {
+    try await withDistrict { district in
+      let id = try await district.application(.public, to: variant < 2 ? .admitted : .committed)
+      let before = try await district.fingerprint()
+      let error = await failure {
+        switch variant {
+        case 0, 1:
+          _ = try await onboarding(district, .preschoolOffice) { try await $0.recordCommitment(.with {
+            $0.applicationID = id
+            $0.commitment = .with {
+              $0.signatory = variant == 0 ? "  " : "王丽"
+              $0.signedOn = variant == 1 ? .with { $0.year = 2024; $0.month = 2; $0.day = 30 } : .with { $0.year = 2024; $0.month = 9; $0.day = 2 }
+            }
+          }) }
+        default:
+          _ = try await onboarding(district, .districtAdmin) { try await $0.issueAccounts(.with {
+            $0.applicationID = id
+            $0.principalUsername = variant == 2 ? "Bad Name" : "good.principal"
+            $0.principalName = variant == 4 ? "" : "园长"
+            $0.administratorUsername = variant == 3 ? "good.principal" : "good.admin"
+            $0.administratorName = "管理员"
+          }) }
+        }
+      }
+      #expect(error?.code == .invalidArgument)
+      #expect(error?.message.hasPrefix(field) == true, "\(error?.message ?? "")")
+      #expect(try await district.fingerprint() == before)
+    }
+  }
 }
