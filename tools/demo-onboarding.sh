@@ -11,6 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${1:-$root/.build/debug}"
 work="$(mktemp -d)"
 export PEMIS_PASSWORD_HASH_COST=12   # quick hashes for a demo; production keeps the default (15)
+export PEMIS_CALENDAR_DIR="$root/Config/calendar"
 cd "$work"
 
 step() { printf '\n== %s\n' "$*"; }
@@ -86,6 +87,13 @@ first_login wang.li "$principal_otp"
 as wang.li kindergarten show
 step "a kindergarten account cannot reach another kindergarten"
 if as wang.li kindergarten show 1112000102; then echo "UNEXPECTED: allowed"; exit 1; fi
+
+step "deadlines: the new kindergarten owes its four areas within 30 working days (Art. 13)"
+as wang.li deadline list --status open
+as wang.li deadline complete basic
+step "the Preschool Education Office starts a term; every kindergarten re-verifies within 3 working days"
+as preschool deadline start-term 2026-autumn --on 2026-09-01
+as preschool deadline list --kindergarten 1112000102 --status open
 
 step "district supervision: kindergartens, applications and the audit log"
 as admin kindergarten list

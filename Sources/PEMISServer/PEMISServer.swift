@@ -4,6 +4,7 @@ public import Logging
 public import NIOCore
 internal import PEMISWire
 internal import PEMISProto
+internal import PEMISStore
 public import ServiceLifecycle
 
 /// The PEMIS server as a ServiceLifecycle `Service`: it prepares the data directory, serves every
@@ -27,18 +28,20 @@ public struct PEMISServer: Service {
     self.configuration = configuration
     self.logger = logger
     try Self.prepareDataDirectory(configuration.dataDirectory)
+    let calendar = try CalendarFiles.load(directory: configuration.calendarDirectory)
     let tenancy = try Tenancy(
       dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
-      passwordCostLog2: configuration.passwordHashCost, logger: logger, now: now)
+      passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now)
     self.tenancy = tenancy
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
-      KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy),
+      KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),
     ]
     var names: Set<String> = [
       Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
       Pemis_V1_Accounts.descriptor.fullyQualifiedService, Pemis_V1_Onboarding.descriptor.fullyQualifiedService,
       Pemis_V1_Kindergartens.descriptor.fullyQualifiedService, Pemis_V1_Audit.descriptor.fullyQualifiedService,
+      Pemis_V1_Deadlines.descriptor.fullyQualifiedService,
     ]
     if configuration.diagnostics {
       services.append(EchoService())
@@ -76,6 +79,8 @@ public struct PEMISServer: Service {
   }
 
   public func run() async throws {
+    let filled = try await tenancy.registry.fillMissingDueDates(tenancy.calendar)
+    if filled > 0 { logger.info("computed \(filled) due dates that waited for a calendar year") }
     let server = GRPCServer(
       transport: transport, services: services, interceptors: [AccessControlInterceptor(tenancy: tenancy)])
     logger.info(

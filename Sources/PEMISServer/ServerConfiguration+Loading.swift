@@ -17,6 +17,7 @@ extension ServerConfiguration {
     ("durability", "PEMIS_DURABILITY"),
     ("maxOpenShards", "PEMIS_MAX_OPEN_SHARDS"),
     ("passwordHashCost", "PEMIS_PASSWORD_HASH_COST"),
+    ("calendarDirectory", "PEMIS_CALENDAR_DIR"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -130,6 +131,7 @@ extension ServerConfiguration {
       durability = value
     case "maxOpenShards": maxOpenShards = try integer()
     case "passwordHashCost": passwordHashCost = try integer()
+    case "calendarDirectory": calendarDirectory = text
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

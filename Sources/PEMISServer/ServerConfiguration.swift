@@ -31,19 +31,22 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var maxOpenShards: Int
   /// log2 of scrypt's cost for password hashes. Default 15; lower only for tests and benchmarks.
   public var passwordHashCost: Int
+  /// Folder of `<year>.json` working-day calendars (docs/CALENDAR.md). Default "Config/calendar".
+  public var calendarDirectory: String
 
   public static var defaults: Self {
     Self(
       host: "127.0.0.1", port: 7400, dataDirectory: "./data", maxFrameSize: 4 * 1024 * 1024,
       maxConcurrentCallsPerConnection: 100, idleTimeoutSeconds: 300, gracePeriodSeconds: 10,
-      logLevel: .info, diagnostics: true, durability: .full, maxOpenShards: 256, passwordHashCost: 15)
+      logLevel: .info, diagnostics: true, durability: .full, maxOpenShards: 256, passwordHashCost: 15,
+      calendarDirectory: "Config/calendar")
   }
 
   public init(
     host: String, port: Int, dataDirectory: String, maxFrameSize: Int,
     maxConcurrentCallsPerConnection: Int, idleTimeoutSeconds: Double, gracePeriodSeconds: Double,
     logLevel: Logger.Level, diagnostics: Bool, durability: StoreConfiguration.Durability, maxOpenShards: Int,
-    passwordHashCost: Int
+    passwordHashCost: Int, calendarDirectory: String
   ) {
     self.host = host
     self.port = port
@@ -57,6 +60,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     self.durability = durability
     self.maxOpenShards = maxOpenShards
     self.passwordHashCost = passwordHashCost
+    self.calendarDirectory = calendarDirectory
   }
 
   var storeConfiguration: StoreConfiguration {

@@ -92,6 +92,7 @@ public final class Registry: Sendable {
       try db.create(index: "audit_by_kindergarten", on: "audit_log", columns: ["kindergartenCode", "atMs"])
       try db.create(index: "audit_by_user", on: "audit_log", columns: ["username", "atMs"])
     }
+    registerDeadlineMigrations(&migrator)
     return migrator
   }
 

@@ -60,3 +60,38 @@ struct WorkingDayTests {
     }
   }
 }
+
+@Suite("Deadline rules")
+struct DeadlineRuleTests {
+  typealias W = WorkingDayTests
+
+  @Test("each rule's working days, as the regulation sets them")
+  func rules() {
+    let days = Dictionary(uniqueKeysWithValues: ObligationKind.allCases.map { ($0, $0.rule.workingDays) })
+    #expect(days == [
+      .initialData: 30, .termVerification: 3, .enrollment: 30, .promotion: 3, .transferOut: 3, .transferIn: 3,
+      .otherChange: 3, .accidentalDeparture: 30, .leadershipChange: 3, .monthlyAudit: 3,
+    ])
+  }
+
+  @Test("a transfer applied for on the Friday before Spring Festival is due after the holiday")
+  func transferOverHoliday() throws {
+    #expect(try ObligationKind.transferOut.due(after: W.d(2026, 2, 13), in: W.calendar) == W.d(2026, 2, 25))
+  }
+
+  @Test("status: due, overdue, done on time or late")
+  func status() {
+    let due = W.d(2026, 2, 25)
+    #expect(ObligationStatus.of(due: due, doneOn: nil, today: W.d(2026, 2, 25)) == .due)
+    #expect(ObligationStatus.of(due: due, doneOn: nil, today: W.d(2026, 2, 26)) == .overdue)
+    #expect(ObligationStatus.of(due: due, doneOn: W.d(2026, 2, 24), today: W.d(2026, 3, 1)) == .done(onTime: true))
+    #expect(ObligationStatus.of(due: due, doneOn: W.d(2026, 2, 27), today: W.d(2026, 3, 1)) == .done(onTime: false))
+  }
+
+  @Test("Beijing dates from UTC seconds")
+  func beijing() {
+    // 2026-02-13 16:30 UTC is already 14 February in Beijing.
+    #expect(CalendarDate(beijingTimeOf: 1_771_000_200) == W.d(2026, 2, 14))
+    #expect(CalendarDate(beijingTimeOf: 0) == CalendarDate(year: 1970, month: 1, day: 1))
+  }
+}

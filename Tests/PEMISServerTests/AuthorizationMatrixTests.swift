@@ -60,6 +60,15 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
       MatrixCase(name: "Onboarding/ListApplications", allowed: district) { client, _ in
         _ = try await onboarding(client).listApplications(.init())
       },
+      MatrixCase(name: "Deadlines/StartTerm", allowed: [.preschoolOffice, .districtAdmin]) { client, _ in
+        _ = try await Pemis_V1_Deadlines.Client(wrapping: client).startTerm(.with {
+          $0.term = "t-\(Int.random(in: 100_000...999_999))"
+          $0.startsOn = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
+        })
+      },
+      MatrixCase(name: "Deadlines/ListOverdue", allowed: district) { client, _ in
+        _ = try await Pemis_V1_Deadlines.Client(wrapping: client).listOverdue(.init())
+      },
       MatrixCase(name: "Kindergartens/ListKindergartens", allowed: district) { client, _ in
         _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).listKindergartens(.init())
       },
@@ -160,6 +169,21 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).getKindergarten(.with { $0.kindergartenCode = code })
         },
         MatrixCase(
+          name: "Deadlines/ListObligations of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in
+          _ = try await Pemis_V1_Deadlines.Client(wrapping: client).listObligations(.with { $0.kindergartenCode = code })
+        },
+        MatrixCase(
+          name: "Deadlines/CompleteArea of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .financeStaff] : []
+        ) { client, _ in
+          _ = try await Pemis_V1_Deadlines.Client(wrapping: client).completeArea(.with {
+            $0.kindergartenCode = code
+            $0.area = "basic"
+          })
+        },
+        MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in
@@ -212,12 +236,13 @@ struct AuthorizationMatrixTests {
     let served = [
       Pemis_V1_Session.descriptor, Pemis_V1_Accounts.descriptor, Pemis_V1_Onboarding.descriptor,
       Pemis_V1_Kindergartens.descriptor, Pemis_V1_Audit.descriptor, Pemis_V1_Health.descriptor, Pemis_V1_Echo.descriptor,
+      Pemis_V1_Deadlines.descriptor,
     ]
     let methods =
       Pemis_V1_Session.Method.descriptors + Pemis_V1_Accounts.Method.descriptors + Pemis_V1_Onboarding.Method.descriptors
       + Pemis_V1_Kindergartens.Method.descriptors + Pemis_V1_Audit.Method.descriptors
       + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors
-    #expect(served.count == 7)
+    #expect(served.count == 8)
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
 

@@ -20,6 +20,7 @@ func withRunningServer<R: Sendable>(
     .appendingPathComponent("pemis-test-\(UUID())/data").path
   configure(&configuration)
   configuration.passwordHashCost = 10
+  configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path
   let server = try PEMISServer(configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
   let finalConfiguration = configuration
   return try await withThrowingTaskGroup(of: Void.self) { group in

@@ -159,6 +159,7 @@ func withDistrict<R: Sendable>(_ body: (District) async throws -> R) async throw
   var configuration = ServerConfiguration.defaults
   configuration.port = 0
   configuration.passwordHashCost = 10
+  configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path
   configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
   let clock = TestClock()
   let server = try PEMISServer(

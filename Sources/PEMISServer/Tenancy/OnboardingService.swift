@@ -1,6 +1,7 @@
 internal import Foundation
 internal import GRDB
 internal import GRPCCore
+internal import Logging
 internal import PEMISDomain
 internal import PEMISProto
 internal import PEMISStore
@@ -190,6 +191,21 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       }
       AuditTargets.add("account:\(principal.username)")
       AuditTargets.add("account:\(administrator.username)")
+      // Art. 13: with its accounts, the kindergarten owes its four areas within 30 working days.
+      // If the due date falls in a year the calendar does not know yet, it stays open until
+      // that year's file is added (never guessed).
+      let activatedOn = tenancy.today
+      let due = try? ObligationKind.initialData.due(after: activatedOn, in: tenancy.calendar)
+      if due == nil {
+        tenancy.logger.warning(
+          "initial-data deadlines for \(code) wait for a calendar file: add Config/calendar/\(activatedOn.year + 1).json")
+      }
+      try await tenancy.registry.openObligations(
+        DataArea.allCases.map {
+          ObligationRecord(
+            kindergartenCode: code.rawValue, kind: .initialData, subject: $0.rawValue, triggeredOn: activatedOn,
+            dueOn: due, createdAt: now)
+        })
       let application = try await application(record)
       return .with {
         $0.application = application

@@ -89,6 +89,19 @@ enum Policy {
     path(Pemis_V1_Kindergartens.Method.ListKindergartens.descriptor): .init(
       access: .roles(districtRead), audit: .always),
 
+    // Deadlines: the district sets terms and watches what is overdue; a kindergarten sees and
+    // discharges its own obligations.
+    path(Pemis_V1_Deadlines.Method.StartTerm.descriptor): .init(
+      access: .roles([.preschoolOffice: .district, .districtAdmin: .district]), audit: .always),
+    path(Pemis_V1_Deadlines.Method.ListObligations.descriptor): .init(
+      access: .roles(
+        districtRead.merging(Dictionary(uniqueKeysWithValues: Role.kindergarten.map { ($0, Scope.ownKindergarten) })) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_Deadlines.Method.ListOverdue.descriptor): .init(access: .roles(districtRead), audit: .always),
+    path(Pemis_V1_Deadlines.Method.CompleteArea.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
+      audit: .always),
+
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(
       access: .roles([.districtAdmin: .district, .preschoolOffice: .district, .vocationalOffice: .privateKindergartens]),

@@ -66,6 +66,11 @@ extension Pemis_V1_QueryAuditLogRequest: TargetedRequest {
   var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) }
 }
 
+extension Pemis_V1_StartTermRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: "") } }
+extension Pemis_V1_ListObligationsRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListOverdueRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: "") } }
+extension Pemis_V1_CompleteAreaRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+
 // MARK: - Proto ↔ domain
 
 extension Role {

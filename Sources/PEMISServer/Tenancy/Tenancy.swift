@@ -1,7 +1,7 @@
 internal import Foundation
 internal import GRPCCore
 public import Logging
-internal import PEMISDomain
+public import PEMISDomain
 public import PEMISStore
 
 /// What the tenancy services share: the registry, the shard pool, password hashing and the clock.
@@ -12,17 +12,20 @@ public final class Tenancy: Sendable {
   /// A hash of a random password, checked when a login names no account, so the answer takes
   /// as long as for a real account and timing does not reveal which usernames exist.
   let decoyHash: String
+  /// The working-day calendar every deadline is counted in.
+  public let calendar: WorkingDayCalendar
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
   let now: @Sendable () -> Int64
   let logger: Logger
 
   public init(
-    dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, logger: Logger,
+    dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
     now: @escaping @Sendable () -> Int64 = Tenancy.systemClock
   ) throws {
     registry = try Registry(directory: dataDirectory, configuration: store)
     shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
+    self.calendar = calendar
     decoyHash = try hasher.hash(Secrets.oneTimePassword())
     self.now = now
     self.logger = logger
@@ -30,6 +33,9 @@ public final class Tenancy: Sendable {
 
   /// Seconds since 1970 by the system clock.
   public static let systemClock: @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+
+  /// Today in Beijing, for deadlines.
+  var today: CalendarDate { CalendarDate(beijingTimeOf: now()) }
 
   /// `pemis-server init`: the first district administrator, with a one-time password.
   /// Refuses when the registry already has accounts.
@@ -61,6 +67,8 @@ func rpcError(_ error: any Error) -> any Error {
     case .unavailable: code = .unavailable
     }
     return RPCError(code: code, message: error.message)
+  case let error as CalendarError:
+    return RPCError(code: .failedPrecondition, message: error.description)
   case let error as FieldViolationsError:
     return error.rpcError
   case let error as DomainError:
