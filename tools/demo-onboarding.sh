@@ -90,12 +90,26 @@ if as wang.li kindergarten show 1112000102; then echo "UNEXPECTED: allowed"; exi
 
 step "deadlines: the new kindergarten owes its four areas within 30 working days (Art. 13)"
 as wang.li deadline list --status open
-as wang.li deadline complete basic
+
+step "the kindergarten enters its data: basic information, a class, a teacher (ID shown masked)"
+as wang.li data profile set --name "滨海新区第一幼儿园" --address "天津市滨海新区中心大道1号" --level level1 \
+  --licence "教民112011号" --sponsor "滨海新区教育体育局" --principal "王丽" --phone 022-66886688 \
+  --building-area 3200 --outdoor-area 2400 --capacity 270
+as wang.li data staff create --name "刘芳" --id-number 120103198806018241 --gender female --born 1988-06-01 \
+  --post teacher --qualification "学前教育本科" --hired 2012-09-01
+as wang.li data class create --name "小一班" --grade small --year 2026-2027 --capacity 25 --head-teacher S0001
+as wang.li data class create --name "大一班" --grade large --year 2026-2027 --capacity 40
+as wang.li data profile set --name "滨海新区第一幼儿园" --address "天津市滨海新区中心大道1号" --level model \
+  --licence "教民112011号" --sponsor "滨海新区教育体育局" --principal "王丽" --phone 022-66886699 \
+  --building-area 3200 --outdoor-area 2400 --capacity 270
+as wang.li data history profile
+for area in basic classes staff; do as wang.li deadline complete "$area"; done
 step "the Preschool Education Office starts a term; every kindergarten re-verifies within 3 working days"
 as preschool deadline start-term 2026-autumn --on 2026-09-01
 as preschool deadline list --kindergarten 1112000102 --status open
 
-step "district supervision: kindergartens, applications and the audit log"
+step "district supervision: what is overdue, kindergartens, applications and the audit log"
+as preschool deadline overdue
 as admin kindergarten list
 as vocational kindergarten list
 as admin onboarding show "$private_id"

@@ -36,12 +36,13 @@ public struct PEMISServer: Service {
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
       KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),
+      KindergartenDataService(tenancy: tenancy),
     ]
     var names: Set<String> = [
       Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
       Pemis_V1_Accounts.descriptor.fullyQualifiedService, Pemis_V1_Onboarding.descriptor.fullyQualifiedService,
       Pemis_V1_Kindergartens.descriptor.fullyQualifiedService, Pemis_V1_Audit.descriptor.fullyQualifiedService,
-      Pemis_V1_Deadlines.descriptor.fullyQualifiedService,
+      Pemis_V1_Deadlines.descriptor.fullyQualifiedService, Pemis_V1_KindergartenData.descriptor.fullyQualifiedService,
     ]
     if configuration.diagnostics {
       services.append(EchoService())

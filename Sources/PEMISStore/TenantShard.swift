@@ -24,6 +24,7 @@ public final class TenantShard: Sendable {
         t.column("createdAt", .integer).notNull()
       }
     }
+    registerDataMigrations(&migrator)
     return migrator
   }
 

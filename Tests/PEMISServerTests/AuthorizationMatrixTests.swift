@@ -41,6 +41,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   }
 
   static func onboarding(_ client: Client) -> Pemis_V1_Onboarding.Client<PEMISWireClientTransport> { .init(wrapping: client) }
+  static func data(_ client: Client) -> Pemis_V1_KindergartenData.Client<PEMISWireClientTransport> { .init(wrapping: client) }
   static func accounts(_ client: Client) -> Pemis_V1_Accounts.Client<PEMISWireClientTransport> { .init(wrapping: client) }
 
   static var all: [MatrixCase] {
@@ -184,6 +185,80 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          name: "KindergartenData/GetProfile of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in _ = try await data(client).getProfile(.with { $0.kindergartenCode = code }) },
+        MatrixCase(
+          name: "KindergartenData/UpdateProfile of \(label)", allowed: isPublic ? [.principal, .administrator, .financeStaff] : []
+        ) { client, _ in
+          _ = try await data(client).updateProfile(.with {
+            $0.kindergartenCode = code
+            $0.profile = KindergartenDataFixtures.profile
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/ListClasses of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in _ = try await data(client).listClasses(.with { $0.kindergartenCode = code }) },
+        MatrixCase(name: "KindergartenData/CreateClass in \(label)", allowed: isPublic ? [.principal, .administrator] : []) {
+          client, _ in
+          _ = try await data(client).createClass(.with {
+            $0.kindergartenCode = code
+            $0.class = KindergartenDataFixtures.newClass("班\(Int.random(in: 1000...9999))")
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/UpdateClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
+          setup: KindergartenDataFixtures.seedClass(code)
+        ) { client, id in
+          var updated = KindergartenDataFixtures.newClass("改\(Int.random(in: 1000...9999))")
+          updated.classID = id
+          _ = try await data(client).updateClass(.with {
+            $0.kindergartenCode = code
+            $0.class = updated
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/DeleteClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
+          setup: KindergartenDataFixtures.seedClass(code)
+        ) { client, id in
+          _ = try await data(client).deleteClass(.with {
+            $0.kindergartenCode = code
+            $0.classID = id
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/ListStaff of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in _ = try await data(client).listStaff(.with { $0.kindergartenCode = code }) },
+        MatrixCase(
+          name: "KindergartenData/CreateStaff in \(label)", allowed: isPublic ? [.principal, .administrator, .financeStaff] : []
+        ) { client, _ in
+          _ = try await data(client).createStaff(.with {
+            $0.kindergartenCode = code
+            $0.staff = KindergartenDataFixtures.teacher
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/UpdateStaff in \(label)", allowed: isPublic ? [.principal, .administrator, .financeStaff] : []
+        ) { client, _ in
+          var staff = KindergartenDataFixtures.teacher
+          staff.staffID = "S0001"
+          _ = try await data(client).updateStaff(.with {
+            $0.kindergartenCode = code
+            $0.staff = staff
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/GetHistory of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in
+          _ = try await data(client).getHistory(.with {
+            $0.kindergartenCode = code
+            $0.record = "profile"
+          })
+        },
+        MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in
@@ -236,13 +311,13 @@ struct AuthorizationMatrixTests {
     let served = [
       Pemis_V1_Session.descriptor, Pemis_V1_Accounts.descriptor, Pemis_V1_Onboarding.descriptor,
       Pemis_V1_Kindergartens.descriptor, Pemis_V1_Audit.descriptor, Pemis_V1_Health.descriptor, Pemis_V1_Echo.descriptor,
-      Pemis_V1_Deadlines.descriptor,
+      Pemis_V1_Deadlines.descriptor, Pemis_V1_KindergartenData.descriptor,
     ]
     let methods =
       Pemis_V1_Session.Method.descriptors + Pemis_V1_Accounts.Method.descriptors + Pemis_V1_Onboarding.Method.descriptors
       + Pemis_V1_Kindergartens.Method.descriptors + Pemis_V1_Audit.Method.descriptors
       + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors
-    #expect(served.count == 8)
+    #expect(served.count == 9)
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
 

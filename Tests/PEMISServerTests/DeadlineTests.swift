@@ -29,6 +29,15 @@ struct DeadlineTests {
       let expected = try district.server.tenancy.calendar.adding(workingDays: 30, to: activated)
       #expect(owed.obligations.first.map { CalendarDate($0.dueOn) } == expected)
 
+      // Declaring an area complete needs its data first.
+      let empty = await #expect(throws: RPCError.self) {
+        try await deadlines(district, District.user(.administrator)) { try await $0.completeArea(.with { $0.area = "classes" }) }
+      }
+      #expect(empty?.code == .failedPrecondition)
+      #expect(empty?.message.contains("no class") == true)
+      _ = try await district.asUser(District.user(.administrator)) { client in
+        try await Pemis_V1_KindergartenData.Client(wrapping: client).createClass(.with { $0.class = KindergartenDataFixtures.newClass("小一班") })
+      }
       let done = try await deadlines(district, District.user(.administrator)) { try await $0.completeArea(.with { $0.area = "classes" }) }
       #expect(done.completed.map(\.subject) == ["classes"])
       #expect(done.completed.first?.status == "done")
@@ -47,6 +56,9 @@ struct DeadlineTests {
   @Test("past the due date, what is left shows as overdue to the district, within its scope")
   func overdue() async throws {
     try await withDistrict { district in
+      _ = try await district.asUser(District.user(.principal)) { client in
+        try await Pemis_V1_KindergartenData.Client(wrapping: client).updateProfile(.with { $0.profile = KindergartenDataFixtures.profile })
+      }
       _ = try await deadlines(district, District.user(.principal)) { try await $0.completeArea(.with { $0.area = "basic" }) }
       district.clock.advance(60 * 86400)  // 60 days later: past 30 working days, still in 2026
       let all = try await deadlines(district, District.user(.preschoolOffice)) { try await $0.listOverdue(.init()) }
@@ -56,6 +68,9 @@ struct DeadlineTests {
       #expect(privateOnly.obligations.count == 4)
       #expect(privateOnly.obligations.allSatisfy { $0.kindergartenCode == District.kindergartenB })
       // Done late is recorded as such.
+      _ = try await district.asUser(District.user(.principal)) { client in
+        try await Pemis_V1_KindergartenData.Client(wrapping: client).createStaff(.with { $0.staff = KindergartenDataFixtures.teacher })
+      }
       let late = try await deadlines(district, District.user(.principal)) { try await $0.completeArea(.with { $0.area = "staff" }) }
       #expect(late.completed.first?.status == "done_late")
     }

@@ -103,6 +103,29 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
     }
   }
 
+  /// An area can be declared complete only once it holds what it must: a valid profile, a class,
+  /// an active staff member. (Finance data arrives in a later step; until then its area is
+  /// declared without a check.)
+  private func checkEntered(_ area: DataArea, code: InstitutionCode) async throws {
+    let shard = try await tenancy.shards.shard(code)
+    switch area {
+    case .basic:
+      guard let profile = try await shard.profile(), profile.profile.violations().isEmpty else {
+        throw RPCError(code: .failedPrecondition, message: "area: basic information is not entered yet (pemis data profile set)")
+      }
+    case .classes:
+      guard try await !shard.classes().isEmpty else {
+        throw RPCError(code: .failedPrecondition, message: "area: no class is entered yet (pemis data class create)")
+      }
+    case .staff:
+      guard try await shard.staff().contains(where: { $0.data.active }) else {
+        throw RPCError(code: .failedPrecondition, message: "area: no staff member is entered yet (pemis data staff create)")
+      }
+    case .finance:
+      break
+    }
+  }
+
   func completeArea(request: Pemis_V1_CompleteAreaRequest, context: ServerContext) async throws -> Pemis_V1_CompleteAreaResponse {
     try await handling {
       let caller = try Caller.required()
@@ -110,6 +133,7 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
         throw RPCError(code: .invalidArgument, message: "area: must be basic, classes, staff or finance")
       }
       let code = request.kindergartenCode.isEmpty ? caller.kindergarten?.rawValue ?? "" : request.kindergartenCode
+      try await checkEntered(area, code: try InstitutionCode(validating: code))
       let today = tenancy.today
       let done = try await tenancy.registry.completeObligations(
         kindergarten: code, kinds: [.initialData, .termVerification],

@@ -35,6 +35,10 @@ enum Policy {
     .preschoolOffice: .publicKindergartens, .vocationalOffice: .privateKindergartens,
   ]
 
+  /// District read roles plus every role of the kindergarten itself.
+  static let kindergartenRead: [Role: Scope] = districtRead.merging(
+    Dictionary(uniqueKeysWithValues: Role.kindergarten.map { ($0, Scope.ownKindergarten) })) { a, _ in a }
+
   static let table: [String: MethodPolicy] = [
     // Diagnostics and liveness: no personal data.
     path(Pemis_V1_Health.Method.Check.descriptor): .init(access: .open, audit: .none),
@@ -101,6 +105,29 @@ enum Policy {
     path(Pemis_V1_Deadlines.Method.CompleteArea.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
       audit: .always),
+
+    // A kindergarten's own information (Art. 13-14): the district reads within its scope; the
+    // kindergarten's roles read theirs; who writes follows MISSION's actors (finance/HR staff:
+    // basic and staff information; class leaders read).
+    path(Pemis_V1_KindergartenData.Method.GetProfile.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.UpdateProfile.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_KindergartenData.Method.ListClasses.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.CreateClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.UpdateClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.DeleteClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.ListStaff.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.CreateStaff.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_KindergartenData.Method.UpdateStaff.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_KindergartenData.Method.GetHistory.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
 
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(

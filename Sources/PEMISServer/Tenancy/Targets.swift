@@ -71,6 +71,17 @@ extension Pemis_V1_ListObligationsRequest: TargetedRequest { var target: Request
 extension Pemis_V1_ListOverdueRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: "") } }
 extension Pemis_V1_CompleteAreaRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 
+extension Pemis_V1_GetProfileRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_UpdateProfileRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListClassesRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_CreateClassRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_UpdateClassRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_DeleteClassRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_CreateStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_UpdateStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_GetHistoryRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+
 // MARK: - Proto ↔ domain
 
 extension Role {

@@ -1,0 +1,88 @@
+/// Identity documents and their rules (MISSION: national practice; GB 11643-1999).
+public enum IDDocumentType: String, CaseIterable, Hashable, Sendable, Codable {
+  /// 居民身份证
+  case residentID = "resident_id"
+  /// Hong Kong, Macao, Taiwan residents' residence permits: resident-ID format, 810000/820000/830000.
+  case hkMacaoTaiwanPermit = "hmt_residence_permit"
+  /// The 2023 foreigner permanent residence ID: 18 characters, starts with 9, same check character.
+  case foreignPermanentResidence = "foreign_permanent_residence"
+  /// Mainland travel permits for Hong Kong, Macao and Taiwan residents.
+  case travelPermit = "travel_permit"
+  case passport
+  /// Any other document; the number may be empty (a signed attendance certificate instead).
+  case other
+}
+
+public enum Gender: String, CaseIterable, Hashable, Sendable, Codable {
+  case male, female
+}
+
+public enum IDDocuments {
+  static let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+  static let checkCharacters = Array("10X98765432")
+
+  /// The check character of an 18-character resident-ID-style number (GB 11643-1999).
+  public static func checkCharacter(_ first17: some Collection<Character>) -> Character? {
+    guard first17.count == 17 else { return nil }
+    var sum = 0
+    for (character, weight) in zip(first17, weights) {
+      guard let digit = character.wholeNumberValue, character.isASCII else { return nil }
+      sum += digit * weight
+    }
+    return checkCharacters[sum % 11]
+  }
+
+  /// Checks a document number against its type, and for resident-ID formats against the birth
+  /// date and gender it encodes. Errors name `field` and the rule.
+  public static func validate(
+    type: IDDocumentType, number: String, birthDate: CalendarDate?, gender: Gender?, field: String
+  ) throws(DomainError) {
+    switch type {
+    case .residentID, .hkMacaoTaiwanPermit, .foreignPermanentResidence:
+      let characters = Array(number.uppercased())
+      guard characters.count == 18 else {
+        throw DomainError(field: field, rule: "id.length", "must be 18 characters, got \(characters.count)")
+      }
+      guard characters[0..<17].allSatisfy({ $0.isASCII && $0.isNumber }) else {
+        throw DomainError(field: field, rule: "id.format", "the first 17 characters must be digits")
+      }
+      guard checkCharacter(characters[0..<17]) == characters[17] else {
+        throw DomainError(field: field, rule: "id.checksum", "check character does not match (GB 11643-1999)")
+      }
+      let prefix = String(characters[0..<6])
+      switch type {
+      case .hkMacaoTaiwanPermit where !["810000", "820000", "830000"].contains(prefix):
+        throw DomainError(field: field, rule: "id.region", "a Hong Kong, Macao or Taiwan residence permit starts with 810000, 820000 or 830000")
+      case .foreignPermanentResidence where characters[0] != "9":
+        throw DomainError(field: field, rule: "id.region", "a foreigner permanent residence ID starts with 9")
+      case .residentID where ["810000", "820000", "830000"].contains(prefix) || characters[0] == "9":
+        throw DomainError(field: field, rule: "id.type", "this is not a resident ID number; choose its document type")
+      default: break
+      }
+      let encoded = CalendarDate(
+        year: Int(String(characters[6..<10]))!, month: Int(String(characters[10..<12]))!, day: Int(String(characters[12..<14]))!)
+      guard encoded.isValid else { throw DomainError(field: field, rule: "id.birth_date", "encodes no valid birth date") }
+      if let birthDate, birthDate != encoded {
+        throw DomainError(field: field, rule: "id.birth_date", "encodes birth date \(encoded), not \(birthDate)")
+      }
+      if let gender {
+        let odd = characters[16].wholeNumberValue! % 2 == 1
+        if odd != (gender == .male) {
+          throw DomainError(field: field, rule: "id.gender", "sequence number is \(odd ? "odd (male)" : "even (female)"), not \(gender.rawValue)")
+        }
+      }
+    case .travelPermit, .passport:
+      let ok = (5...20).contains(number.count) && number.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) }
+      guard ok else { throw DomainError(field: field, rule: "id.format", "must be 5-20 letters and digits") }
+    case .other:
+      guard number.count <= 30 else { throw DomainError(field: field, rule: "id.format", "must be at most 30 characters") }
+    }
+  }
+
+  /// What lists show: the first 4 and last 4 characters, the rest as '*'.
+  public static func mask(_ number: String) -> String {
+    let characters = Array(number)
+    guard characters.count > 8 else { return String(repeating: "*", count: characters.count) }
+    return String(characters.prefix(4)) + String(repeating: "*", count: characters.count - 8) + String(characters.suffix(4))
+  }
+}

@@ -1,0 +1,229 @@
+internal import Foundation
+internal import GRPCCore
+internal import PEMISDomain
+internal import PEMISProto
+internal import PEMISStore
+internal import SwiftProtobuf
+
+/// `pemis.v1.KindergartenData`: basic information, classes and staff in the kindergarten's own
+/// shard, each change kept in its history (old, new, who, when).
+struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol {
+  let tenancy: Tenancy
+
+  /// The shard of the kindergarten the interceptor resolved and checked.
+  private func shard(_ requested: String) async throws -> (TenantShard, Caller) {
+    let caller = try Caller.required()
+    let code = try InstitutionCode(validating: requested.isEmpty ? caller.kindergarten?.rawValue ?? "" : requested)
+    return (try await tenancy.shards.shard(code), caller)
+  }
+
+  private static func check(_ violations: [DomainError]) throws {
+    if !violations.isEmpty { throw FieldViolationsError(violations) }
+  }
+
+  // MARK: Profile
+
+  func getProfile(request: Pemis_V1_GetProfileRequest, context: ServerContext) async throws -> Pemis_V1_Profile {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      guard let record = try await shard.profile() else {
+        throw RPCError(code: .notFound, message: "profile: \(shard.code) has not entered its basic information yet")
+      }
+      return Self.proto(record, code: shard.code)
+    }
+  }
+
+  func updateProfile(request: Pemis_V1_UpdateProfileRequest, context: ServerContext) async throws -> Pemis_V1_Profile {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let p = request.profile
+      var profile = KindergartenProfile()
+      profile.name = p.name
+      profile.address = p.address
+      profile.level = p.level.isEmpty ? "unrated" : p.level
+      profile.licenceNumber = p.licenceNumber
+      profile.sponsor = p.sponsor
+      profile.principalName = p.principalName
+      profile.contactPhone = p.contactPhone
+      profile.contactEmail = p.contactEmail
+      profile.buildingArea = Int(p.buildingArea)
+      profile.outdoorArea = Int(p.outdoorArea)
+      profile.approvedCapacity = Int(p.approvedCapacity)
+      try Self.check(profile.violations())
+      try await shard.updateProfile(profile, by: caller.username, at: tenancy.now())
+      AuditTargets.add("profile:\(shard.code)")
+      return Self.proto(try await shard.profile()!, code: shard.code)
+    }
+  }
+
+  static func proto(_ record: ProfileRecord, code: InstitutionCode) -> Pemis_V1_Profile {
+    let p = record.profile
+    return .with {
+      $0.kindergartenCode = code.rawValue
+      $0.name = p.name
+      $0.address = p.address
+      $0.level = p.level
+      $0.licenceNumber = p.licenceNumber
+      $0.sponsor = p.sponsor
+      $0.principalName = p.principalName
+      $0.contactPhone = p.contactPhone
+      $0.contactEmail = p.contactEmail
+      $0.buildingArea = Int32(p.buildingArea)
+      $0.outdoorArea = Int32(p.outdoorArea)
+      $0.approvedCapacity = Int32(p.approvedCapacity)
+      $0.updatedAt = record.updatedAt
+      $0.updatedBy = record.updatedBy
+    }
+  }
+
+  // MARK: Classes
+
+  static func domain(_ c: Pemis_V1_Class) throws -> KindergartenClass {
+    guard let grade = Grade(rawValue: c.grade) else {
+      throw FieldViolationsError([DomainError(field: "class.grade", rule: "enum", "must be small, middle, large or mixed")])
+    }
+    let data = KindergartenClass(
+      name: c.name.trimmingCharacters(in: .whitespacesAndNewlines), grade: grade, schoolYear: c.schoolYear,
+      headTeacherStaffId: c.headTeacherStaffID.isEmpty ? nil : c.headTeacherStaffID, capacity: Int(c.capacity))
+    try check(data.violations())
+    return data
+  }
+
+  static func proto(_ record: ClassRecord) -> Pemis_V1_ClassResponse {
+    .with {
+      $0.class = .with {
+        $0.classID = record.id
+        $0.name = record.data.name
+        $0.grade = record.data.grade.rawValue
+        $0.schoolYear = record.data.schoolYear
+        $0.headTeacherStaffID = record.data.headTeacherStaffId ?? ""
+        $0.capacity = Int32(record.data.capacity)
+      }
+      $0.warnings = record.data.warnings
+    }
+  }
+
+  func listClasses(request: Pemis_V1_ListClassesRequest, context: ServerContext) async throws -> Pemis_V1_ListClassesResponse {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      let classes = try await shard.classes().map { Self.proto($0).class }
+      return .with { $0.classes = classes }
+    }
+  }
+
+  func createClass(request: Pemis_V1_CreateClassRequest, context: ServerContext) async throws -> Pemis_V1_ClassResponse {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let record = try await shard.createClass(try Self.domain(request.class), by: caller.username, at: tenancy.now())
+      AuditTargets.add("class:\(shard.code)/\(record.id)")
+      return Self.proto(record)
+    }
+  }
+
+  func updateClass(request: Pemis_V1_UpdateClassRequest, context: ServerContext) async throws -> Pemis_V1_ClassResponse {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let record = try await shard.updateClass(request.class.classID, try Self.domain(request.class), by: caller.username, at: tenancy.now())
+      AuditTargets.add("class:\(shard.code)/\(record.id)")
+      return Self.proto(record)
+    }
+  }
+
+  func deleteClass(request: Pemis_V1_DeleteClassRequest, context: ServerContext) async throws -> Pemis_V1_DeleteClassResponse {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      try await shard.deleteClass(request.classID, by: caller.username, at: tenancy.now())
+      AuditTargets.add("class:\(shard.code)/\(request.classID)")
+      return .init()
+    }
+  }
+
+  // MARK: Staff
+
+  static func domain(_ s: Pemis_V1_StaffMember) throws -> StaffMember {
+    var errors: [DomainError] = []
+    let type = IDDocumentType(rawValue: s.idDocumentType)
+    if type == nil { errors.append(DomainError(field: "staff.id_document_type", rule: "enum", "must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))")) }
+    let gender = Gender(rawValue: s.gender)
+    if gender == nil { errors.append(DomainError(field: "staff.gender", rule: "enum", "must be male or female")) }
+    let post = StaffPost(rawValue: s.post)
+    if post == nil { errors.append(DomainError(field: "staff.post", rule: "enum", "must be one of \(StaffPost.allCases.map(\.rawValue).joined(separator: ", "))")) }
+    if !["active", "left", ""].contains(s.status) { errors.append(DomainError(field: "staff.status", rule: "enum", "must be active or left")) }
+    guard let type, let gender, let post else { throw FieldViolationsError(errors) }
+    let member = StaffMember(
+      name: s.name.trimmingCharacters(in: .whitespacesAndNewlines), idDocumentType: type,
+      idDocumentNumber: s.idDocumentNumber.uppercased(), gender: gender, birthDate: CalendarDate(s.birthDate), post: post,
+      qualification: s.qualification, certificate: s.certificate, hireDate: CalendarDate(s.hireDate), active: s.status != "left")
+    try check(errors + member.violations())
+    return member
+  }
+
+  /// ID numbers are masked in every answer: the full number went in and stays in the shard.
+  static func proto(_ record: StaffRecord) -> Pemis_V1_StaffMember {
+    .with {
+      $0.staffID = record.id
+      $0.name = record.data.name
+      $0.idDocumentType = record.data.idDocumentType.rawValue
+      $0.idDocumentNumber = IDDocuments.mask(record.data.idDocumentNumber)
+      $0.gender = record.data.gender.rawValue
+      $0.birthDate = record.data.birthDate.proto
+      $0.post = record.data.post.rawValue
+      $0.qualification = record.data.qualification
+      $0.certificate = record.data.certificate
+      $0.hireDate = record.data.hireDate.proto
+      $0.status = record.data.active ? "active" : "left"
+    }
+  }
+
+  func listStaff(request: Pemis_V1_ListStaffRequest, context: ServerContext) async throws -> Pemis_V1_ListStaffResponse {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      let staff = try await shard.staff().map(Self.proto)
+      return .with { $0.staff = staff }
+    }
+  }
+
+  func createStaff(request: Pemis_V1_CreateStaffRequest, context: ServerContext) async throws -> Pemis_V1_StaffMember {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let record = try await shard.createStaff(try Self.domain(request.staff), by: caller.username, at: tenancy.now())
+      AuditTargets.add("staff:\(shard.code)/\(record.id)")
+      return Self.proto(record)
+    }
+  }
+
+  func updateStaff(request: Pemis_V1_UpdateStaffRequest, context: ServerContext) async throws -> Pemis_V1_StaffMember {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let record = try await shard.updateStaff(request.staff.staffID, try Self.domain(request.staff), by: caller.username, at: tenancy.now())
+      AuditTargets.add("staff:\(shard.code)/\(record.id)")
+      return Self.proto(record)
+    }
+  }
+
+  // MARK: History
+
+  func getHistory(request: Pemis_V1_GetHistoryRequest, context: ServerContext) async throws -> Pemis_V1_GetHistoryResponse {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      let page = try Page(request.page)
+      guard request.record == "profile" || request.record.hasPrefix("class:") || request.record.hasPrefix("staff:") else {
+        throw RPCError(code: .invalidArgument, message: "record: must be profile, class:<id> or staff:<id>")
+      }
+      let (entries, total) = try await shard.history(record: request.record, offset: page.offset, limit: page.limit)
+      return .with {
+        $0.entries = entries.map { e in
+          .with {
+            $0.record = e.record
+            $0.field = e.field
+            $0.oldValue = e.oldValue
+            $0.newValue = e.newValue
+            $0.changedBy = e.changedBy
+            $0.changedAt = e.changedAt
+          }
+        }
+        $0.page = page.info(total: total, returned: entries.count)
+      }
+    }
+  }
+}

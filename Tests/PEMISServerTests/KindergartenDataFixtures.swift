@@ -1,0 +1,56 @@
+import PEMISDomain
+import PEMISProto
+import PEMISStore
+import SwiftProtobuf
+
+@testable import PEMISServer
+
+enum KindergartenDataFixtures {
+  static let profile = Pemis_V1_Profile.with {
+    $0.name = "滨海新区第一幼儿园"
+    $0.address = "天津市滨海新区中心大道1号"
+    $0.level = "level1"
+    $0.licenceNumber = "教民112011号"
+    $0.sponsor = "滨海新区教育体育局"
+    $0.principalName = "王丽"
+    $0.contactPhone = "022-66886688"
+    $0.contactEmail = "office@example.cn"
+    $0.buildingArea = 3200
+    $0.outdoorArea = 2400
+    $0.approvedCapacity = 270
+  }
+
+  static func newClass(_ name: String) -> Pemis_V1_Class {
+    .with {
+      $0.name = name
+      $0.grade = "small"
+      $0.schoolYear = "2026-2027"
+      $0.capacity = 25
+    }
+  }
+
+  /// A valid resident ID (MISSION's example): born 1988-06-01, female.
+  static let teacher = Pemis_V1_StaffMember.with {
+    $0.name = "刘芳"
+    $0.idDocumentType = "resident_id"
+    $0.idDocumentNumber = "120103198806018241"
+    $0.gender = "female"
+    $0.birthDate = .with { $0.year = 1988; $0.month = 6; $0.day = 1 }
+    $0.post = "teacher"
+    $0.qualification = "学前教育本科"
+    $0.certificate = "幼儿园教师资格证"
+    $0.hireDate = .with { $0.year = 2012; $0.month = 9; $0.day = 1 }
+    $0.status = "active"
+  }
+
+  /// Creates a class directly in the shard; returns its id.
+  static func seedClass(_ code: String) -> @Sendable (District) async throws -> String {
+    { district in
+      let shard = try await district.server.tenancy.shards.shard(try InstitutionCode(validating: code))
+      return try await shard.createClass(
+        KindergartenClass(name: "种子\(Int.random(in: 1000...9999))", grade: .middle, schoolYear: "2026-2027", headTeacherStaffId: nil, capacity: 28),
+        by: "seed", at: district.clock.now
+      ).id
+    }
+  }
+}
