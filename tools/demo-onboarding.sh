@@ -103,7 +103,17 @@ as wang.li data profile set --name "滨海新区第一幼儿园" --address "天�
   --licence "教民112011号" --sponsor "滨海新区教育体育局" --principal "王丽" --phone 022-66886699 \
   --building-area 3200 --outdoor-area 2400 --capacity 270
 as wang.li data history profile
-for area in basic classes staff; do as wang.li deadline complete "$area"; done
+as wang.li data finance set --year 2026 --income tuition=1800000 --income government_funding=2500000 \
+  --expenditure salaries=3000000 --expenditure food=600000 --subsidy "生均公用经费=200000"
+as wang.li data leadership set --member 王丽:leader --member 赵敏:administrator --member 刘芳:class_leader:S0001 \
+  --changed "$(date -u +%Y-%m-%d)"
+for area in basic classes staff finance; do as wang.li deadline complete "$area"; done
+
+step "the district: the Planning & Finance Office confirms the finance; the Preschool Office reads the group"
+as admin account create finance --role finance_office --name "计划财务室 周老师" | otp_of > finance.otp
+first_login finance "$(cat finance.otp)"
+as finance data finance confirm --kindergarten 1112000101 --year 2026
+as preschool data leadership show --kindergarten 1112000101
 step "the Preschool Education Office starts a term; every kindergarten re-verifies within 3 working days"
 as preschool deadline start-term 2026-autumn --on 2026-09-01
 as preschool deadline list --kindergarten 1112000102 --status open

@@ -156,3 +156,108 @@ public struct StaffMember: Hashable, Sendable, Codable {
     return errors
   }
 }
+
+/// One year's finance information (Art. 13), in fen.
+public struct FinanceYear: Hashable, Sendable, Codable {
+  public struct Line: Hashable, Sendable, Codable {
+    public var category: String
+    public var fen: Int64
+    public var note: String
+    public init(category: String, fen: Int64, note: String) {
+      self.category = category
+      self.fen = fen
+      self.note = note
+    }
+  }
+
+  public var year: Int
+  public var income: [Line]
+  public var expenditure: [Line]
+  public var subsidies: [Line]
+
+  public static let incomeSources: Set<String> = ["tuition", "government_funding", "sponsor", "donation", "other"]
+  public static let expenditureCategories: Set<String> = ["salaries", "operations", "equipment", "maintenance", "food", "other"]
+
+  public init(year: Int, income: [Line], expenditure: [Line], subsidies: [Line]) {
+    self.year = year
+    self.income = income
+    self.expenditure = expenditure
+    self.subsidies = subsidies
+  }
+
+  public func violations() -> [DomainError] {
+    var errors: [DomainError] = []
+    if !(2000...2100).contains(year) { errors.append(DomainError(field: "finance.year", rule: "range", "must be 2000 to 2100")) }
+    func check(_ lines: [Line], _ field: String, allowed: Set<String>?) {
+      var seen: Set<String> = []
+      for (i, line) in lines.enumerated() {
+        if let allowed, !allowed.contains(line.category) {
+          errors.append(DomainError(field: "finance.\(field)[\(i)].category", rule: "enum", "must be one of \(allowed.sorted().joined(separator: ", "))"))
+        } else if line.category.trimmingWhitespace.isEmpty || line.category.count > 50 {
+          errors.append(DomainError(field: "finance.\(field)[\(i)].category", rule: "required", "is required, at most 50 characters"))
+        }
+        if !seen.insert(line.category).inserted {
+          errors.append(DomainError(field: "finance.\(field)[\(i)].category", rule: "unique", "\(line.category) appears twice"))
+        }
+        if !(0...1_000_000_000_000).contains(line.fen) {
+          errors.append(DomainError(field: "finance.\(field)[\(i)].fen", rule: "range", "must be 0 to 10,000,000,000 yuan"))
+        }
+      }
+    }
+    check(income, "income", allowed: Self.incomeSources)
+    check(expenditure, "expenditure", allowed: Self.expenditureCategories)
+    check(subsidies, "subsidies", allowed: nil)
+    return errors
+  }
+}
+
+/// The leadership group (Art. 19): the principal leads; administrator, class leaders, finance and
+/// HR are members.
+public struct LeadershipGroup: Hashable, Sendable, Codable {
+  public struct Member: Hashable, Sendable, Codable {
+    public var name: String
+    public var role: String
+    public var staffId: String?
+    public init(name: String, role: String, staffId: String?) {
+      self.name = name
+      self.role = role
+      self.staffId = staffId
+    }
+  }
+
+  public static let roles: Set<String> = ["leader", "administrator", "class_leader", "finance", "hr"]
+  public var members: [Member]
+  public var changedOn: CalendarDate
+
+  public init(members: [Member], changedOn: CalendarDate) {
+    self.members = members
+    self.changedOn = changedOn
+  }
+
+  public func violations(today: CalendarDate) -> [DomainError] {
+    var errors: [DomainError] = []
+    if !(2...30).contains(members.count) {
+      errors.append(DomainError(field: "members", rule: "count", "a leadership group has 2 to 30 members"))
+    }
+    for (i, member) in members.enumerated() {
+      if member.name.trimmingWhitespace.isEmpty || member.name.count > 50 {
+        errors.append(DomainError(field: "members[\(i)].name", rule: "required", "is required, at most 50 characters"))
+      }
+      if !Self.roles.contains(member.role) {
+        errors.append(DomainError(field: "members[\(i)].role", rule: "enum", "must be one of administrator, class_leader, finance, hr, leader"))
+      }
+    }
+    if members.filter({ $0.role == "leader" }).count != 1 {
+      errors.append(DomainError(field: "members", rule: "leader", "exactly one member leads the group (the principal)"))
+    }
+    if !members.contains(where: { $0.role == "administrator" }) {
+      errors.append(DomainError(field: "members", rule: "administrator", "the system administrator belongs to the group"))
+    }
+    if !changedOn.isValid {
+      errors.append(DomainError(field: "changed_on", rule: "date", "is not a valid date"))
+    } else if changedOn > today {
+      errors.append(DomainError(field: "changed_on", rule: "future", "cannot be after today"))
+    }
+    return errors
+  }
+}

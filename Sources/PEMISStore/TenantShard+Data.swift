@@ -77,6 +77,8 @@ extension TenantShard {
     func flatten(_ prefix: String, _ any: Any) {
       if let dictionary = any as? [String: Any] {
         for (k, v) in dictionary { flatten(prefix.isEmpty ? k : "\(prefix).\(k)", v) }
+      } else if let array = any as? [Any] {
+        for (i, v) in array.enumerated() { flatten("\(prefix)[\(i)]", v) }
       } else {
         result[prefix] = "\(any)"
       }

@@ -25,6 +25,7 @@ public final class TenantShard: Sendable {
       }
     }
     registerDataMigrations(&migrator)
+    registerFinanceMigrations(&migrator)
     return migrator
   }
 

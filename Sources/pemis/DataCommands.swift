@@ -11,7 +11,7 @@ struct DataCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "data",
     abstract: "A kindergarten's basic information, classes and staff (Art. 13-14).",
-    subcommands: [Profile.self, ClassGroup.self, StaffGroup.self, History.self])
+    subcommands: [Profile.self, ClassGroup.self, StaffGroup.self, Finance.self, Leadership.self, History.self])
 
   struct Target: ParsableArguments {
     @Option(help: "Institution code (district accounts; a kindergarten account: its own).") var kindergarten: String = ""
@@ -270,11 +270,159 @@ struct DataCommand: AsyncParsableCommand {
     }
   }
 
+  struct Finance: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "A year's finance information (amounts in yuan).", subcommands: [Show.self, Set.self, Confirm.self])
+
+    static func yuan(_ fen: Int64) -> String { String(format: "%.2f", Double(fen) / 100) }
+
+    static func show(_ f: Pemis_V1_FinanceYear, json: Bool) throws {
+      if json { return try printJSON(message: f) }
+      print("\(f.kindergartenCode) finance \(f.year): " + (f.confirmedBy.isEmpty ? "not confirmed" : "confirmed by \(f.confirmedBy) \(formatTime(f.confirmedAt))"))
+      var rows: [[String]] = []
+      for (kind, lines) in [("income", f.income), ("expenditure", f.expenditure), ("subsidy", f.subsidies)] {
+        for line in lines { rows.append([kind, line.category, yuan(line.fen), line.note]) }
+      }
+      printTable(["kind", "category", "yuan", "note"], rows)
+    }
+
+    /// "tuition=1800000.50" → an amount in fen.
+    static func amounts(_ items: [String], _ flag: String) throws -> [Pemis_V1_Amount] {
+      try items.map { item in
+        let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let value = Decimal(string: parts[1]), value >= 0 else {
+          throw ValidationError("\(flag) takes CATEGORY=YUAN, like tuition=1800000.50; got '\(item)'")
+        }
+        let fen = NSDecimalNumber(decimal: value * 100).int64Value
+        return .with {
+          $0.category = parts[0]
+          $0.fen = fen
+        }
+      }
+    }
+
+    struct Show: AsyncParsableCommand {
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: Target
+      @Option var year: Int32
+      func run() async throws {
+        try await runReportingFailure {
+          let f = try await connection.withSession { client in
+            try await DataCommand.client(client).getFinance(.with {
+              $0.kindergartenCode = target.kindergarten
+              $0.year = year
+            })
+          }
+          try Finance.show(f, json: connection.json)
+        }
+      }
+    }
+
+    struct Set: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(abstract: "Enter or correct a year (a correction withdraws its confirmation).")
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: Target
+      @Option var year: Int32
+      @Option(help: "SOURCE=YUAN; sources: tuition, government_funding, sponsor, donation, other (repeatable).") var income: [String] = []
+      @Option(help: "CATEGORY=YUAN; salaries, operations, equipment, maintenance, food, other (repeatable).") var expenditure: [String] = []
+      @Option(help: "PROGRAMME=YUAN, subsidies received (repeatable).") var subsidy: [String] = []
+      func run() async throws {
+        let income = try Finance.amounts(income, "--income")
+        let expenditure = try Finance.amounts(expenditure, "--expenditure")
+        let subsidies = try Finance.amounts(subsidy, "--subsidy")
+        try await runReportingFailure {
+          let f = try await connection.withSession { client in
+            try await DataCommand.client(client).putFinance(.with {
+              $0.kindergartenCode = target.kindergarten
+              $0.finance = .with {
+                $0.year = year
+                $0.income = income
+                $0.expenditure = expenditure
+                $0.subsidies = subsidies
+              }
+            })
+          }
+          try Finance.show(f, json: connection.json)
+        }
+      }
+    }
+
+    struct Confirm: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(abstract: "Confirm a year (Planning & Finance Office).")
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: Target
+      @Option var year: Int32
+      func run() async throws {
+        try await runReportingFailure {
+          let f = try await connection.withSession { client in
+            try await DataCommand.client(client).confirmFinance(.with {
+              $0.kindergartenCode = target.kindergarten
+              $0.year = year
+            })
+          }
+          try Finance.show(f, json: connection.json)
+        }
+      }
+    }
+  }
+
+  struct Leadership: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "The leadership group (Art. 19); a change is reported within 3 working days.", subcommands: [Show.self, Set.self])
+
+    static func show(_ g: Pemis_V1_LeadershipGroup, json: Bool) throws {
+      if json { return try printJSON(message: g) }
+      print("leadership group of \(g.kindergartenCode), in effect since \(formatDate(g.changedOn))" + (g.reportStatus.isEmpty ? "" : "; reported: \(g.reportStatus)"))
+      printTable(["name", "role", "staff"], g.members.map { [$0.name, $0.role, $0.staffID] })
+    }
+
+    struct Show: AsyncParsableCommand {
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: Target
+      func run() async throws {
+        try await runReportingFailure {
+          let g = try await connection.withSession { try await DataCommand.client($0).getLeadershipGroup(.with { $0.kindergartenCode = target.kindergarten }) }
+          try Leadership.show(g, json: connection.json)
+        }
+      }
+    }
+
+    struct Set: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(abstract: "Register the group or its change.")
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: Target
+      @Option(help: "NAME:ROLE[:STAFF_ID]; roles: leader, administrator, class_leader, finance, hr (repeatable).") var member: [String]
+      @Option(help: "When the change took effect, YYYY-MM-DD.") var changed: String
+      func run() async throws {
+        let date = try parseDate(changed, "--changed")
+        let members = try member.map { text -> Pemis_V1_LeadershipMember in
+          let parts = text.split(separator: ":").map(String.init)
+          guard (2...3).contains(parts.count) else { throw ValidationError("--member takes NAME:ROLE[:STAFF_ID], got '\(text)'") }
+          return .with {
+            $0.name = parts[0]
+            $0.role = parts[1]
+            $0.staffID = parts.count == 3 ? parts[2] : ""
+          }
+        }
+        try await runReportingFailure {
+          let g = try await connection.withSession { client in
+            try await DataCommand.client(client).setLeadershipGroup(.with {
+              $0.kindergartenCode = target.kindergarten
+              $0.members = members
+              $0.changedOn = date
+            })
+          }
+          try Leadership.show(g, json: connection.json)
+        }
+      }
+    }
+  }
+
   struct History: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Every change of a record: old, new, who, when.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: Target
-    @Argument(help: "profile, class:C0001 or staff:S0001.") var record: String
+    @Argument(help: "profile, class:C0001, staff:S0001, finance:2026 or leadership.") var record: String
     func run() async throws {
       try await runReportingFailure {
         let r = try await connection.withSession { client in

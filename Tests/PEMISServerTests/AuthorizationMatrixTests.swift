@@ -259,6 +259,44 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          name: "KindergartenData/GetFinance of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in
+          _ = try await data(client).getFinance(.with {
+            $0.kindergartenCode = code
+            $0.year = 2026
+          })
+        },
+        MatrixCase(name: "KindergartenData/PutFinance of \(label)", allowed: isPublic ? [.principal, .financeStaff] : []) {
+          client, _ in
+          _ = try await data(client).putFinance(.with {
+            $0.kindergartenCode = code
+            $0.finance = KindergartenDataFixtures.finance
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/ConfirmFinance of \(label)", allowed: [.financeOffice],
+          setup: KindergartenDataFixtures.seedFinance(code)
+        ) { client, _ in
+          _ = try await data(client).confirmFinance(.with {
+            $0.kindergartenCode = code
+            $0.year = 2026
+          })
+        },
+        MatrixCase(
+          name: "KindergartenData/GetLeadershipGroup of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in _ = try await data(client).getLeadershipGroup(.with { $0.kindergartenCode = code }) },
+        MatrixCase(
+          name: "KindergartenData/SetLeadershipGroup of \(label)", allowed: isPublic ? [.principal, .administrator] : []
+        ) { client, _ in
+          _ = try await data(client).setLeadershipGroup(.with {
+            $0.kindergartenCode = code
+            $0.members = KindergartenDataFixtures.leadership
+            $0.changedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 21 }
+          })
+        },
+        MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in

@@ -43,6 +43,30 @@ enum KindergartenDataFixtures {
     $0.status = "active"
   }
 
+  static let finance = Pemis_V1_FinanceYear.with {
+    $0.year = 2026
+    $0.income = [.with { $0.category = "tuition"; $0.fen = 180_000_000 }, .with { $0.category = "government_funding"; $0.fen = 250_000_000 }]
+    $0.expenditure = [.with { $0.category = "salaries"; $0.fen = 300_000_000 }, .with { $0.category = "food"; $0.fen = 60_000_000 }]
+    $0.subsidies = [.with { $0.category = "普惠性民办园补助"; $0.fen = 20_000_000 }]
+  }
+
+  static let leadership: [Pemis_V1_LeadershipMember] = [
+    .with { $0.name = "王丽"; $0.role = "leader" },
+    .with { $0.name = "赵敏"; $0.role = "administrator" },
+    .with { $0.name = "刘芳"; $0.role = "class_leader"; $0.staffID = "S0001" },
+  ]
+
+  /// Enters 2026's finance directly in the shard.
+  static func seedFinance(_ code: String) -> @Sendable (District) async throws -> String {
+    { district in
+      let shard = try await district.server.tenancy.shards.shard(try InstitutionCode(validating: code))
+      try await shard.putFinance(
+        FinanceYear(year: 2026, income: [.init(category: "tuition", fen: 100, note: "")], expenditure: [], subsidies: []),
+        by: "seed", at: district.clock.now)
+      return ""
+    }
+  }
+
   /// Creates a class directly in the shard; returns its id.
   static func seedClass(_ code: String) -> @Sendable (District) async throws -> String {
     { district in

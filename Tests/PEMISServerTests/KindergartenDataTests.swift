@@ -120,4 +120,81 @@ struct KindergartenDataTests {
       #expect(try await data(district, .classLeader) { try await $0.listStaff(.init()) }.staff.count == 1)
     }
   }
+
+  @Test("finance: categories and amounts checked; the Planning & Finance Office confirms; a correction withdraws it")
+  func finance() async throws {
+    try await withDistrict { district in
+      var bad = KindergartenDataFixtures.finance
+      bad.income.append(.with { $0.category = "lottery"; $0.fen = 1 })
+      bad.expenditure[0].fen = -5
+      let error = await failure { _ = try await data(district, .financeStaff) { try await $0.putFinance(.with { $0.finance = bad }) } }
+      #expect(error?.message.contains("finance.income[2].category: must be one of") == true)
+      #expect(error?.message.contains("finance.expenditure[0].fen: must be 0 to 10,000,000,000 yuan") == true)
+      _ = try await data(district, .financeStaff) { try await $0.putFinance(.with { $0.finance = KindergartenDataFixtures.finance }) }
+      let confirmed = try await data(district, .financeOffice) {
+        try await $0.confirmFinance(.with {
+          $0.kindergartenCode = District.kindergartenA
+          $0.year = 2026
+        })
+      }
+      #expect(confirmed.confirmedBy == District.user(.financeOffice))
+      // The same figures again keep the confirmation; a correction withdraws it.
+      let same = try await data(district, .financeStaff) { try await $0.putFinance(.with { $0.finance = KindergartenDataFixtures.finance }) }
+      #expect(same.confirmedBy == District.user(.financeOffice))
+      var corrected = KindergartenDataFixtures.finance
+      corrected.income[0].fen += 100
+      let withdrawn = try await data(district, .financeStaff) { try await $0.putFinance(.with { $0.finance = corrected }) }
+      #expect(withdrawn.confirmedBy.isEmpty)
+      let history = try await data(district, .principal) { try await $0.getHistory(.with { $0.record = "finance:2026" }) }
+      #expect(history.entries.contains { $0.field == "confirmation" && $0.newValue == "withdrawn by correction" })
+      #expect(history.entries.contains { $0.field == "income[0].fen" && $0.oldValue == "180000000" })
+    }
+  }
+
+  @Test("leadership group: one leader and the administrator; a change reported late is recorded late (Art. 19)")
+  func leadership() async throws {
+    try await withDistrict { district in
+      let today = CalendarDate(beijingTimeOf: district.clock.now)  // Monday 21 September 2026
+      var noLeader = KindergartenDataFixtures.leadership
+      noLeader[0].role = "hr"
+      let error = await failure {
+        _ = try await data(district, .principal) {
+          try await $0.setLeadershipGroup(.with {
+            $0.members = noLeader
+            $0.changedOn = today.proto
+          })
+        }
+      }
+      #expect(error?.message == "members: exactly one member leads the group (the principal)")
+      let onTime = try await data(district, .principal) {
+        try await $0.setLeadershipGroup(.with {
+          $0.members = KindergartenDataFixtures.leadership
+          $0.changedOn = today.proto
+        })
+      }
+      #expect(onTime.reportStatus == "done")
+      // A change that took effect on 1 September, entered on 21 September: 3 working days passed.
+      let late = try await data(district, .administrator) {
+        try await $0.setLeadershipGroup(.with {
+          $0.members = Array(KindergartenDataFixtures.leadership.prefix(2))
+          $0.changedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
+        })
+      }
+      #expect(late.reportStatus == "done_late")
+      let obligations = try await district.asUser(District.user(.preschoolOffice)) { client in
+        try await Pemis_V1_Deadlines.Client(wrapping: client).listObligations(.with {
+          $0.kindergartenCode = District.kindergartenA
+          $0.status = "done"
+        })
+      }
+      #expect(obligations.obligations.filter { $0.kind == "leadership_change" }.map(\.status).sorted() == ["done", "done_late"])
+      let history = try await data(district, .preschoolOffice) {
+        try await $0.getHistory(.with {
+          $0.kindergartenCode = District.kindergartenA
+          $0.record = "leadership"
+        })
+      }
+      #expect(history.entries.contains { $0.field == "members[2].name" && $0.oldValue == "刘芳" && $0.newValue.isEmpty })
+    }
+  }
 }

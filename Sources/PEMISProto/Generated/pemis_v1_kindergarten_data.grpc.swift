@@ -140,6 +140,71 @@ public enum Pemis_V1_KindergartenData: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetFinance" metadata.
+        public enum GetFinance: Sendable {
+            /// Request type for "GetFinance".
+            public typealias Input = Pemis_V1_GetFinanceRequest
+            /// Response type for "GetFinance".
+            public typealias Output = Pemis_V1_FinanceYear
+            /// Descriptor for "GetFinance".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.KindergartenData"),
+                method: "GetFinance",
+                type: .unary
+            )
+        }
+        /// Namespace for "PutFinance" metadata.
+        public enum PutFinance: Sendable {
+            /// Request type for "PutFinance".
+            public typealias Input = Pemis_V1_PutFinanceRequest
+            /// Response type for "PutFinance".
+            public typealias Output = Pemis_V1_FinanceYear
+            /// Descriptor for "PutFinance".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.KindergartenData"),
+                method: "PutFinance",
+                type: .unary
+            )
+        }
+        /// Namespace for "ConfirmFinance" metadata.
+        public enum ConfirmFinance: Sendable {
+            /// Request type for "ConfirmFinance".
+            public typealias Input = Pemis_V1_ConfirmFinanceRequest
+            /// Response type for "ConfirmFinance".
+            public typealias Output = Pemis_V1_FinanceYear
+            /// Descriptor for "ConfirmFinance".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.KindergartenData"),
+                method: "ConfirmFinance",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetLeadershipGroup" metadata.
+        public enum GetLeadershipGroup: Sendable {
+            /// Request type for "GetLeadershipGroup".
+            public typealias Input = Pemis_V1_GetLeadershipGroupRequest
+            /// Response type for "GetLeadershipGroup".
+            public typealias Output = Pemis_V1_LeadershipGroup
+            /// Descriptor for "GetLeadershipGroup".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.KindergartenData"),
+                method: "GetLeadershipGroup",
+                type: .unary
+            )
+        }
+        /// Namespace for "SetLeadershipGroup" metadata.
+        public enum SetLeadershipGroup: Sendable {
+            /// Request type for "SetLeadershipGroup".
+            public typealias Input = Pemis_V1_SetLeadershipGroupRequest
+            /// Response type for "SetLeadershipGroup".
+            public typealias Output = Pemis_V1_LeadershipGroup
+            /// Descriptor for "SetLeadershipGroup".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.KindergartenData"),
+                method: "SetLeadershipGroup",
+                type: .unary
+            )
+        }
         /// Namespace for "GetHistory" metadata.
         public enum GetHistory: Sendable {
             /// Request type for "GetHistory".
@@ -164,6 +229,11 @@ public enum Pemis_V1_KindergartenData: Sendable {
             ListStaff.descriptor,
             CreateStaff.descriptor,
             UpdateStaff.descriptor,
+            GetFinance.descriptor,
+            PutFinance.descriptor,
+            ConfirmFinance.descriptor,
+            GetLeadershipGroup.descriptor,
+            SetLeadershipGroup.descriptor,
             GetHistory.descriptor
         ]
     }
@@ -325,11 +395,95 @@ extension Pemis_V1_KindergartenData {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_StaffMember>
 
+        /// Handle the "GetFinance" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_GetFinanceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_FinanceYear` messages.
+        func getFinance(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_GetFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "PutFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_PutFinanceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_FinanceYear` messages.
+        func putFinance(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_PutFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "ConfirmFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ConfirmFinanceRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_FinanceYear` messages.
+        func confirmFinance(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ConfirmFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "GetLeadershipGroup" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_GetLeadershipGroupRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_LeadershipGroup` messages.
+        func getLeadershipGroup(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_GetLeadershipGroupRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_LeadershipGroup>
+
+        /// Handle the "SetLeadershipGroup" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+        /// > Office within 3 working days of the change (Art. 19).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_SetLeadershipGroupRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_LeadershipGroup` messages.
+        func setLeadershipGroup(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_SetLeadershipGroupRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_LeadershipGroup>
+
         /// Handle the "GetHistory" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+        /// > "finance:2026", "leadership").
         ///
         /// - Parameters:
         ///   - request: A streaming request of `Pemis_V1_GetHistoryRequest` messages.
@@ -486,11 +640,95 @@ extension Pemis_V1_KindergartenData {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Pemis_V1_StaffMember>
 
+        /// Handle the "GetFinance" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_FinanceYear` message.
+        func getFinance(
+            request: GRPCCore.ServerRequest<Pemis_V1_GetFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "PutFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PutFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_FinanceYear` message.
+        func putFinance(
+            request: GRPCCore.ServerRequest<Pemis_V1_PutFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "ConfirmFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ConfirmFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_FinanceYear` message.
+        func confirmFinance(
+            request: GRPCCore.ServerRequest<Pemis_V1_ConfirmFinanceRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear>
+
+        /// Handle the "GetLeadershipGroup" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetLeadershipGroupRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_LeadershipGroup` message.
+        func getLeadershipGroup(
+            request: GRPCCore.ServerRequest<Pemis_V1_GetLeadershipGroupRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup>
+
+        /// Handle the "SetLeadershipGroup" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+        /// > Office within 3 working days of the change (Art. 19).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SetLeadershipGroupRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_LeadershipGroup` message.
+        func setLeadershipGroup(
+            request: GRPCCore.ServerRequest<Pemis_V1_SetLeadershipGroupRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup>
+
         /// Handle the "GetHistory" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+        /// > "finance:2026", "leadership").
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Pemis_V1_GetHistoryRequest` message.
@@ -645,11 +883,95 @@ extension Pemis_V1_KindergartenData {
             context: GRPCCore.ServerContext
         ) async throws -> Pemis_V1_StaffMember
 
+        /// Handle the "GetFinance" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_GetFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_FinanceYear` to respond with.
+        func getFinance(
+            request: Pemis_V1_GetFinanceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_FinanceYear
+
+        /// Handle the "PutFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_PutFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_FinanceYear` to respond with.
+        func putFinance(
+            request: Pemis_V1_PutFinanceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_FinanceYear
+
+        /// Handle the "ConfirmFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_ConfirmFinanceRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_FinanceYear` to respond with.
+        func confirmFinance(
+            request: Pemis_V1_ConfirmFinanceRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_FinanceYear
+
+        /// Handle the "GetLeadershipGroup" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_GetLeadershipGroupRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_LeadershipGroup` to respond with.
+        func getLeadershipGroup(
+            request: Pemis_V1_GetLeadershipGroupRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_LeadershipGroup
+
+        /// Handle the "SetLeadershipGroup" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+        /// > Office within 3 working days of the change (Art. 19).
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_SetLeadershipGroupRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_LeadershipGroup` to respond with.
+        func setLeadershipGroup(
+            request: Pemis_V1_SetLeadershipGroupRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_LeadershipGroup
+
         /// Handle the "GetHistory" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+        /// > "finance:2026", "leadership").
         ///
         /// - Parameters:
         ///   - request: A `Pemis_V1_GetHistoryRequest` message.
@@ -769,6 +1091,61 @@ extension Pemis_V1_KindergartenData.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Pemis_V1_KindergartenData.Method.GetFinance.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_GetFinanceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_FinanceYear>(),
+            handler: { request, context in
+                try await self.getFinance(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_KindergartenData.Method.PutFinance.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_PutFinanceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_FinanceYear>(),
+            handler: { request, context in
+                try await self.putFinance(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_KindergartenData.Method.ConfirmFinance.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ConfirmFinanceRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_FinanceYear>(),
+            handler: { request, context in
+                try await self.confirmFinance(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_KindergartenData.Method.GetLeadershipGroup.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_GetLeadershipGroupRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_LeadershipGroup>(),
+            handler: { request, context in
+                try await self.getLeadershipGroup(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_KindergartenData.Method.SetLeadershipGroup.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_SetLeadershipGroupRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_LeadershipGroup>(),
+            handler: { request, context in
+                try await self.setLeadershipGroup(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Pemis_V1_KindergartenData.Method.GetHistory.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_GetHistoryRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_GetHistoryResponse>(),
@@ -878,6 +1255,61 @@ extension Pemis_V1_KindergartenData.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_StaffMember> {
         let response = try await self.updateStaff(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getFinance(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_GetFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear> {
+        let response = try await self.getFinance(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func putFinance(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_PutFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear> {
+        let response = try await self.putFinance(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func confirmFinance(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ConfirmFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_FinanceYear> {
+        let response = try await self.confirmFinance(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getLeadershipGroup(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_GetLeadershipGroupRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_LeadershipGroup> {
+        let response = try await self.getLeadershipGroup(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func setLeadershipGroup(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_SetLeadershipGroupRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_LeadershipGroup> {
+        let response = try await self.setLeadershipGroup(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1009,6 +1441,71 @@ extension Pemis_V1_KindergartenData.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Pemis_V1_StaffMember> {
         return GRPCCore.ServerResponse<Pemis_V1_StaffMember>(
             message: try await self.updateStaff(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getFinance(
+        request: GRPCCore.ServerRequest<Pemis_V1_GetFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear> {
+        return GRPCCore.ServerResponse<Pemis_V1_FinanceYear>(
+            message: try await self.getFinance(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func putFinance(
+        request: GRPCCore.ServerRequest<Pemis_V1_PutFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear> {
+        return GRPCCore.ServerResponse<Pemis_V1_FinanceYear>(
+            message: try await self.putFinance(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func confirmFinance(
+        request: GRPCCore.ServerRequest<Pemis_V1_ConfirmFinanceRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_FinanceYear> {
+        return GRPCCore.ServerResponse<Pemis_V1_FinanceYear>(
+            message: try await self.confirmFinance(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getLeadershipGroup(
+        request: GRPCCore.ServerRequest<Pemis_V1_GetLeadershipGroupRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup> {
+        return GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup>(
+            message: try await self.getLeadershipGroup(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func setLeadershipGroup(
+        request: GRPCCore.ServerRequest<Pemis_V1_SetLeadershipGroupRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup> {
+        return GRPCCore.ServerResponse<Pemis_V1_LeadershipGroup>(
+            message: try await self.setLeadershipGroup(
                 request: request.message,
                 context: context
             ),
@@ -1218,11 +1715,120 @@ extension Pemis_V1_KindergartenData {
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_StaffMember>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
+        /// Call the "GetFinance" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_GetFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_GetFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_GetFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PutFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PutFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PutFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func putFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PutFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PutFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ConfirmFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ConfirmFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ConfirmFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func confirmFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ConfirmFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ConfirmFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetLeadershipGroup" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetLeadershipGroupRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_GetLeadershipGroupRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_LeadershipGroup` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getLeadershipGroup<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_GetLeadershipGroupRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_GetLeadershipGroupRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_LeadershipGroup>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SetLeadershipGroup" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+        /// > Office within 3 working days of the change (Art. 19).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SetLeadershipGroupRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_SetLeadershipGroupRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_LeadershipGroup` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func setLeadershipGroup<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_SetLeadershipGroupRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_SetLeadershipGroupRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_LeadershipGroup>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
         /// Call the "GetHistory" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+        /// > "finance:2026", "leadership").
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Pemis_V1_GetHistoryRequest` message.
@@ -1536,11 +2142,175 @@ extension Pemis_V1_KindergartenData {
             )
         }
 
+        /// Call the "GetFinance" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_GetFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_GetFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_GetFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_KindergartenData.Method.GetFinance.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PutFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PutFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PutFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func putFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PutFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PutFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_KindergartenData.Method.PutFinance.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ConfirmFinance" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ConfirmFinanceRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ConfirmFinanceRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_FinanceYear` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func confirmFinance<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ConfirmFinanceRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ConfirmFinanceRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_FinanceYear>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_KindergartenData.Method.ConfirmFinance.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetLeadershipGroup" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_GetLeadershipGroupRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_GetLeadershipGroupRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_LeadershipGroup` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getLeadershipGroup<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_GetLeadershipGroupRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_GetLeadershipGroupRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_LeadershipGroup>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_KindergartenData.Method.GetLeadershipGroup.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SetLeadershipGroup" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+        /// > Office within 3 working days of the change (Art. 19).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SetLeadershipGroupRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_SetLeadershipGroupRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_LeadershipGroup` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func setLeadershipGroup<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_SetLeadershipGroupRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_SetLeadershipGroupRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_LeadershipGroup>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_KindergartenData.Method.SetLeadershipGroup.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "GetHistory" method.
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+        /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+        /// > "finance:2026", "leadership").
         ///
         /// - Parameters:
         ///   - request: A request containing a single `Pemis_V1_GetHistoryRequest` message.
@@ -1808,11 +2578,150 @@ extension Pemis_V1_KindergartenData.ClientProtocol {
         )
     }
 
+    /// Call the "GetFinance" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_GetFinanceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getFinance<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_GetFinanceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getFinance(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_GetFinanceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_FinanceYear>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutFinance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_PutFinanceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putFinance<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_PutFinanceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.putFinance(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_PutFinanceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_FinanceYear>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ConfirmFinance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_ConfirmFinanceRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func confirmFinance<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_ConfirmFinanceRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.confirmFinance(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ConfirmFinanceRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_FinanceYear>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetLeadershipGroup" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_GetLeadershipGroupRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getLeadershipGroup<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_GetLeadershipGroupRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getLeadershipGroup(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_GetLeadershipGroupRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_LeadershipGroup>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetLeadershipGroup" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+    /// > Office within 3 working days of the change (Art. 19).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_SetLeadershipGroupRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setLeadershipGroup<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_SetLeadershipGroupRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.setLeadershipGroup(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_SetLeadershipGroupRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_LeadershipGroup>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetHistory" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+    /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+    /// > "finance:2026", "leadership").
     ///
     /// - Parameters:
     ///   - request: A request containing a single `Pemis_V1_GetHistoryRequest` message.
@@ -2110,11 +3019,170 @@ extension Pemis_V1_KindergartenData.ClientProtocol {
         )
     }
 
+    /// Call the "GetFinance" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getFinance<Result>(
+        _ message: Pemis_V1_GetFinanceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_GetFinanceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getFinance(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PutFinance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Enters or corrects one year's finance information; a correction withdraws the confirmation.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func putFinance<Result>(
+        _ message: Pemis_V1_PutFinanceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_PutFinanceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.putFinance(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ConfirmFinance" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The Planning & Finance Office confirms a year's finance information (Art. 11).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func confirmFinance<Result>(
+        _ message: Pemis_V1_ConfirmFinanceRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_FinanceYear>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_ConfirmFinanceRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.confirmFinance(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetLeadershipGroup" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getLeadershipGroup<Result>(
+        _ message: Pemis_V1_GetLeadershipGroupRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_GetLeadershipGroupRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getLeadershipGroup(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SetLeadershipGroup" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Registers the leadership group, or a change to it; reported to the Preschool Education
+    /// > Office within 3 working days of the change (Art. 19).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func setLeadershipGroup<Result>(
+        _ message: Pemis_V1_SetLeadershipGroupRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_LeadershipGroup>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_SetLeadershipGroupRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.setLeadershipGroup(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "GetHistory" method.
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001").
+    /// > Old value, new value, who and when, for one record ("profile", "class:C0001", "staff:S0001",
+    /// > "finance:2026", "leadership").
     ///
     /// - Parameters:
     ///   - message: request message to send.

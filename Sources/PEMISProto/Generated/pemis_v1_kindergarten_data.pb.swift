@@ -377,7 +377,7 @@ public nonisolated struct Pemis_V1_GetHistoryRequest: Sendable {
 
   public var kindergartenCode: String = String()
 
-  /// "profile", "class:C0001" or "staff:S0001"
+  /// "profile", "class:C0001", "staff:S0001", "finance:2026" or "leadership"
   public var record: String = String()
 
   public var page: Pemis_V1_PageRequest {
@@ -439,6 +439,193 @@ public nonisolated struct Pemis_V1_GetHistoryResponse: Sendable {
   public init() {}
 
   fileprivate var _page: Pemis_V1_PageInfo? = nil
+}
+
+/// An amount in one category, in fen (分, 1/100 yuan).
+public nonisolated struct Pemis_V1_Amount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var category: String = String()
+
+  public var fen: Int64 = 0
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_FinanceYear: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var year: Int32 = 0
+
+  /// Sources: tuition, government_funding, sponsor, donation, other.
+  public var income: [Pemis_V1_Amount] = []
+
+  /// Categories: salaries, operations, equipment, maintenance, food, other.
+  public var expenditure: [Pemis_V1_Amount] = []
+
+  /// Subsidies received, by programme (free text categories).
+  public var subsidies: [Pemis_V1_Amount] = []
+
+  public var updatedBy: String = String()
+
+  public var updatedAt: Int64 = 0
+
+  /// Empty until the Planning & Finance Office confirms.
+  public var confirmedBy: String = String()
+
+  public var confirmedAt: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_GetFinanceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var year: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_PutFinanceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var finance: Pemis_V1_FinanceYear {
+    get {_finance ?? Pemis_V1_FinanceYear()}
+    set {_finance = newValue}
+  }
+  /// Returns true if `finance` has been explicitly set.
+  public var hasFinance: Bool {self._finance != nil}
+  /// Clears the value of `finance`. Subsequent reads from it will return its default value.
+  public mutating func clearFinance() {self._finance = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _finance: Pemis_V1_FinanceYear? = nil
+}
+
+public nonisolated struct Pemis_V1_ConfirmFinanceRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var year: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_LeadershipMember: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// leader (the principal), administrator, class_leader, finance, hr
+  public var role: String = String()
+
+  public var staffID: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_LeadershipGroup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var members: [Pemis_V1_LeadershipMember] = []
+
+  /// When the group (or its change) took effect; the 3 working days count from here.
+  public var changedOn: Pemis_V1_Date {
+    get {_changedOn ?? Pemis_V1_Date()}
+    set {_changedOn = newValue}
+  }
+  /// Returns true if `changedOn` has been explicitly set.
+  public var hasChangedOn: Bool {self._changedOn != nil}
+  /// Clears the value of `changedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearChangedOn() {self._changedOn = nil}
+
+  public var updatedBy: String = String()
+
+  public var updatedAt: Int64 = 0
+
+  /// The leadership_change obligation this report discharged: "done" or "done_late".
+  public var reportStatus: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changedOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_GetLeadershipGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_SetLeadershipGroupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var members: [Pemis_V1_LeadershipMember] = []
+
+  public var changedOn: Pemis_V1_Date {
+    get {_changedOn ?? Pemis_V1_Date()}
+    set {_changedOn = newValue}
+  }
+  /// Returns true if `changedOn` has been explicitly set.
+  public var hasChangedOn: Bool {self._changedOn != nil}
+  /// Clears the value of `changedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearChangedOn() {self._changedOn = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _changedOn: Pemis_V1_Date? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -1255,6 +1442,398 @@ nonisolated extension Pemis_V1_GetHistoryResponse: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Pemis_V1_GetHistoryResponse, rhs: Pemis_V1_GetHistoryResponse) -> Bool {
     if lhs.entries != rhs.entries {return false}
     if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_Amount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Amount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}category\0\u{1}fen\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.category) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.fen) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.category.isEmpty {
+      try visitor.visitSingularStringField(value: self.category, fieldNumber: 1)
+    }
+    if self.fen != 0 {
+      try visitor.visitSingularInt64Field(value: self.fen, fieldNumber: 2)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_Amount, rhs: Pemis_V1_Amount) -> Bool {
+    if lhs.category != rhs.category {return false}
+    if lhs.fen != rhs.fen {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_FinanceYear: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FinanceYear"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}year\0\u{1}income\0\u{1}expenditure\0\u{1}subsidies\0\u{3}updated_by\0\u{3}updated_at\0\u{3}confirmed_by\0\u{3}confirmed_at\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.year) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.income) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.expenditure) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.subsidies) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.updatedBy) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.updatedAt) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.confirmedBy) }()
+      case 9: try { try decoder.decodeSingularInt64Field(value: &self.confirmedAt) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if self.year != 0 {
+      try visitor.visitSingularInt32Field(value: self.year, fieldNumber: 2)
+    }
+    if !self.income.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.income, fieldNumber: 3)
+    }
+    if !self.expenditure.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.expenditure, fieldNumber: 4)
+    }
+    if !self.subsidies.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.subsidies, fieldNumber: 5)
+    }
+    if !self.updatedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.updatedBy, fieldNumber: 6)
+    }
+    if self.updatedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.updatedAt, fieldNumber: 7)
+    }
+    if !self.confirmedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.confirmedBy, fieldNumber: 8)
+    }
+    if self.confirmedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.confirmedAt, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_FinanceYear, rhs: Pemis_V1_FinanceYear) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.year != rhs.year {return false}
+    if lhs.income != rhs.income {return false}
+    if lhs.expenditure != rhs.expenditure {return false}
+    if lhs.subsidies != rhs.subsidies {return false}
+    if lhs.updatedBy != rhs.updatedBy {return false}
+    if lhs.updatedAt != rhs.updatedAt {return false}
+    if lhs.confirmedBy != rhs.confirmedBy {return false}
+    if lhs.confirmedAt != rhs.confirmedAt {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_GetFinanceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetFinanceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}year\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.year) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if self.year != 0 {
+      try visitor.visitSingularInt32Field(value: self.year, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_GetFinanceRequest, rhs: Pemis_V1_GetFinanceRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.year != rhs.year {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_PutFinanceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PutFinanceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}finance\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._finance) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    try { if let v = self._finance {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_PutFinanceRequest, rhs: Pemis_V1_PutFinanceRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs._finance != rhs._finance {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ConfirmFinanceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConfirmFinanceRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}year\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.year) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if self.year != 0 {
+      try visitor.visitSingularInt32Field(value: self.year, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ConfirmFinanceRequest, rhs: Pemis_V1_ConfirmFinanceRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.year != rhs.year {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_LeadershipMember: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LeadershipMember"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}role\0\u{3}staff_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.staffID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 2)
+    }
+    if !self.staffID.isEmpty {
+      try visitor.visitSingularStringField(value: self.staffID, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_LeadershipMember, rhs: Pemis_V1_LeadershipMember) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.staffID != rhs.staffID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_LeadershipGroup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LeadershipGroup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}members\0\u{3}changed_on\0\u{3}updated_by\0\u{3}updated_at\0\u{3}report_status\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._changedOn) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.updatedBy) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.updatedAt) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.reportStatus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 2)
+    }
+    try { if let v = self._changedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.updatedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.updatedBy, fieldNumber: 4)
+    }
+    if self.updatedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.updatedAt, fieldNumber: 5)
+    }
+    if !self.reportStatus.isEmpty {
+      try visitor.visitSingularStringField(value: self.reportStatus, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_LeadershipGroup, rhs: Pemis_V1_LeadershipGroup) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs._changedOn != rhs._changedOn {return false}
+    if lhs.updatedBy != rhs.updatedBy {return false}
+    if lhs.updatedAt != rhs.updatedAt {return false}
+    if lhs.reportStatus != rhs.reportStatus {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_GetLeadershipGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetLeadershipGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_GetLeadershipGroupRequest, rhs: Pemis_V1_GetLeadershipGroupRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_SetLeadershipGroupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SetLeadershipGroupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}members\0\u{3}changed_on\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._changedOn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 2)
+    }
+    try { if let v = self._changedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_SetLeadershipGroupRequest, rhs: Pemis_V1_SetLeadershipGroupRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs._changedOn != rhs._changedOn {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -104,8 +104,7 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
   }
 
   /// An area can be declared complete only once it holds what it must: a valid profile, a class,
-  /// an active staff member. (Finance data arrives in a later step; until then its area is
-  /// declared without a check.)
+  /// an active staff member, a year of finance information.
   private func checkEntered(_ area: DataArea, code: InstitutionCode) async throws {
     let shard = try await tenancy.shards.shard(code)
     switch area {
@@ -122,7 +121,9 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
         throw RPCError(code: .failedPrecondition, message: "area: no staff member is entered yet (pemis data staff create)")
       }
     case .finance:
-      break
+      guard try await !shard.financeYears().isEmpty else {
+        throw RPCError(code: .failedPrecondition, message: "area: no finance year is entered yet (pemis data finance set)")
+      }
     }
   }
 

@@ -201,14 +201,136 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
     }
   }
 
+  // MARK: Finance
+
+  static func proto(_ record: FinanceRecord, code: InstitutionCode) -> Pemis_V1_FinanceYear {
+    func lines(_ lines: [FinanceYear.Line]) -> [Pemis_V1_Amount] {
+      lines.map { line in
+        .with {
+          $0.category = line.category
+          $0.fen = line.fen
+          $0.note = line.note
+        }
+      }
+    }
+    return .with {
+      $0.kindergartenCode = code.rawValue
+      $0.year = Int32(record.finance.year)
+      $0.income = lines(record.finance.income)
+      $0.expenditure = lines(record.finance.expenditure)
+      $0.subsidies = lines(record.finance.subsidies)
+      $0.updatedBy = record.updatedBy
+      $0.updatedAt = record.updatedAt
+      $0.confirmedBy = record.confirmedBy ?? ""
+      $0.confirmedAt = record.confirmedAt ?? 0
+    }
+  }
+
+  func getFinance(request: Pemis_V1_GetFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      guard let record = try await shard.finance(year: Int(request.year)) else {
+        throw RPCError(code: .notFound, message: "year: no finance information for \(request.year)")
+      }
+      return Self.proto(record, code: shard.code)
+    }
+  }
+
+  func putFinance(request: Pemis_V1_PutFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      func lines(_ amounts: [Pemis_V1_Amount]) -> [FinanceYear.Line] {
+        amounts.map { FinanceYear.Line(category: $0.category, fen: $0.fen, note: $0.note) }
+      }
+      let f = request.finance
+      let finance = FinanceYear(year: Int(f.year), income: lines(f.income), expenditure: lines(f.expenditure), subsidies: lines(f.subsidies))
+      try Self.check(finance.violations())
+      try await shard.putFinance(finance, by: caller.username, at: tenancy.now())
+      AuditTargets.add("finance:\(shard.code)/\(finance.year)")
+      return Self.proto(try await shard.finance(year: finance.year)!, code: shard.code)
+    }
+  }
+
+  func confirmFinance(request: Pemis_V1_ConfirmFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      try await shard.confirmFinance(year: Int(request.year), by: caller.username, at: tenancy.now())
+      AuditTargets.add("finance:\(shard.code)/\(request.year)")
+      return Self.proto(try await shard.finance(year: Int(request.year))!, code: shard.code)
+    }
+  }
+
+  // MARK: Leadership group
+
+  static func proto(_ record: LeadershipRecord, code: InstitutionCode, reportStatus: String = "") -> Pemis_V1_LeadershipGroup {
+    .with {
+      $0.kindergartenCode = code.rawValue
+      $0.members = record.group.members.map { m in
+        .with {
+          $0.name = m.name
+          $0.role = m.role
+          $0.staffID = m.staffId ?? ""
+        }
+      }
+      $0.changedOn = record.group.changedOn.proto
+      $0.updatedBy = record.updatedBy
+      $0.updatedAt = record.updatedAt
+      $0.reportStatus = reportStatus
+    }
+  }
+
+  func getLeadershipGroup(
+    request: Pemis_V1_GetLeadershipGroupRequest, context: ServerContext
+  ) async throws -> Pemis_V1_LeadershipGroup {
+    try await handling {
+      let (shard, _) = try await shard(request.kindergartenCode)
+      guard let record = try await shard.leadership() else {
+        throw RPCError(code: .notFound, message: "leadership: \(shard.code) has not registered its leadership group yet")
+      }
+      return Self.proto(record, code: shard.code)
+    }
+  }
+
+  /// Art. 19: the change is reported within 3 working days of taking effect. Entering it is the
+  /// report; the obligation is opened and discharged at once, on time or late.
+  func setLeadershipGroup(
+    request: Pemis_V1_SetLeadershipGroupRequest, context: ServerContext
+  ) async throws -> Pemis_V1_LeadershipGroup {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let today = tenancy.today
+      let group = LeadershipGroup(
+        members: request.members.map {
+          .init(name: $0.name.trimmingCharacters(in: .whitespacesAndNewlines), role: $0.role, staffId: $0.staffID.isEmpty ? nil : $0.staffID)
+        },
+        changedOn: CalendarDate(request.changedOn))
+      try Self.check(group.violations(today: today))
+      let due = try ObligationKind.leadershipChange.due(after: group.changedOn, in: tenancy.calendar)
+      try await shard.setLeadership(group, by: caller.username, at: tenancy.now())
+      let subject = "leadership:\(group.changedOn)"
+      try await tenancy.registry.openObligations([
+        ObligationRecord(
+          kindergartenCode: shard.code.rawValue, kind: .leadershipChange, subject: subject, triggeredOn: group.changedOn,
+          dueOn: due, createdAt: tenancy.now())
+      ])
+      let done = try await tenancy.registry.completeObligations(
+        kindergarten: shard.code.rawValue, kinds: [.leadershipChange], subject: { $0 == subject }, by: caller.username,
+        at: tenancy.now(), on: today)
+      AuditTargets.add("leadership:\(shard.code)")
+      let status = done.first.map { $0.status(today: today) == .done(onTime: true) ? "done" : "done_late" } ?? ""
+      return Self.proto(try await shard.leadership()!, code: shard.code, reportStatus: status)
+    }
+  }
+
   // MARK: History
 
   func getHistory(request: Pemis_V1_GetHistoryRequest, context: ServerContext) async throws -> Pemis_V1_GetHistoryResponse {
     try await handling {
       let (shard, _) = try await shard(request.kindergartenCode)
       let page = try Page(request.page)
-      guard request.record == "profile" || request.record.hasPrefix("class:") || request.record.hasPrefix("staff:") else {
-        throw RPCError(code: .invalidArgument, message: "record: must be profile, class:<id> or staff:<id>")
+      let r = request.record
+      guard r == "profile" || r == "leadership" || r.hasPrefix("class:") || r.hasPrefix("staff:") || r.hasPrefix("finance:") else {
+        throw RPCError(code: .invalidArgument, message: "record: must be profile, leadership, class:<id>, staff:<id> or finance:<year>")
       }
       let (entries, total) = try await shard.history(record: request.record, offset: page.offset, limit: page.limit)
       return .with {

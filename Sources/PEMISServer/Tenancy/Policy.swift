@@ -128,6 +128,15 @@ enum Policy {
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .financeStaff: .ownKindergarten]),
       audit: .always),
     path(Pemis_V1_KindergartenData.Method.GetHistory.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.GetFinance.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.PutFinance.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .financeStaff: .ownKindergarten]), audit: .always),
+    // Art. 11: the Planning & Finance Office confirms each kindergarten's finance information.
+    path(Pemis_V1_KindergartenData.Method.ConfirmFinance.descriptor): .init(
+      access: .roles([.financeOffice: .district]), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.GetLeadershipGroup.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_KindergartenData.Method.SetLeadershipGroup.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
 
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(

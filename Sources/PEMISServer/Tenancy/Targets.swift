@@ -80,6 +80,11 @@ extension Pemis_V1_DeleteClassRequest: TargetedRequest { var target: RequestTarg
 extension Pemis_V1_ListStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_CreateStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_UpdateStaffRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_GetFinanceRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_PutFinanceRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ConfirmFinanceRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_GetLeadershipGroupRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_SetLeadershipGroupRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_GetHistoryRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 
 // MARK: - Proto ↔ domain
