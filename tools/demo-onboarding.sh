@@ -84,6 +84,7 @@ ls -l data/shards
 step "the public kindergarten's principal logs in and sees its kindergarten"
 principal_otp=$(grep '^wang.li' public-accounts.out | awk '{print $NF}')
 first_login wang.li "$principal_otp"
+first_login zhao.min "$(grep '^zhao.min' public-accounts.out | awk '{print $NF}')"
 as wang.li kindergarten show
 step "a kindergarten account cannot reach another kindergarten"
 if as wang.li kindergarten show 1112000102; then echo "UNEXPECTED: allowed"; exit 1; fi
@@ -108,6 +109,13 @@ as wang.li data finance set --year 2026 --income tuition=1800000 --income govern
 as wang.li data leadership set --member 王丽:leader --member 赵敏:administrator --member 刘芳:class_leader:S0001 \
   --changed "$(date -u +%Y-%m-%d)"
 for area in basic classes staff finance; do as wang.li deadline complete "$area"; done
+
+step "children: classes first; a child is enrolled into one (G record number, ID masked in lists)"
+as zhao.min child enroll --name "张小明" --gender male --born 2022-03-15 --id-number 120116202203151239 \
+  --birth-place 120116 --household 120116 --guardian 张伟:father:13800138000 --entered 2026-09-01 --class-id C0001
+as zhao.min child list
+step "…and a class that holds children cannot be deleted"
+if as wang.li data class delete C0001; then echo "UNEXPECTED: deleted"; exit 1; fi
 
 step "the district: the Planning & Finance Office confirms the finance; the Preschool Office reads the group"
 as admin account create finance --role finance_office --name "计划财务室 周老师" | otp_of > finance.otp

@@ -36,13 +36,14 @@ public struct PEMISServer: Service {
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
       KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),
-      KindergartenDataService(tenancy: tenancy),
+      KindergartenDataService(tenancy: tenancy), ChildRecordsService(tenancy: tenancy),
     ]
     var names: Set<String> = [
       Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
       Pemis_V1_Accounts.descriptor.fullyQualifiedService, Pemis_V1_Onboarding.descriptor.fullyQualifiedService,
       Pemis_V1_Kindergartens.descriptor.fullyQualifiedService, Pemis_V1_Audit.descriptor.fullyQualifiedService,
       Pemis_V1_Deadlines.descriptor.fullyQualifiedService, Pemis_V1_KindergartenData.descriptor.fullyQualifiedService,
+      Pemis_V1_ChildRecords.descriptor.fullyQualifiedService,
     ]
     if configuration.diagnostics {
       services.append(EchoService())

@@ -80,6 +80,27 @@ extension Registry {
     }
   }
 
+  static func registerRecordNumberMigrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v3-record-numbers") { db in
+      // District-wide sequences for "J" record numbers, one per division and birth date.
+      try db.create(table: "record_number_sequence") { t in
+        t.primaryKey("prefix", .text)
+        t.column("next", .integer).notNull()
+      }
+    }
+  }
+
+  /// The next sequence number for a record-number prefix, unique across the district.
+  public func nextRecordSequence(prefix: String) async throws -> Int {
+    try await writer.write { db in
+      let current = try Int.fetchOne(db, sql: "SELECT next FROM record_number_sequence WHERE prefix = ?", arguments: [prefix]) ?? 0
+      try db.execute(
+        sql: "INSERT INTO record_number_sequence (prefix, next) VALUES (?, ?) ON CONFLICT(prefix) DO UPDATE SET next = excluded.next",
+        arguments: [prefix, current + 1])
+      return current
+    }
+  }
+
   /// Opens obligations, ignoring any the same event already opened.
   public func openObligations(_ obligations: [ObligationRecord]) async throws {
     try await writer.write { db in

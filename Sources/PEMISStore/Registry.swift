@@ -93,6 +93,7 @@ public final class Registry: Sendable {
       try db.create(index: "audit_by_user", on: "audit_log", columns: ["username", "atMs"])
     }
     registerDeadlineMigrations(&migrator)
+    registerRecordNumberMigrations(&migrator)
     return migrator
   }
 

@@ -161,12 +161,15 @@ extension TenantShard {
     }
   }
 
-  /// Deletes a class. Children arrive with the child-records issue; from then on a class that
-  /// holds children is refused here.
+  /// Deletes a class, refused while it holds children (the national practice).
   public func deleteClass(_ id: String, by: String, at: Int64) async throws {
     try await writer.write { db in
       guard let record = try ClassRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "class_id: no class \(id)")
+      }
+      let children = try self.childCount(classId: id, db)
+      guard children == 0 else {
+        throw StoreError(.failedPrecondition, "class_id: \(id) still holds \(children) children; move them first")
       }
       try HistoryRecord(
         record: "class:\(id)", field: "deleted", oldValue: record.data.name, newValue: "", changedBy: by, changedAt: at

@@ -26,6 +26,7 @@ public final class TenantShard: Sendable {
     }
     registerDataMigrations(&migrator)
     registerFinanceMigrations(&migrator)
+    registerChildMigrations(&migrator)
     return migrator
   }
 

@@ -10,7 +10,8 @@ struct PEMISCommand: AsyncParsableCommand {
     version: "pemis 0.1.0",
     subcommands: [
       HealthCommand.self, LoginCommand.self, LogoutCommand.self, WhoAmICommand.self, PasswordCommand.self,
-      OnboardingCommand.self, AccountCommand.self, KindergartenCommand.self, DataCommand.self, DeadlineCommand.self,
+      OnboardingCommand.self, AccountCommand.self, KindergartenCommand.self, DataCommand.self, ChildCommand.self,
+      DeadlineCommand.self,
       AuditQueryCommand.self,
       EchoCommand.self,
     ])

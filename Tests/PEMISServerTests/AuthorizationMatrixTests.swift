@@ -297,6 +297,43 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          // Class leaders may enroll only into their own classes; this request names none (their
+          // case is in ChildRecordsTests.classLeaderScope).
+          name: "ChildRecords/EnrollChild in \(label)", allowed: isPublic ? [.principal, .administrator] : []
+        ) { client, _ in
+          let body = "120116202203151\(String(format: "%02d", Int.random(in: 10...99)))"
+          let id = body + String(IDDocuments.checkCharacter(Array(body))!)
+          var child = KindergartenDataFixtures.child(id: id)
+          child.gender = (Int(String(body.last!))! % 2 == 1) ? "male" : "female"
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).enrollChild(.with {
+            $0.kindergartenCode = code
+            $0.child = child
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/ListChildren of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).listChildren(.with { $0.kindergartenCode = code }) },
+        MatrixCase(
+          name: "ChildRecords/GetChild of \(label)",
+          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+        ) { client, _ in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).getChild(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/AssignClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
+          setup: KindergartenDataFixtures.seedClass(code)
+        ) { client, classID in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).assignClass(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.classID = classID
+          })
+        },
+        MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in
@@ -349,13 +386,13 @@ struct AuthorizationMatrixTests {
     let served = [
       Pemis_V1_Session.descriptor, Pemis_V1_Accounts.descriptor, Pemis_V1_Onboarding.descriptor,
       Pemis_V1_Kindergartens.descriptor, Pemis_V1_Audit.descriptor, Pemis_V1_Health.descriptor, Pemis_V1_Echo.descriptor,
-      Pemis_V1_Deadlines.descriptor, Pemis_V1_KindergartenData.descriptor,
+      Pemis_V1_Deadlines.descriptor, Pemis_V1_KindergartenData.descriptor, Pemis_V1_ChildRecords.descriptor,
     ]
     let methods =
       Pemis_V1_Session.Method.descriptors + Pemis_V1_Accounts.Method.descriptors + Pemis_V1_Onboarding.Method.descriptors
       + Pemis_V1_Kindergartens.Method.descriptors + Pemis_V1_Audit.Method.descriptors
       + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors
-    #expect(served.count == 9)
+    #expect(served.count == 10)
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
 

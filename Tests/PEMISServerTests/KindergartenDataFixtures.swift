@@ -56,6 +56,32 @@ enum KindergartenDataFixtures {
     .with { $0.name = "刘芳"; $0.role = "class_leader"; $0.staffID = "S0001" },
   ]
 
+  /// A boy born 2022-03-15 in Binhai, with a valid resident ID.
+  static let childID: String = {
+    let body = "12011620220315123"
+    return body + String(IDDocuments.checkCharacter(Array(body))!)
+  }()
+
+  static func child(id: String = childID, type: String = "resident_id") -> Pemis_V1_Child {
+    .with {
+      $0.name = "张小明"
+      $0.gender = "male"
+      $0.birthDate = .with { $0.year = 2022; $0.month = 3; $0.day = 15 }
+      $0.idDocumentType = type
+      $0.idDocumentNumber = id
+      $0.nationality = "CHN"
+      $0.ethnicity = "01"
+      $0.birthPlace = "120116"
+      $0.householdRegister = "120116"
+      $0.householdType = "resident"
+      $0.hmtStatus = "none"
+      $0.health = "healthy"
+      $0.onlyChild = true
+      $0.guardians = [.with { $0.name = "张伟"; $0.relation = "father"; $0.phone = "13800138000" }]
+      $0.entryDate = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
+    }
+  }
+
   /// Enters 2026's finance directly in the shard.
   static func seedFinance(_ code: String) -> @Sendable (District) async throws -> String {
     { district in

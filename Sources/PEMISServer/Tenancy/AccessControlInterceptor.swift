@@ -130,7 +130,7 @@ struct AccessControlInterceptor: ServerInterceptor {
     return Caller(
       username: account.username, role: account.role,
       kindergarten: account.kindergartenCode.flatMap { try? InstitutionCode(validating: $0) },
-      tokenHash: tokenHash, sessionExpiresAt: session.expiresAt, scope: .own)
+      tokenHash: tokenHash, sessionExpiresAt: session.expiresAt, scope: .own, classes: account.classes)
   }
 
   // MARK: Authorize

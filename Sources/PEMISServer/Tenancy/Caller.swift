@@ -13,6 +13,8 @@ public struct Caller: Sendable, Equatable {
   public var sessionExpiresAt: Int64
   /// What the policy table granted this caller for the current method.
   public var scope: Scope
+  /// Class leaders: the classes they may act on.
+  public var classes: [String] = []
 
   @TaskLocal static var current: Caller?
 

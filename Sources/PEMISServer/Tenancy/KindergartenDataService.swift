@@ -329,8 +329,8 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
       let (shard, _) = try await shard(request.kindergartenCode)
       let page = try Page(request.page)
       let r = request.record
-      guard r == "profile" || r == "leadership" || r.hasPrefix("class:") || r.hasPrefix("staff:") || r.hasPrefix("finance:") else {
-        throw RPCError(code: .invalidArgument, message: "record: must be profile, leadership, class:<id>, staff:<id> or finance:<year>")
+      guard r == "profile" || r == "leadership" || ["class:", "staff:", "finance:", "child:"].contains(where: r.hasPrefix) else {
+        throw RPCError(code: .invalidArgument, message: "record: must be profile, leadership, class:<id>, staff:<id>, finance:<year> or child:<record number>")
       }
       let (entries, total) = try await shard.history(record: request.record, offset: page.offset, limit: page.limit)
       return .with {

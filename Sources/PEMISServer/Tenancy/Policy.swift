@@ -138,6 +138,15 @@ enum Policy {
     path(Pemis_V1_KindergartenData.Method.SetLeadershipGroup.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
 
+    // Child records (Art. 15-18).
+    path(Pemis_V1_ChildRecords.Method.EnrollChild.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .classLeader: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_ChildRecords.Method.ListChildren.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.GetChild.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.AssignClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(
       access: .roles([.districtAdmin: .district, .preschoolOffice: .district, .vocationalOffice: .privateKindergartens]),

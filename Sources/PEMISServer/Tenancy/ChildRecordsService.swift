@@ -1,0 +1,146 @@
+internal import Foundation
+internal import GRPCCore
+internal import PEMISDomain
+internal import PEMISProto
+internal import PEMISStore
+internal import SwiftProtobuf
+
+/// `pemis.v1.ChildRecords`: enrollment and class placement, in the kindergarten's shard.
+struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
+  let tenancy: Tenancy
+
+  /// Roles that see a child's full ID number in the single-record view.
+  static let fullIDRoles: Set<Role> = [.principal, .administrator, .preschoolOffice, .districtAdmin]
+
+  private func shard(_ requested: String) async throws -> (TenantShard, Caller) {
+    let caller = try Caller.required()
+    let code = try InstitutionCode(validating: requested.isEmpty ? caller.kindergarten?.rawValue ?? "" : requested)
+    return (try await tenancy.shards.shard(code), caller)
+  }
+
+  static func domain(_ c: Pemis_V1_Child) throws -> ChildRecord {
+    var errors: [DomainError] = []
+    let gender = Gender(rawValue: c.gender)
+    if gender == nil { errors.append(DomainError(field: "child.gender", rule: "enum", "must be male or female")) }
+    let type = IDDocumentType(rawValue: c.idDocumentType)
+    if type == nil {
+      errors.append(DomainError(field: "child.id_document_type", rule: "enum", "must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))"))
+    }
+    guard let gender, let type else { throw FieldViolationsError(errors) }
+    return ChildRecord(
+      name: c.name.trimmingCharacters(in: .whitespacesAndNewlines), gender: gender, birthDate: CalendarDate(c.birthDate),
+      idDocumentType: type, idDocumentNumber: c.idDocumentNumber.uppercased(), nationality: c.nationality, ethnicity: c.ethnicity,
+      birthPlace: c.birthPlace, householdRegister: c.householdRegister, householdType: c.householdType, hmtStatus: c.hmtStatus,
+      health: c.health, onlyChild: c.onlyChild,
+      guardians: c.guardians.map { .init(name: $0.name, relation: $0.relation, phone: $0.phone) }, entryDate: CalendarDate(c.entryDate))
+  }
+
+  static func proto(_ row: ChildRow, fullID: Bool) -> Pemis_V1_Child {
+    let c = row.data
+    return .with {
+      $0.recordNumber = fullID ? row.recordNumber : IDDocuments.mask(row.recordNumber)
+      $0.name = c.name
+      $0.gender = c.gender.rawValue
+      $0.birthDate = c.birthDate.proto
+      $0.idDocumentType = c.idDocumentType.rawValue
+      $0.idDocumentNumber = fullID ? c.idDocumentNumber : IDDocuments.mask(c.idDocumentNumber)
+      $0.nationality = c.nationality
+      $0.ethnicity = c.ethnicity
+      $0.birthPlace = c.birthPlace
+      $0.householdRegister = c.householdRegister
+      $0.householdType = c.householdType
+      $0.hmtStatus = c.hmtStatus
+      $0.health = c.health
+      $0.onlyChild = c.onlyChild
+      $0.guardians = c.guardians.map { g in
+        .with {
+          $0.name = g.name
+          $0.relation = g.relation
+          $0.phone = g.phone
+        }
+      }
+      $0.entryDate = c.entryDate.proto
+      $0.state = row.state.rawValue
+      $0.classID = row.classId ?? ""
+    }
+  }
+
+  func enrollChild(request: Pemis_V1_EnrollChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let today = tenancy.today
+      let child = try Self.domain(request.child)
+      let violations = child.violations(today: today)
+      if !violations.isEmpty { throw FieldViolationsError(violations) }
+      let classId = request.classID.isEmpty ? nil : request.classID
+      if caller.role == .classLeader, classId.map({ !caller.classes.contains($0) }) ?? true {
+        throw RPCError(code: .permissionDenied, message: "class_id: a class leader enrolls children into their own classes (\(caller.classes.joined(separator: ", ")))")
+      }
+      let recordNumber: String
+      if let number = child.identityRecordNumber {
+        recordNumber = number
+      } else {
+        let prefix = child.householdRegister + child.birthDate.description
+        let sequence = try await tenancy.registry.nextRecordSequence(prefix: prefix)
+        guard let j = RecordNumbers.jNumber(division: child.householdRegister, birthDate: child.birthDate, gender: child.gender, sequence: sequence)
+        else {
+          throw RPCError(code: .resourceExhausted, message: "record_number: no J number left for \(prefix)")
+        }
+        recordNumber = j
+      }
+      let row = try await shard.enroll(child, recordNumber: recordNumber, classId: classId, by: caller.username, at: tenancy.now())
+      // Art. 15(3): entered within 30 working days of entry; entering it is the discharge.
+      if let due = try? ObligationKind.enrollment.due(after: child.entryDate, in: tenancy.calendar) {
+        let subject = "child:\(recordNumber)"
+        try await tenancy.registry.openObligations([
+          ObligationRecord(
+            kindergartenCode: shard.code.rawValue, kind: .enrollment, subject: subject, triggeredOn: child.entryDate, dueOn: due,
+            createdAt: tenancy.now())
+        ])
+        try await tenancy.registry.completeObligations(
+          kindergarten: shard.code.rawValue, kinds: [.enrollment], subject: { $0 == subject }, by: caller.username,
+          at: tenancy.now(), on: today)
+      }
+      AuditTargets.add("child:\(IDDocuments.mask(recordNumber))")
+      return Self.proto(row, fullID: false)
+    }
+  }
+
+  func listChildren(request: Pemis_V1_ListChildrenRequest, context: ServerContext) async throws -> Pemis_V1_ListChildrenResponse {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let page = try Page(request.page)
+      let classes: Set<String>? = caller.role == .classLeader ? Set(caller.classes) : nil
+      let (rows, total) = try await shard.children(
+        classId: request.classID.isEmpty ? nil : request.classID, classes: classes, offset: page.offset, limit: page.limit)
+      return .with {
+        $0.children = rows.map { Self.proto($0, fullID: false) }
+        $0.page = page.info(total: total, returned: rows.count)
+      }
+    }
+  }
+
+  func getChild(request: Pemis_V1_GetChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      guard let row = try await shard.child(request.recordNumber.uppercased()),
+        caller.role != .classLeader || row.classId.map(caller.classes.contains) == true
+      else {
+        throw RPCError(code: .notFound, message: "record_number: no child \(IDDocuments.mask(request.recordNumber)) here")
+      }
+      let full = Self.fullIDRoles.contains(caller.role)
+      // The read of a full ID number is audited with the record it concerned.
+      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))" + (full ? " full-id" : ""))
+      return Self.proto(row, fullID: full)
+    }
+  }
+
+  func assignClass(request: Pemis_V1_AssignClassRequest, context: ServerContext) async throws -> Pemis_V1_Child {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let row = try await shard.assignClass(request.recordNumber.uppercased(), classId: request.classID, by: caller.username, at: tenancy.now())
+      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
+      return Self.proto(row, fullID: false)
+    }
+  }
+}

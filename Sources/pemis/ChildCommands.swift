@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import GRPCCore
+import PEMISClient
+import PEMISProto
+import PEMISWire
+import SwiftProtobuf
+
+/// `pemis child …`: child records (enrollment and class placement so far).
+struct ChildCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "child", abstract: "Child records: enroll, list, show, place in a class.",
+    subcommands: [Enroll.self, List.self, Show.self, Assign.self])
+
+  static func client(_ client: GRPCClient<PEMISWireClientTransport>) -> Pemis_V1_ChildRecords.Client<PEMISWireClientTransport> {
+    .init(wrapping: client)
+  }
+
+  static func rows(_ children: [Pemis_V1_Child]) {
+    printTable(
+      ["record number", "name", "gender", "born", "document", "class", "state"],
+      children.map { [$0.recordNumber, $0.name, $0.gender, formatDate($0.birthDate), "\($0.idDocumentType) \($0.idDocumentNumber)", $0.classID, $0.state] })
+  }
+
+  struct Enroll: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Enroll a child from the signed information template.")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Option var name: String
+    @Option(help: "male or female.") var gender: String
+    @Option(help: "YYYY-MM-DD.") var born: String
+    @Option(help: "resident_id, hmt_residence_permit, foreign_permanent_residence, travel_permit, passport or other.") var idType: String = "resident_id"
+    @Option(help: "Document number; empty with --id-type other.") var idNumber: String = ""
+    @Option var nationality: String = "CHN"
+    @Option(help: "Two-digit ethnicity code.") var ethnicity: String = "01"
+    @Option(help: "Six-digit division code of the place of birth.") var birthPlace: String
+    @Option(help: "Six-digit division code of the household register.") var household: String
+    @Option(help: "agricultural, non_agricultural, resident or none.") var householdType: String = "resident"
+    @Option(help: "none, hong_kong, macao, taiwan, overseas_chinese or foreign.") var hmt: String = "none"
+    @Option(help: "healthy, chronic_condition, disability or other.") var health: String = "healthy"
+    @Flag var onlyChild = false
+    @Option(help: "NAME:RELATION:PHONE; relation father, mother, grandparent or other (repeatable).") var guardian: [String]
+    @Option(help: "Entry date, YYYY-MM-DD.") var entered: String
+    @Option(help: "Class to place the child in (C0001).") var classID: String = ""
+    @Flag(help: "A mid-term joiner.") var midTerm = false
+
+    func run() async throws {
+      let birth = try parseDate(born, "--born")
+      let entry = try parseDate(entered, "--entered")
+      let guardians = try guardian.map { text -> Pemis_V1_Guardian in
+        let parts = text.split(separator: ":").map(String.init)
+        guard parts.count == 3 else { throw ValidationError("--guardian takes NAME:RELATION:PHONE, got '\(text)'") }
+        return .with {
+          $0.name = parts[0]
+          $0.relation = parts[1]
+          $0.phone = parts[2]
+        }
+      }
+      try await runReportingFailure {
+        let child = try await connection.withSession { client in
+          try await ChildCommand.client(client).enrollChild(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.classID = classID
+            $0.midTerm = midTerm
+            $0.child = .with {
+              $0.name = name
+              $0.gender = gender
+              $0.birthDate = birth
+              $0.idDocumentType = idType
+              $0.idDocumentNumber = idNumber
+              $0.nationality = nationality
+              $0.ethnicity = ethnicity
+              $0.birthPlace = birthPlace
+              $0.householdRegister = household
+              $0.householdType = householdType
+              $0.hmtStatus = hmt
+              $0.health = health
+              $0.onlyChild = onlyChild
+              $0.guardians = guardians
+              $0.entryDate = entry
+            }
+          })
+        }
+        if connection.json { return try printJSON(message: child) }
+        ChildCommand.rows([child])
+      }
+    }
+  }
+
+  struct List: AsyncParsableCommand {
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Option(help: "Only this class.") var classID: String = ""
+    func run() async throws {
+      try await runReportingFailure {
+        let r = try await connection.withSession { client in
+          try await ChildCommand.client(client).listChildren(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.classID = classID
+            $0.page.pageSize = 500
+          })
+        }
+        if connection.json { return try printJSON(message: r) }
+        ChildCommand.rows(r.children)
+        print("\(r.children.count) of \(r.page.totalCount) children")
+      }
+    }
+  }
+
+  struct Show: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "One child (the full ID number for principals and administrators; the read is audited).")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Argument(help: "Record number.") var recordNumber: String
+    func run() async throws {
+      try await runReportingFailure {
+        let c = try await connection.withSession { client in
+          try await ChildCommand.client(client).getChild(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.recordNumber = recordNumber
+          })
+        }
+        if connection.json { return try printJSON(message: c) }
+        ChildCommand.rows([c])
+        print("nationality \(c.nationality), ethnicity \(c.ethnicity), born in \(c.birthPlace), household \(c.householdRegister) (\(c.householdType)), \(c.hmtStatus), \(c.health)\(c.onlyChild ? ", only child" : ""); entered \(formatDate(c.entryDate))")
+        for g in c.guardians { print("guardian: \(g.name) (\(g.relation)) \(g.phone)") }
+      }
+    }
+  }
+
+  struct Assign: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Place a child in a class, or move it.")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Argument(help: "Record number.") var recordNumber: String
+    @Option(help: "Class id (C0001).") var classID: String
+    func run() async throws {
+      try await runReportingFailure {
+        let c = try await connection.withSession { client in
+          try await ChildCommand.client(client).assignClass(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.recordNumber = recordNumber
+            $0.classID = classID
+          })
+        }
+        if connection.json { return try printJSON(message: c) }
+        ChildCommand.rows([c])
+      }
+    }
+  }
+}

@@ -1,0 +1,167 @@
+import GRPCCore
+import PEMISClient
+import PEMISDomain
+import PEMISProto
+import PEMISWire
+import SwiftProtobuf
+import Testing
+
+@testable import PEMISServer
+import PEMISStore
+
+@Suite("Child records")
+struct ChildRecordsTests {
+  func children<R: Sendable>(
+    _ district: District, _ user: String, _ body: (Pemis_V1_ChildRecords.Client<PEMISWireClientTransport>) async throws -> R
+  ) async throws -> R {
+    try await district.asUser(user) { try await body(Pemis_V1_ChildRecords.Client(wrapping: $0)) }
+  }
+
+  func failure(_ body: () async throws -> Void) async -> RPCError? {
+    do {
+      try await body()
+      return nil
+    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
+  }
+
+  @Test("enrollment: G number for life, masked in lists, full only for the roles that may see it")
+  func enroll() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      let child = try await children(district, admin) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) }
+      #expect(child.state == "enrolled")
+      #expect(child.idDocumentNumber == IDDocuments.mask(KindergartenDataFixtures.childID))
+      let number = "G" + KindergartenDataFixtures.childID
+      let again = await failure { _ = try await children(district, admin) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) } }
+      #expect(again?.code == .alreadyExists)
+
+      let listed = try await children(district, District.user(.preschoolOffice)) {
+        try await $0.listChildren(.with { $0.kindergartenCode = District.kindergartenA })
+      }
+      #expect(listed.children.map(\.idDocumentNumber) == [IDDocuments.mask(KindergartenDataFixtures.childID)])
+      let full = try await children(district, District.user(.principal)) { try await $0.getChild(.with { $0.recordNumber = number }) }
+      #expect(full.idDocumentNumber == KindergartenDataFixtures.childID)
+      #expect(full.recordNumber == number)
+      let masked = try await children(district, District.user(.financeStaff)) { try await $0.getChild(.with { $0.recordNumber = number }) }
+      #expect(masked.idDocumentNumber == IDDocuments.mask(KindergartenDataFixtures.childID))
+      // The full-number read is in the audit log.
+      let (entries, _) = try await district.registry.auditEntries(.init(username: District.user(.principal)), offset: 0, limit: 100)
+      #expect(entries.contains { $0.method == "/pemis.v1.ChildRecords/GetChild" && $0.targets.contains("full-id") })
+      // Entering it discharged the enrollment obligation (Art. 15(3)).
+      let done = try await district.registry.obligations(
+        kindergarten: District.kindergartenA, filter: .done, today: CalendarDate(beijingTimeOf: district.clock.now), offset: 0, limit: 50)
+      #expect(done.obligations.contains { $0.kind == .enrollment && $0.subject == "child:\(number)" })
+    }
+  }
+
+  @Test("every broken field is named; nothing is stored")
+  func invalid() async throws {
+    try await withDistrict { district in
+      var child = KindergartenDataFixtures.child(id: "120116202203151230")
+      child.householdRegister = "12"
+      child.guardians = []
+      let error = await failure {
+        _ = try await children(district, District.user(.administrator)) { try await $0.enrollChild(.with { $0.child = child }) }
+      }
+      #expect(error?.code == .invalidArgument)
+      #expect(error?.message.contains("child.id_document_number: check character does not match") == true)
+      #expect(error?.message.contains("child.household_register: must be a six-digit administrative-division code") == true)
+      #expect(error?.message.contains("child.guardians: one to four guardians") == true)
+      let listed = try await children(district, District.user(.administrator)) { try await $0.listChildren(.init()) }
+      #expect(listed.children.isEmpty)
+    }
+  }
+
+  @Test("a child without an ID gets a J number, unique across the district")
+  func jNumbers() async throws {
+    try await withDistrict { district in
+      var numbers: [String] = []
+      for (code, user) in [(District.kindergartenA, District.user(.principal)), (District.kindergartenB, District.user(.principal, kindergarten: District.kindergartenB))] {
+        _ = code
+        let enrolled = try await children(district, user) {
+          try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child(id: "", type: "other") })
+        }
+        numbers.append(enrolled.recordNumber)
+      }
+      #expect(Set(numbers).count == 2, "masked numbers differ because the sequences differ: \(numbers)")
+      let listed = try await children(district, District.user(.principal)) { try await $0.listChildren(.init()) }
+      #expect(listed.children.first?.recordNumber.hasPrefix("J120") == true)
+    }
+  }
+
+  @Test("classes first: a child goes only into an existing class, and a class with children cannot be deleted")
+  func classesFirst() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      let number = "G" + KindergartenDataFixtures.childID
+      let noClass = await failure {
+        _ = try await children(district, admin) {
+          try await $0.enrollChild(.with {
+            $0.child = KindergartenDataFixtures.child()
+            $0.classID = "C0042"
+          })
+        }
+      }
+      #expect(noClass?.code == .failedPrecondition)
+      #expect(noClass?.message == "class_id: no class C0042; create the class first (Art. 15(6))")
+      _ = try await children(district, admin) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) }
+      let created = try await district.asUser(admin) { client in
+        try await Pemis_V1_KindergartenData.Client(wrapping: client).createClass(.with { $0.class = KindergartenDataFixtures.newClass("小一班") })
+      }
+      let placed = try await children(district, admin) {
+        try await $0.assignClass(.with {
+          $0.recordNumber = number
+          $0.classID = created.class.classID
+        })
+      }
+      #expect(placed.classID == created.class.classID)
+      let delete = await failure {
+        _ = try await district.asUser(admin) { client in
+          try await Pemis_V1_KindergartenData.Client(wrapping: client).deleteClass(.with { $0.classID = created.class.classID })
+        }
+      }
+      #expect(delete?.code == .failedPrecondition)
+      #expect(delete?.message == "class_id: C0001 still holds 1 children; move them first")
+    }
+  }
+
+  @Test("a class leader sees and enrolls only into their own classes")
+  func classLeaderScope() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      for name in ["小一班", "小二班"] {
+        _ = try await district.asUser(admin) { client in
+          try await Pemis_V1_KindergartenData.Client(wrapping: client).createClass(.with { $0.class = KindergartenDataFixtures.newClass(name) })
+        }
+      }
+      try await district.registry.updateAccount(District.user(.classLeader)) { $0.classes = ["C0001"] }
+      let leader = District.user(.classLeader)
+      let wrong = await failure {
+        _ = try await children(district, leader) {
+          try await $0.enrollChild(.with {
+            $0.child = KindergartenDataFixtures.child()
+            $0.classID = "C0002"
+          })
+        }
+      }
+      #expect(wrong?.code == .permissionDenied)
+      _ = try await children(district, leader) {
+        try await $0.enrollChild(.with {
+          $0.child = KindergartenDataFixtures.child()
+          $0.classID = "C0001"
+        })
+      }
+      var other = KindergartenDataFixtures.child(id: "", type: "other")
+      other.name = "李小红"
+      _ = try await children(district, admin) {
+        try await $0.enrollChild(.with {
+          $0.child = other
+          $0.classID = "C0002"
+        })
+      }
+      let seen = try await children(district, leader) { try await $0.listChildren(.init()) }
+      #expect(seen.children.map(\.name) == ["张小明"])
+      #expect(try await children(district, admin) { try await $0.listChildren(.init()) }.children.count == 2)
+    }
+  }
+}
