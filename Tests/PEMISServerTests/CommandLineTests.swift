@@ -50,11 +50,11 @@ struct CommandLineTests {
     let result = LockedBox<ProcessOutput?>(nil)
     let done = DispatchSemaphore(value: 0)
     DispatchQueue.global().async {
-      result.value = try? run(pemis, ["echo", "finished", "--delay-ms", "4000", "--server", server.address])
+      result.value = try? run(pemis, ["echo", "finished", "--delay-ms", "8000", "--server", server.address])
       done.signal()
     }
     // Time for the client process to start and its call to reach the server, even on a busy machine.
-    usleep(1_500_000)
+    usleep(3_000_000)
     let (status, log) = server.stop(signal: SIGTERM)
     done.wait()
     #expect(status == 0, "log: \(log)")

@@ -13,11 +13,13 @@ struct DeadlineAndCancellationTests {
   func handlerSeesRemainingTime() async throws {
     try await withTestServer { server in
       try await withTestClient(server) { echo, _ in
+        // A generous deadline: on a loaded machine the call may take seconds to reach the handler,
+        // and what matters is that the handler sees the caller's deadline, less the time spent.
         var options = CallOptions.defaults
-        options.timeout = .seconds(2)
+        options.timeout = .seconds(60)
         let response = try await echo.get(.with { $0.text = "t" }, options: options)
-        #expect(response.remainingDeadlineMs > 1000)
-        #expect(response.remainingDeadlineMs <= 2000)
+        #expect(response.remainingDeadlineMs > 30_000)
+        #expect(response.remainingDeadlineMs <= 60_000)
       }
     }
   }
