@@ -116,6 +116,9 @@ as zhao.min child enroll --name "张小明" --gender male --born 2022-03-15 --id
 as zhao.min child list
 step "…and a class that holds children cannot be deleted"
 if as wang.li data class delete C0001; then echo "UNEXPECTED: deleted"; exit 1; fi
+step "promotion: a preview first, then the whole class moves up"
+as zhao.min child promote --class-id C0001 --preview
+as zhao.min child promote --class-id C0001
 
 step "the district: the Planning & Finance Office confirms the finance; the Preschool Office reads the group"
 as admin account create finance --role finance_office --name "计划财务室 周老师" | otp_of > finance.otp

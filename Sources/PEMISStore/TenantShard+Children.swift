@@ -81,3 +81,79 @@ extension TenantShard {
     try ChildRow.filter(Column("classId") == classId).fetchCount(db)
   }
 }
+
+extension TenantShard {
+  /// What a whole-class step would do: the class as it would be and the children concerned.
+  public struct ClassStep: Sendable {
+    public var classRecord: ClassRecord
+    public var children: [ChildRow]
+  }
+
+  /// Promotes a class: grade up, school year on; its enrolled children stay in it. With
+  /// `apply: false` nothing is written.
+  public func promoteClass(_ classId: String, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
+    try await writer.write { db in
+      guard var record = try ClassRecord.fetchOne(db, key: classId) else {
+        throw StoreError(.notFound, "class_id: no class \(classId)")
+      }
+      guard let next = record.data.grade.promoted else {
+        throw StoreError(.failedPrecondition, "class_id: a \(record.data.grade.rawValue) class is not promoted; graduate it")
+      }
+      let years = record.data.schoolYear.split(separator: "-").compactMap { Int($0) }
+      var data = record.data
+      data.grade = next
+      if years.count == 2 { data.schoolYear = "\(years[0] + 1)-\(years[1] + 1)" }
+      let children = try ChildRow.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db)
+      for child in children { _ = try ChildEvent.promote.apply(to: child.state) }
+      if apply {
+        try Self.recordChanges(db, record: "class:\(classId)", old: record.data, new: data, by: by, at: at)
+        for child in children {
+          try HistoryRecord(record: "child:\(child.recordNumber)", field: "promoted", oldValue: record.data.grade.rawValue, newValue: next.rawValue, changedBy: by, changedAt: at).insert(db)
+        }
+        record.data = data
+        try record.update(db)
+      } else {
+        record.data = data
+      }
+      return ClassStep(classRecord: record, children: children)
+    }
+  }
+
+  /// Graduates the enrolled children of a class; they leave it, so the class can be reused.
+  public func graduateClass(_ classId: String, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
+    try await writer.write { db in
+      guard let record = try ClassRecord.fetchOne(db, key: classId) else {
+        throw StoreError(.notFound, "class_id: no class \(classId)")
+      }
+      guard record.data.grade == .large || record.data.grade == .mixed else {
+        throw StoreError(.failedPrecondition, "class_id: a \(record.data.grade.rawValue) class is promoted, not graduated")
+      }
+      var children = try ChildRow.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db)
+      for i in children.indices {
+        children[i].state = try ChildEvent.graduate.apply(to: children[i].state)
+        children[i].classId = nil
+        if apply {
+          try children[i].update(db)
+          try HistoryRecord(record: "child:\(children[i].recordNumber)", field: "state", oldValue: "enrolled", newValue: "graduated", changedBy: by, changedAt: at).insert(db)
+        }
+      }
+      return ClassStep(classRecord: record, children: children)
+    }
+  }
+
+  /// Leaving or an accidental departure: the state changes through the lifecycle, the child
+  /// leaves its class, and the reason goes into the history.
+  public func endAttendance(_ recordNumber: String, event: ChildEvent, reason: String, by: String, at: Int64) async throws -> ChildRow {
+    try await writer.write { db in
+      guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
+        throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
+      }
+      let old = row.state
+      row.state = try event.apply(to: row.state)
+      row.classId = nil
+      try row.update(db)
+      try HistoryRecord(record: "child:\(recordNumber)", field: "state", oldValue: old.rawValue, newValue: "\(row.state.rawValue): \(reason)", changedBy: by, changedAt: at).insert(db)
+      return row
+    }
+  }
+}

@@ -10,7 +10,7 @@ import SwiftProtobuf
 struct ChildCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "child", abstract: "Child records: enroll, list, show, place in a class.",
-    subcommands: [Enroll.self, List.self, Show.self, Assign.self])
+    subcommands: [Enroll.self, List.self, Show.self, Assign.self, Promote.self, Graduate.self, Leave.self, Depart.self])
 
   static func client(_ client: GRPCClient<PEMISWireClientTransport>) -> Pemis_V1_ChildRecords.Client<PEMISWireClientTransport> {
     .init(wrapping: client)
@@ -141,6 +141,106 @@ struct ChildCommand: AsyncParsableCommand {
             $0.kindergartenCode = target.kindergarten
             $0.recordNumber = recordNumber
             $0.classID = classID
+          })
+        }
+        if connection.json { return try printJSON(message: c) }
+        ChildCommand.rows([c])
+      }
+    }
+  }
+
+  /// `child promote` and `child graduate` share their options.
+  struct ClassStepOptions: ParsableArguments {
+    @Option(help: "Class id (C0001).") var classID: String
+    @Option(help: "Effective date, YYYY-MM-DD (default today).") var on: String?
+    @Flag(help: "Only show what would happen.") var preview = false
+    func request(_ target: DataCommand.Target) throws -> Pemis_V1_ClassStepRequest {
+      let date = try on.map { try parseDate($0, "--on") }
+      return .with {
+        $0.kindergartenCode = target.kindergarten
+        $0.classID = classID
+        $0.preview = preview
+        if let date { $0.effectiveOn = date }
+      }
+    }
+  }
+
+  static func showStep(_ r: Pemis_V1_ClassStepResponse, verb: String, json: Bool) throws {
+    if json { return try printJSON(message: r) }
+    print("\(r.preview ? "would \(verb)" : verb + "d"): class \(r.classID) → \(r.grade) \(r.schoolYear), \(r.children.count) children")
+    rows(r.children)
+  }
+
+  struct Promote: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Promote a whole class (small → middle → large); --preview first.")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @OptionGroup var step: ClassStepOptions
+    func run() async throws {
+      let request = try step.request(target)
+      try await runReportingFailure {
+        let r = try await connection.withSession { try await ChildCommand.client($0).promoteClass(request) }
+        try ChildCommand.showStep(r, verb: "promote", json: connection.json)
+      }
+    }
+  }
+
+  struct Graduate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Graduate a whole large (or mixed-age) class; --preview first.")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @OptionGroup var step: ClassStepOptions
+    func run() async throws {
+      let request = try step.request(target)
+      try await runReportingFailure {
+        let r = try await connection.withSession { try await ChildCommand.client($0).graduateClass(request) }
+        try ChildCommand.showStep(r, verb: "graduate", json: connection.json)
+      }
+    }
+  }
+
+  struct Leave: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A child leaves the kindergarten (not a transfer).")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Argument(help: "Record number.") var recordNumber: String
+    @Option(help: "Why.") var reason: String
+    @Option(help: "YYYY-MM-DD (default today).") var on: String?
+    func run() async throws {
+      let date = try on.map { try parseDate($0, "--on") }
+      try await runReportingFailure {
+        let c = try await connection.withSession { client in
+          try await ChildCommand.client(client).leaveChild(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.recordNumber = recordNumber
+            $0.reason = reason
+            if let date { $0.leftOn = date }
+          })
+        }
+        if connection.json { return try printJSON(message: c) }
+        ChildCommand.rows([c])
+      }
+    }
+  }
+
+  struct Depart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Record an accidental departure (injury or death); closes the record.")
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var target: DataCommand.Target
+    @Argument(help: "Record number.") var recordNumber: String
+    @Option(help: "injury or death.") var kind: String
+    @Option(help: "The certificate or report (Art. 17(3)).") var evidence: String
+    @Option(help: "YYYY-MM-DD (default today).") var on: String?
+    func run() async throws {
+      let date = try on.map { try parseDate($0, "--on") }
+      try await runReportingFailure {
+        let c = try await connection.withSession { client in
+          try await ChildCommand.client(client).recordAccidentalDeparture(.with {
+            $0.kindergartenCode = target.kindergarten
+            $0.recordNumber = recordNumber
+            $0.kind = kind
+            $0.evidence = evidence
+            if let date { $0.occurredOn = date }
           })
         }
         if connection.json { return try printJSON(message: c) }

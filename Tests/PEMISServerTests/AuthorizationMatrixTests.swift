@@ -334,6 +334,42 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          name: "ChildRecords/PromoteClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
+          setup: KindergartenDataFixtures.seedClass(code)
+        ) { client, classID in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).promoteClass(.with {
+            $0.kindergartenCode = code
+            $0.classID = classID
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/GraduateClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
+          setup: KindergartenDataFixtures.seedClass(code)
+        ) { client, classID in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).graduateClass(.with {
+            $0.kindergartenCode = code
+            $0.classID = classID
+            $0.preview = true
+          })
+        },
+        MatrixCase(name: "ChildRecords/LeaveChild in \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).leaveChild(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.reason = "moved away"
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/RecordAccidentalDeparture in \(label)", allowed: isPublic ? [.principal, .administrator] : []
+        ) { client, _ in
+          _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).recordAccidentalDeparture(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.kind = "injury"
+            $0.evidence = "hospital report"
+          })
+        },
+        MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in

@@ -164,4 +164,89 @@ struct ChildRecordsTests {
       #expect(try await children(district, admin) { try await $0.listChildren(.init()) }.children.count == 2)
     }
   }
+
+  @Test("promotion with a preview first, graduation of large classes, leaving and accidental departure")
+  func lifecycle() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      let data = { (body: @Sendable (Pemis_V1_KindergartenData.Client<PEMISWireClientTransport>) async throws -> Pemis_V1_ClassResponse) in
+        try await district.asUser(admin) { try await body(Pemis_V1_KindergartenData.Client(wrapping: $0)) }
+      }
+      let small = try await data { try await $0.createClass(.with { $0.class = KindergartenDataFixtures.newClass("小一班") }) }.class.classID
+      let number = "G" + KindergartenDataFixtures.childID
+      _ = try await children(district, admin) {
+        try await $0.enrollChild(.with {
+          $0.child = KindergartenDataFixtures.child()
+          $0.classID = small
+        })
+      }
+      let preview = try await children(district, admin) {
+        try await $0.promoteClass(.with {
+          $0.classID = small
+          $0.preview = true
+        })
+      }
+      #expect(preview.preview)
+      #expect(preview.grade == "middle")
+      #expect(preview.schoolYear == "2027-2028")
+      #expect(preview.children.count == 1)
+      // The preview wrote nothing.
+      let still = try await district.asUser(admin) { try await Pemis_V1_KindergartenData.Client(wrapping: $0).listClasses(.init()) }
+      #expect(still.classes.first?.grade == "small")
+      _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) }
+      _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) }
+      let large = await failure { _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) } }
+      #expect(large?.code == .failedPrecondition)
+      #expect(large?.message == "class_id: a large class is not promoted; graduate it")
+      let graduated = try await children(district, admin) { try await $0.graduateClass(.with { $0.classID = small }) }
+      #expect(graduated.children.map(\.state) == ["graduated"])
+      // A graduated child cannot leave, and the class can now be deleted.
+      let leave = await failure {
+        _ = try await children(district, admin) {
+          try await $0.leaveChild(.with {
+            $0.recordNumber = number
+            $0.reason = "moved"
+          })
+        }
+      }
+      #expect(leave?.message == "child_id: cannot leave a child whose record is graduated")
+      _ = try await district.asUser(admin) { try await Pemis_V1_KindergartenData.Client(wrapping: $0).deleteClass(.with { $0.classID = small }) }
+      // Promotions are on the deadline record (Art. 15(5)).
+      let obligations = try await district.registry.obligations(
+        kindergarten: District.kindergartenA, filter: .done, today: CalendarDate(beijingTimeOf: district.clock.now), offset: 0, limit: 50)
+      #expect(obligations.obligations.filter { $0.kind == .promotion }.count == 3)
+    }
+  }
+
+  @Test("leaving needs a reason; an accidental departure needs evidence and closes the record")
+  func endings() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      let number = "G" + KindergartenDataFixtures.childID
+      _ = try await children(district, admin) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) }
+      let noReason = await failure { _ = try await children(district, admin) { try await $0.leaveChild(.with { $0.recordNumber = number }) } }
+      #expect(noReason?.message.hasPrefix("reason:") == true)
+      let noEvidence = await failure {
+        _ = try await children(district, admin) {
+          try await $0.recordAccidentalDeparture(.with {
+            $0.recordNumber = number
+            $0.kind = "injury"
+          })
+        }
+      }
+      #expect(noEvidence?.message.hasPrefix("evidence:") == true)
+      let closed = try await children(district, admin) {
+        try await $0.recordAccidentalDeparture(.with {
+          $0.recordNumber = number
+          $0.kind = "injury"
+          $0.evidence = "滨海医院诊断证明 2026-123"
+        })
+      }
+      #expect(closed.state == "closed")
+      let history = try await district.asUser(admin) {
+        try await Pemis_V1_KindergartenData.Client(wrapping: $0).getHistory(.with { $0.record = "child:\(number)" })
+      }
+      #expect(history.entries.contains { $0.field == "state" && $0.newValue.hasPrefix("closed: injury") })
+    }
+  }
 }

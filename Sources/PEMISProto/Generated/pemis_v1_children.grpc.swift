@@ -74,12 +74,68 @@ public enum Pemis_V1_ChildRecords: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "PromoteClass" metadata.
+        public enum PromoteClass: Sendable {
+            /// Request type for "PromoteClass".
+            public typealias Input = Pemis_V1_ClassStepRequest
+            /// Response type for "PromoteClass".
+            public typealias Output = Pemis_V1_ClassStepResponse
+            /// Descriptor for "PromoteClass".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "PromoteClass",
+                type: .unary
+            )
+        }
+        /// Namespace for "GraduateClass" metadata.
+        public enum GraduateClass: Sendable {
+            /// Request type for "GraduateClass".
+            public typealias Input = Pemis_V1_ClassStepRequest
+            /// Response type for "GraduateClass".
+            public typealias Output = Pemis_V1_ClassStepResponse
+            /// Descriptor for "GraduateClass".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "GraduateClass",
+                type: .unary
+            )
+        }
+        /// Namespace for "LeaveChild" metadata.
+        public enum LeaveChild: Sendable {
+            /// Request type for "LeaveChild".
+            public typealias Input = Pemis_V1_LeaveChildRequest
+            /// Response type for "LeaveChild".
+            public typealias Output = Pemis_V1_Child
+            /// Descriptor for "LeaveChild".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "LeaveChild",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordAccidentalDeparture" metadata.
+        public enum RecordAccidentalDeparture: Sendable {
+            /// Request type for "RecordAccidentalDeparture".
+            public typealias Input = Pemis_V1_AccidentalDepartureRequest
+            /// Response type for "RecordAccidentalDeparture".
+            public typealias Output = Pemis_V1_Child
+            /// Descriptor for "RecordAccidentalDeparture".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "RecordAccidentalDeparture",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "pemis.v1.ChildRecords" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnrollChild.descriptor,
             ListChildren.descriptor,
             GetChild.descriptor,
-            AssignClass.descriptor
+            AssignClass.descriptor,
+            PromoteClass.descriptor,
+            GraduateClass.descriptor,
+            LeaveChild.descriptor,
+            RecordAccidentalDeparture.descriptor
         ]
     }
 }
@@ -177,6 +233,79 @@ extension Pemis_V1_ChildRecords {
             request: GRPCCore.StreamingServerRequest<Pemis_V1_AssignClassRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child>
+
+        /// Handle the "PromoteClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+        /// > says what would happen.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ClassStepRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ClassStepResponse` messages.
+        func promoteClass(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ClassStepRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ClassStepResponse>
+
+        /// Handle the "GraduateClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ClassStepRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ClassStepResponse` messages.
+        func graduateClass(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ClassStepRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ClassStepResponse>
+
+        /// Handle the "LeaveChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A child leaves the kindergarten (not a transfer), with the reason.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_LeaveChildRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_Child` messages.
+        func leaveChild(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_LeaveChildRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child>
+
+        /// Handle the "RecordAccidentalDeparture" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_AccidentalDepartureRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_Child` messages.
+        func recordAccidentalDeparture(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_AccidentalDepartureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child>
     }
 
     /// Service protocol for the "pemis.v1.ChildRecords" service.
@@ -258,6 +387,79 @@ extension Pemis_V1_ChildRecords {
             request: GRPCCore.ServerRequest<Pemis_V1_AssignClassRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child>
+
+        /// Handle the "PromoteClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+        /// > says what would happen.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_ClassStepResponse` message.
+        func promoteClass(
+            request: GRPCCore.ServerRequest<Pemis_V1_ClassStepRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse>
+
+        /// Handle the "GraduateClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_ClassStepResponse` message.
+        func graduateClass(
+            request: GRPCCore.ServerRequest<Pemis_V1_ClassStepRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse>
+
+        /// Handle the "LeaveChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A child leaves the kindergarten (not a transfer), with the reason.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_LeaveChildRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_Child` message.
+        func leaveChild(
+            request: GRPCCore.ServerRequest<Pemis_V1_LeaveChildRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child>
+
+        /// Handle the "RecordAccidentalDeparture" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AccidentalDepartureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_Child` message.
+        func recordAccidentalDeparture(
+            request: GRPCCore.ServerRequest<Pemis_V1_AccidentalDepartureRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child>
     }
 
     /// Simple service protocol for the "pemis.v1.ChildRecords" service.
@@ -337,6 +539,79 @@ extension Pemis_V1_ChildRecords {
             request: Pemis_V1_AssignClassRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Pemis_V1_Child
+
+        /// Handle the "PromoteClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+        /// > says what would happen.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_ClassStepRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_ClassStepResponse` to respond with.
+        func promoteClass(
+            request: Pemis_V1_ClassStepRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_ClassStepResponse
+
+        /// Handle the "GraduateClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_ClassStepRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_ClassStepResponse` to respond with.
+        func graduateClass(
+            request: Pemis_V1_ClassStepRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_ClassStepResponse
+
+        /// Handle the "LeaveChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A child leaves the kindergarten (not a transfer), with the reason.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_LeaveChildRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_Child` to respond with.
+        func leaveChild(
+            request: Pemis_V1_LeaveChildRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_Child
+
+        /// Handle the "RecordAccidentalDeparture" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_AccidentalDepartureRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_Child` to respond with.
+        func recordAccidentalDeparture(
+            request: Pemis_V1_AccidentalDepartureRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_Child
     }
 }
 
@@ -388,6 +663,50 @@ extension Pemis_V1_ChildRecords.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.PromoteClass.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ClassStepRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ClassStepResponse>(),
+            handler: { request, context in
+                try await self.promoteClass(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.GraduateClass.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ClassStepRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ClassStepResponse>(),
+            handler: { request, context in
+                try await self.graduateClass(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.LeaveChild.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_LeaveChildRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_Child>(),
+            handler: { request, context in
+                try await self.leaveChild(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.RecordAccidentalDeparture.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_AccidentalDepartureRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_Child>(),
+            handler: { request, context in
+                try await self.recordAccidentalDeparture(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -432,6 +751,50 @@ extension Pemis_V1_ChildRecords.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child> {
         let response = try await self.assignClass(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func promoteClass(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ClassStepRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ClassStepResponse> {
+        let response = try await self.promoteClass(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func graduateClass(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ClassStepRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ClassStepResponse> {
+        let response = try await self.graduateClass(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func leaveChild(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_LeaveChildRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child> {
+        let response = try await self.leaveChild(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordAccidentalDeparture(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_AccidentalDepartureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child> {
+        let response = try await self.recordAccidentalDeparture(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -487,6 +850,58 @@ extension Pemis_V1_ChildRecords.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child> {
         return GRPCCore.ServerResponse<Pemis_V1_Child>(
             message: try await self.assignClass(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func promoteClass(
+        request: GRPCCore.ServerRequest<Pemis_V1_ClassStepRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse> {
+        return GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse>(
+            message: try await self.promoteClass(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func graduateClass(
+        request: GRPCCore.ServerRequest<Pemis_V1_ClassStepRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse> {
+        return GRPCCore.ServerResponse<Pemis_V1_ClassStepResponse>(
+            message: try await self.graduateClass(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func leaveChild(
+        request: GRPCCore.ServerRequest<Pemis_V1_LeaveChildRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child> {
+        return GRPCCore.ServerResponse<Pemis_V1_Child>(
+            message: try await self.leaveChild(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordAccidentalDeparture(
+        request: GRPCCore.ServerRequest<Pemis_V1_AccidentalDepartureRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child> {
+        return GRPCCore.ServerResponse<Pemis_V1_Child>(
+            message: try await self.recordAccidentalDeparture(
                 request: request.message,
                 context: context
             ),
@@ -591,6 +1006,99 @@ extension Pemis_V1_ChildRecords {
         func assignClass<Result>(
             request: GRPCCore.ClientRequest<Pemis_V1_AssignClassRequest>,
             serializer: some GRPCCore.MessageSerializer<Pemis_V1_AssignClassRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PromoteClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+        /// > says what would happen.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ClassStepRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ClassStepResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func promoteClass<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ClassStepRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ClassStepResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GraduateClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ClassStepRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ClassStepResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func graduateClass<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ClassStepRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ClassStepResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "LeaveChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A child leaves the kindergarten (not a transfer), with the reason.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_LeaveChildRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_LeaveChildRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func leaveChild<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_LeaveChildRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_LeaveChildRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordAccidentalDeparture" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AccidentalDepartureRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_AccidentalDepartureRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordAccidentalDeparture<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_AccidentalDepartureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_AccidentalDepartureRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result
@@ -748,6 +1256,143 @@ extension Pemis_V1_ChildRecords {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "PromoteClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+        /// > says what would happen.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ClassStepRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ClassStepResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func promoteClass<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ClassStepRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ClassStepResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.PromoteClass.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GraduateClass" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ClassStepRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ClassStepResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func graduateClass<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ClassStepRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ClassStepResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.GraduateClass.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "LeaveChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A child leaves the kindergarten (not a transfer), with the reason.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_LeaveChildRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_LeaveChildRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func leaveChild<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_LeaveChildRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_LeaveChildRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.LeaveChild.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordAccidentalDeparture" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AccidentalDepartureRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_AccidentalDepartureRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordAccidentalDeparture<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_AccidentalDepartureRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_AccidentalDepartureRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.RecordAccidentalDeparture.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -864,6 +1509,123 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
         try await self.assignClass(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_AssignClassRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Child>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PromoteClass" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+    /// > says what would happen.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func promoteClass<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.promoteClass(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ClassStepRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ClassStepResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GraduateClass" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_ClassStepRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func graduateClass<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.graduateClass(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ClassStepRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ClassStepResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LeaveChild" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A child leaves the kindergarten (not a transfer), with the reason.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_LeaveChildRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leaveChild<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_LeaveChildRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.leaveChild(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_LeaveChildRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Child>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordAccidentalDeparture" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_AccidentalDepartureRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordAccidentalDeparture<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_AccidentalDepartureRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordAccidentalDeparture(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_AccidentalDepartureRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Child>(),
             options: options,
             onResponse: handleResponse
@@ -1000,6 +1762,139 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
             metadata: metadata
         )
         return try await self.assignClass(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PromoteClass" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Promotes a whole class (small → middle → large) into the next school year; with preview, only
+    /// > says what would happen.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func promoteClass<Result>(
+        _ message: Pemis_V1_ClassStepRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.promoteClass(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GraduateClass" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Graduates every enrolled child of a large (or mixed-age) class; with preview, only says.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func graduateClass<Result>(
+        _ message: Pemis_V1_ClassStepRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ClassStepResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_ClassStepRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.graduateClass(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "LeaveChild" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A child leaves the kindergarten (not a transfer), with the reason.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func leaveChild<Result>(
+        _ message: Pemis_V1_LeaveChildRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_LeaveChildRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.leaveChild(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordAccidentalDeparture" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > An accidental departure (injury or death): entered within 30 working days, record closed.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordAccidentalDeparture<Result>(
+        _ message: Pemis_V1_AccidentalDepartureRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_AccidentalDepartureRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordAccidentalDeparture(
             request: request,
             options: options,
             onResponse: handleResponse

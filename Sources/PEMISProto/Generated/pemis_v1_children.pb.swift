@@ -22,6 +22,114 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+public nonisolated struct Pemis_V1_ClassStepRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var classID: String = String()
+
+  /// When it takes effect; the 3 working days of Art. 15(5) count from here.
+  public var effectiveOn: Pemis_V1_Date {
+    get {_effectiveOn ?? Pemis_V1_Date()}
+    set {_effectiveOn = newValue}
+  }
+  /// Returns true if `effectiveOn` has been explicitly set.
+  public var hasEffectiveOn: Bool {self._effectiveOn != nil}
+  /// Clears the value of `effectiveOn`. Subsequent reads from it will return its default value.
+  public mutating func clearEffectiveOn() {self._effectiveOn = nil}
+
+  public var preview: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _effectiveOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_ClassStepResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var classID: String = String()
+
+  /// The class after the step (grade and school year), or as it would be.
+  public var grade: String = String()
+
+  public var schoolYear: String = String()
+
+  /// The children concerned, ID numbers masked.
+  public var children: [Pemis_V1_Child] = []
+
+  public var preview: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_LeaveChildRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  public var reason: String = String()
+
+  public var leftOn: Pemis_V1_Date {
+    get {_leftOn ?? Pemis_V1_Date()}
+    set {_leftOn = newValue}
+  }
+  /// Returns true if `leftOn` has been explicitly set.
+  public var hasLeftOn: Bool {self._leftOn != nil}
+  /// Clears the value of `leftOn`. Subsequent reads from it will return its default value.
+  public mutating func clearLeftOn() {self._leftOn = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _leftOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_AccidentalDepartureRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  /// injury or death
+  public var kind: String = String()
+
+  public var occurredOn: Pemis_V1_Date {
+    get {_occurredOn ?? Pemis_V1_Date()}
+    set {_occurredOn = newValue}
+  }
+  /// Returns true if `occurredOn` has been explicitly set.
+  public var hasOccurredOn: Bool {self._occurredOn != nil}
+  /// Clears the value of `occurredOn`. Subsequent reads from it will return its default value.
+  public mutating func clearOccurredOn() {self._occurredOn = nil}
+
+  /// The certificate or report it rests on.
+  public var evidence: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _occurredOn: Pemis_V1_Date? = nil
+}
+
 public nonisolated struct Pemis_V1_Guardian: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -264,6 +372,208 @@ public nonisolated struct Pemis_V1_AssignClassRequest: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "pemis.v1"
+
+nonisolated extension Pemis_V1_ClassStepRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClassStepRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}class_id\0\u{3}effective_on\0\u{1}preview\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.classID) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._effectiveOn) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.preview) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.classID.isEmpty {
+      try visitor.visitSingularStringField(value: self.classID, fieldNumber: 2)
+    }
+    try { if let v = self._effectiveOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.preview != false {
+      try visitor.visitSingularBoolField(value: self.preview, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ClassStepRequest, rhs: Pemis_V1_ClassStepRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.classID != rhs.classID {return false}
+    if lhs._effectiveOn != rhs._effectiveOn {return false}
+    if lhs.preview != rhs.preview {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ClassStepResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ClassStepResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}class_id\0\u{1}grade\0\u{3}school_year\0\u{1}children\0\u{1}preview\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.classID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.grade) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.schoolYear) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.children) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.preview) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.classID.isEmpty {
+      try visitor.visitSingularStringField(value: self.classID, fieldNumber: 1)
+    }
+    if !self.grade.isEmpty {
+      try visitor.visitSingularStringField(value: self.grade, fieldNumber: 2)
+    }
+    if !self.schoolYear.isEmpty {
+      try visitor.visitSingularStringField(value: self.schoolYear, fieldNumber: 3)
+    }
+    if !self.children.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.children, fieldNumber: 4)
+    }
+    if self.preview != false {
+      try visitor.visitSingularBoolField(value: self.preview, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ClassStepResponse, rhs: Pemis_V1_ClassStepResponse) -> Bool {
+    if lhs.classID != rhs.classID {return false}
+    if lhs.grade != rhs.grade {return false}
+    if lhs.schoolYear != rhs.schoolYear {return false}
+    if lhs.children != rhs.children {return false}
+    if lhs.preview != rhs.preview {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_LeaveChildRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LeaveChildRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}reason\0\u{3}left_on\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._leftOn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 3)
+    }
+    try { if let v = self._leftOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_LeaveChildRequest, rhs: Pemis_V1_LeaveChildRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs._leftOn != rhs._leftOn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_AccidentalDepartureRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AccidentalDepartureRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}kind\0\u{3}occurred_on\0\u{1}evidence\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.kind) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._occurredOn) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.evidence) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    if !self.kind.isEmpty {
+      try visitor.visitSingularStringField(value: self.kind, fieldNumber: 3)
+    }
+    try { if let v = self._occurredOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.evidence.isEmpty {
+      try visitor.visitSingularStringField(value: self.evidence, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_AccidentalDepartureRequest, rhs: Pemis_V1_AccidentalDepartureRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs._occurredOn != rhs._occurredOn {return false}
+    if lhs.evidence != rhs.evidence {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
 
 nonisolated extension Pemis_V1_Guardian: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Guardian"

@@ -143,4 +143,91 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       return Self.proto(row, fullID: false)
     }
   }
+
+  /// Opens a lifecycle obligation and discharges it at once (the step is its own report).
+  private func discharge(_ kind: ObligationKind, code: InstitutionCode, subject: String, on date: CalendarDate, by: String) async throws {
+    let today = tenancy.today
+    guard let due = try? kind.due(after: date, in: tenancy.calendar) else { return }
+    try await tenancy.registry.openObligations([
+      ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: due, createdAt: tenancy.now())
+    ])
+    try await tenancy.registry.completeObligations(
+      kindergarten: code.rawValue, kinds: [kind], subject: { $0 == subject }, by: by, at: tenancy.now(), on: today)
+  }
+
+  private func effectiveDate(_ proto: Pemis_V1_Date, field: String) throws -> CalendarDate {
+    let date = proto.year == 0 ? tenancy.today : CalendarDate(proto)
+    guard date.isValid, date <= tenancy.today else {
+      throw RPCError(code: .invalidArgument, message: "\(field): must be a valid date, not after today")
+    }
+    return date
+  }
+
+  private func step(
+    _ request: Pemis_V1_ClassStepRequest, graduate: Bool
+  ) async throws -> Pemis_V1_ClassStepResponse {
+    let (shard, caller) = try await shard(request.kindergartenCode)
+    let date = try effectiveDate(request.effectiveOn, field: "effective_on")
+    let result =
+      graduate
+      ? try await shard.graduateClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
+      : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
+    if !request.preview {
+      let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
+      try await discharge(.promotion, code: shard.code, subject: "class:\(request.classID) \(what)", on: date, by: caller.username)
+      AuditTargets.add("class:\(shard.code)/\(request.classID)")
+    }
+    return .with {
+      $0.classID = result.classRecord.id
+      $0.grade = result.classRecord.data.grade.rawValue
+      $0.schoolYear = result.classRecord.data.schoolYear
+      $0.children = result.children.map { Self.proto($0, fullID: false) }
+      $0.preview = request.preview
+    }
+  }
+
+  func promoteClass(request: Pemis_V1_ClassStepRequest, context: ServerContext) async throws -> Pemis_V1_ClassStepResponse {
+    try await handling { try await step(request, graduate: false) }
+  }
+
+  func graduateClass(request: Pemis_V1_ClassStepRequest, context: ServerContext) async throws -> Pemis_V1_ClassStepResponse {
+    try await handling { try await step(request, graduate: true) }
+  }
+
+  func leaveChild(request: Pemis_V1_LeaveChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !reason.isEmpty, reason.count <= 200 else {
+        throw RPCError(code: .invalidArgument, message: "reason: required, at most 200 characters")
+      }
+      let date = try effectiveDate(request.leftOn, field: "left_on")
+      let row = try await shard.endAttendance(request.recordNumber.uppercased(), event: .leave, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
+      try await discharge(.otherChange, code: shard.code, subject: "child:\(row.recordNumber):left", on: date, by: caller.username)
+      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
+      return Self.proto(row, fullID: false)
+    }
+  }
+
+  func recordAccidentalDeparture(
+    request: Pemis_V1_AccidentalDepartureRequest, context: ServerContext
+  ) async throws -> Pemis_V1_Child {
+    try await handling {
+      let (shard, caller) = try await shard(request.kindergartenCode)
+      guard ["injury", "death"].contains(request.kind) else {
+        throw RPCError(code: .invalidArgument, message: "kind: must be injury or death")
+      }
+      let evidence = request.evidence.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !evidence.isEmpty, evidence.count <= 200 else {
+        throw RPCError(code: .invalidArgument, message: "evidence: the certificate or report is required (Art. 17(3)), at most 200 characters")
+      }
+      let date = try effectiveDate(request.occurredOn, field: "occurred_on")
+      let row = try await shard.endAttendance(
+        request.recordNumber.uppercased(), event: .accidentalDeparture, reason: "\(request.kind) on \(date); \(evidence)",
+        by: caller.username, at: tenancy.now())
+      try await discharge(.accidentalDeparture, code: shard.code, subject: "child:\(row.recordNumber)", on: date, by: caller.username)
+      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
+      return Self.proto(row, fullID: false)
+    }
+  }
 }

@@ -146,6 +146,14 @@ enum Policy {
     path(Pemis_V1_ChildRecords.Method.GetChild.descriptor): .init(access: .roles(kindergartenRead), audit: .always),
     path(Pemis_V1_ChildRecords.Method.AssignClass.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.PromoteClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.GraduateClass.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.LeaveChild.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.RecordAccidentalDeparture.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
 
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(

@@ -89,6 +89,9 @@ extension Pemis_V1_EnrollChildRequest: TargetedRequest { var target: RequestTarg
 extension Pemis_V1_ListChildrenRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_GetChildRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_AssignClassRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ClassStepRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_LeaveChildRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_AccidentalDepartureRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_GetHistoryRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 
 // MARK: - Proto ↔ domain
