@@ -26,7 +26,9 @@ extension TenantShard {
     }
   }
 
-  public func enroll(_ child: ChildRecord, recordNumber: String, classId: String?, by: String, at: Int64) async throws -> ChildRow {
+  public func enroll(
+    _ child: ChildRecord, recordNumber: String, classId: String?, midTerm: Bool = false, by: String, at: Int64
+  ) async throws -> ChildRow {
     try await writer.write { db in
       if try ChildRow.exists(db, key: recordNumber) {
         throw StoreError(.alreadyExists, "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
@@ -38,7 +40,10 @@ extension TenantShard {
       try row.insert(db)
       try Self.recordChanges(db, record: "child:\(recordNumber)", old: ChildRecord?.none, new: child, by: by, at: at, masked: ["idDocumentNumber"])
       if let classId {
-        try HistoryRecord(record: "child:\(recordNumber)", field: "class", oldValue: "", newValue: classId, changedBy: by, changedAt: at).insert(db)
+        try HistoryRecord(
+          record: "child:\(recordNumber)", field: midTerm ? "joined mid-term" : "class", oldValue: "", newValue: classId,
+          changedBy: by, changedAt: at
+        ).insert(db)
       }
       return row
     }

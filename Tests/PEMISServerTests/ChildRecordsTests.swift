@@ -94,6 +94,15 @@ struct ChildRecordsTests {
     try await withDistrict { district in
       let admin = District.user(.administrator)
       let number = "G" + KindergartenDataFixtures.childID
+      let midTerm = await failure {
+        _ = try await children(district, admin) {
+          try await $0.enrollChild(.with {
+            $0.child = KindergartenDataFixtures.child()
+            $0.midTerm = true
+          })
+        }
+      }
+      #expect(midTerm?.message == "class_id: a mid-term joiner joins a class; name it")
       let noClass = await failure {
         _ = try await children(district, admin) {
           try await $0.enrollChild(.with {

@@ -73,6 +73,10 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let violations = child.violations(today: today)
       if !violations.isEmpty { throw FieldViolationsError(violations) }
       let classId = request.classID.isEmpty ? nil : request.classID
+      // A mid-term joiner (插班) joins a running class: it needs one at once.
+      if request.midTerm && classId == nil {
+        throw RPCError(code: .invalidArgument, message: "class_id: a mid-term joiner joins a class; name it")
+      }
       if caller.role == .classLeader, classId.map({ !caller.classes.contains($0) }) ?? true {
         throw RPCError(code: .permissionDenied, message: "class_id: a class leader enrolls children into their own classes (\(caller.classes.joined(separator: ", ")))")
       }
@@ -88,7 +92,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         }
         recordNumber = j
       }
-      let row = try await shard.enroll(child, recordNumber: recordNumber, classId: classId, by: caller.username, at: tenancy.now())
+      let row = try await shard.enroll(
+        child, recordNumber: recordNumber, classId: classId, midTerm: request.midTerm, by: caller.username, at: tenancy.now())
       // Art. 15(3): entered within 30 working days of entry; entering it is the discharge.
       if let due = try? ObligationKind.enrollment.due(after: child.entryDate, in: tenancy.calendar) {
         let subject = "child:\(recordNumber)"
