@@ -39,7 +39,7 @@ struct SeedDistrict: AsyncParsableCommand {
       let code = "11\(String(format: "%08d", existing + i + 1))"
       return (code, "幼儿园 \(code)", i % 3 == 0 ? .private : .public)
     }
-    let hash = try PasswordHasherForSeeding.hash(password)
+    let hash = try ServerSecrets.hashPassword(password, costLog2: 10)
     let now = Int64(Date().timeIntervalSince1970)
     for chunk in stride(from: 0, to: items.count, by: 1000) {
       try await tenancy.registry.seedActiveKindergartens(
@@ -61,11 +61,6 @@ struct SeedDistrict: AsyncParsableCommand {
       + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
     print("seeded \(kindergartens) kindergartens in \(String(format: "%.1f", seconds)) s into \(dataDirectory)")
   }
-}
-
-/// The server's scrypt hasher, reached through a tiny public seam for seeding.
-enum PasswordHasherForSeeding {
-  static func hash(_ password: String) throws -> String { try ServerSecrets.hashPassword(password, costLog2: 10) }
 }
 
 /// Time of the first call that needs a kindergarten's shard while it is closed, then warm.

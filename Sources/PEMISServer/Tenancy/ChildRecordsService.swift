@@ -12,12 +12,6 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   /// Roles that see a child's full ID number in the single-record view.
   static let fullIDRoles: Set<Role> = [.principal, .administrator, .preschoolOffice, .districtAdmin]
 
-  private func shard(_ requested: String) async throws -> (TenantShard, Caller) {
-    let caller = try Caller.required()
-    let code = try InstitutionCode(validating: requested.isEmpty ? caller.kindergarten?.rawValue ?? "" : requested)
-    return (try await tenancy.shards.shard(code), caller)
-  }
-
   static func domain(_ c: Pemis_V1_Child) throws -> ChildRecord {
     var errors: [DomainError] = []
     let gender = Gender(rawValue: c.gender)
@@ -67,7 +61,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
 
   func enrollChild(request: Pemis_V1_EnrollChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let today = tenancy.today
       let child = try Self.domain(request.child)
       let violations = child.violations(today: today)
@@ -95,17 +89,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let row = try await shard.enroll(
         child, recordNumber: recordNumber, classId: classId, midTerm: request.midTerm, by: caller.username, at: tenancy.now())
       // Art. 15(3): entered within 30 working days of entry; entering it is the discharge.
-      if let due = try? ObligationKind.enrollment.due(after: child.entryDate, in: tenancy.calendar) {
-        let subject = "child:\(recordNumber)"
-        try await tenancy.registry.openObligations([
-          ObligationRecord(
-            kindergartenCode: shard.code.rawValue, kind: .enrollment, subject: subject, triggeredOn: child.entryDate, dueOn: due,
-            createdAt: tenancy.now())
-        ])
-        try await tenancy.registry.completeObligations(
-          kindergarten: shard.code.rawValue, kinds: [.enrollment], subject: { $0 == subject }, by: caller.username,
-          at: tenancy.now(), on: today)
-      }
+      try await tenancy.recordReported(
+        .enrollment, kindergarten: shard.code, subject: "child:\(recordNumber)", eventOn: child.entryDate, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -113,7 +98,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
 
   func listChildren(request: Pemis_V1_ListChildrenRequest, context: ServerContext) async throws -> Pemis_V1_ListChildrenResponse {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let page = try Page(request.page)
       let classes: Set<String>? = caller.role == .classLeader ? Set(caller.classes) : nil
       let (rows, total) = try await shard.children(
@@ -127,7 +112,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
 
   func getChild(request: Pemis_V1_GetChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       guard let row = try await shard.child(request.recordNumber.uppercased()),
         caller.role != .classLeader || row.classId.map(caller.classes.contains) == true
       else {
@@ -142,22 +127,11 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
 
   func assignClass(request: Pemis_V1_AssignClassRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let row = try await shard.assignClass(request.recordNumber.uppercased(), classId: request.classID, by: caller.username, at: tenancy.now())
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
-  }
-
-  /// Opens a lifecycle obligation and discharges it at once (the step is its own report).
-  private func discharge(_ kind: ObligationKind, code: InstitutionCode, subject: String, on date: CalendarDate, by: String) async throws {
-    let today = tenancy.today
-    guard let due = try? kind.due(after: date, in: tenancy.calendar) else { return }
-    try await tenancy.registry.openObligations([
-      ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: due, createdAt: tenancy.now())
-    ])
-    try await tenancy.registry.completeObligations(
-      kindergarten: code.rawValue, kinds: [kind], subject: { $0 == subject }, by: by, at: tenancy.now(), on: today)
   }
 
   private func effectiveDate(_ proto: Pemis_V1_Date, field: String) throws -> CalendarDate {
@@ -171,7 +145,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   private func step(
     _ request: Pemis_V1_ClassStepRequest, graduate: Bool
   ) async throws -> Pemis_V1_ClassStepResponse {
-    let (shard, caller) = try await shard(request.kindergartenCode)
+    let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
     let date = try effectiveDate(request.effectiveOn, field: "effective_on")
     let result =
       graduate
@@ -179,7 +153,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
     if !request.preview {
       let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
-      try await discharge(.promotion, code: shard.code, subject: "class:\(request.classID) \(what)", on: date, by: caller.username)
+      try await tenancy.recordReported(.promotion, kindergarten: shard.code, subject: "class:\(request.classID) \(what)", eventOn: date, by: caller.username)
       AuditTargets.add("class:\(shard.code)/\(request.classID)")
     }
     return .with {
@@ -201,14 +175,14 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
 
   func leaveChild(request: Pemis_V1_LeaveChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
       guard !reason.isEmpty, reason.count <= 200 else {
         throw RPCError(code: .invalidArgument, message: "reason: required, at most 200 characters")
       }
       let date = try effectiveDate(request.leftOn, field: "left_on")
       let row = try await shard.endAttendance(request.recordNumber.uppercased(), event: .leave, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
-      try await discharge(.otherChange, code: shard.code, subject: "child:\(row.recordNumber):left", on: date, by: caller.username)
+      try await tenancy.recordReported(.otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):left", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -218,7 +192,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
     request: Pemis_V1_AccidentalDepartureRequest, context: ServerContext
   ) async throws -> Pemis_V1_Child {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       guard ["injury", "death"].contains(request.kind) else {
         throw RPCError(code: .invalidArgument, message: "kind: must be injury or death")
       }
@@ -230,7 +204,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let row = try await shard.endAttendance(
         request.recordNumber.uppercased(), event: .accidentalDeparture, reason: "\(request.kind) on \(date); \(evidence)",
         by: caller.username, at: tenancy.now())
-      try await discharge(.accidentalDeparture, code: shard.code, subject: "child:\(row.recordNumber)", on: date, by: caller.username)
+      try await tenancy.recordReported(.accidentalDeparture, kindergarten: shard.code, subject: "child:\(row.recordNumber)", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }

@@ -133,11 +133,11 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
       guard let area = DataArea(rawValue: request.area) else {
         throw RPCError(code: .invalidArgument, message: "area: must be basic, classes, staff or finance")
       }
-      let code = request.kindergartenCode.isEmpty ? caller.kindergarten?.rawValue ?? "" : request.kindergartenCode
-      try await checkEntered(area, code: try InstitutionCode(validating: code))
+      let code = try tenancy.requestedKindergarten(request.kindergartenCode, caller: caller)
+      try await checkEntered(area, code: code)
       let today = tenancy.today
       let done = try await tenancy.registry.completeObligations(
-        kindergarten: code, kinds: [.initialData, .termVerification],
+        kindergarten: code.rawValue, kinds: [.initialData, .termVerification],
         subject: { $0 == area.rawValue || $0.hasSuffix(":\(area.rawValue)") }, by: caller.username, at: tenancy.now(), on: today)
       guard !done.isEmpty else {
         throw RPCError(code: .failedPrecondition, message: "area: nothing is owed for \(area.rawValue) now (no open entry or re-verification)")

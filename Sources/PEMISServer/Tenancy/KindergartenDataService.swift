@@ -10,13 +10,6 @@ internal import SwiftProtobuf
 struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol {
   let tenancy: Tenancy
 
-  /// The shard of the kindergarten the interceptor resolved and checked.
-  private func shard(_ requested: String) async throws -> (TenantShard, Caller) {
-    let caller = try Caller.required()
-    let code = try InstitutionCode(validating: requested.isEmpty ? caller.kindergarten?.rawValue ?? "" : requested)
-    return (try await tenancy.shards.shard(code), caller)
-  }
-
   private static func check(_ violations: [DomainError]) throws {
     if !violations.isEmpty { throw FieldViolationsError(violations) }
   }
@@ -25,7 +18,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func getProfile(request: Pemis_V1_GetProfileRequest, context: ServerContext) async throws -> Pemis_V1_Profile {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       guard let record = try await shard.profile() else {
         throw RPCError(code: .notFound, message: "profile: \(shard.code) has not entered its basic information yet")
       }
@@ -35,7 +28,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func updateProfile(request: Pemis_V1_UpdateProfileRequest, context: ServerContext) async throws -> Pemis_V1_Profile {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let p = request.profile
       var profile = KindergartenProfile()
       profile.name = p.name
@@ -105,7 +98,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func listClasses(request: Pemis_V1_ListClassesRequest, context: ServerContext) async throws -> Pemis_V1_ListClassesResponse {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       let classes = try await shard.classes().map { Self.proto($0).class }
       return .with { $0.classes = classes }
     }
@@ -113,7 +106,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func createClass(request: Pemis_V1_CreateClassRequest, context: ServerContext) async throws -> Pemis_V1_ClassResponse {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let record = try await shard.createClass(try Self.domain(request.class), by: caller.username, at: tenancy.now())
       AuditTargets.add("class:\(shard.code)/\(record.id)")
       return Self.proto(record)
@@ -122,7 +115,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func updateClass(request: Pemis_V1_UpdateClassRequest, context: ServerContext) async throws -> Pemis_V1_ClassResponse {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let record = try await shard.updateClass(request.class.classID, try Self.domain(request.class), by: caller.username, at: tenancy.now())
       AuditTargets.add("class:\(shard.code)/\(record.id)")
       return Self.proto(record)
@@ -131,7 +124,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func deleteClass(request: Pemis_V1_DeleteClassRequest, context: ServerContext) async throws -> Pemis_V1_DeleteClassResponse {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       try await shard.deleteClass(request.classID, by: caller.username, at: tenancy.now())
       AuditTargets.add("class:\(shard.code)/\(request.classID)")
       return .init()
@@ -177,7 +170,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func listStaff(request: Pemis_V1_ListStaffRequest, context: ServerContext) async throws -> Pemis_V1_ListStaffResponse {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       let staff = try await shard.staff().map(Self.proto)
       return .with { $0.staff = staff }
     }
@@ -185,7 +178,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func createStaff(request: Pemis_V1_CreateStaffRequest, context: ServerContext) async throws -> Pemis_V1_StaffMember {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let record = try await shard.createStaff(try Self.domain(request.staff), by: caller.username, at: tenancy.now())
       AuditTargets.add("staff:\(shard.code)/\(record.id)")
       return Self.proto(record)
@@ -194,7 +187,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func updateStaff(request: Pemis_V1_UpdateStaffRequest, context: ServerContext) async throws -> Pemis_V1_StaffMember {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let record = try await shard.updateStaff(request.staff.staffID, try Self.domain(request.staff), by: caller.username, at: tenancy.now())
       AuditTargets.add("staff:\(shard.code)/\(record.id)")
       return Self.proto(record)
@@ -228,7 +221,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func getFinance(request: Pemis_V1_GetFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       guard let record = try await shard.finance(year: Int(request.year)) else {
         throw RPCError(code: .notFound, message: "year: no finance information for \(request.year)")
       }
@@ -238,7 +231,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func putFinance(request: Pemis_V1_PutFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       func lines(_ amounts: [Pemis_V1_Amount]) -> [FinanceYear.Line] {
         amounts.map { FinanceYear.Line(category: $0.category, fen: $0.fen, note: $0.note) }
       }
@@ -253,7 +246,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func confirmFinance(request: Pemis_V1_ConfirmFinanceRequest, context: ServerContext) async throws -> Pemis_V1_FinanceYear {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       try await shard.confirmFinance(year: Int(request.year), by: caller.username, at: tenancy.now())
       AuditTargets.add("finance:\(shard.code)/\(request.year)")
       return Self.proto(try await shard.finance(year: Int(request.year))!, code: shard.code)
@@ -283,7 +276,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
     request: Pemis_V1_GetLeadershipGroupRequest, context: ServerContext
   ) async throws -> Pemis_V1_LeadershipGroup {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       guard let record = try await shard.leadership() else {
         throw RPCError(code: .notFound, message: "leadership: \(shard.code) has not registered its leadership group yet")
       }
@@ -297,7 +290,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
     request: Pemis_V1_SetLeadershipGroupRequest, context: ServerContext
   ) async throws -> Pemis_V1_LeadershipGroup {
     try await handling {
-      let (shard, caller) = try await shard(request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let today = tenancy.today
       let group = LeadershipGroup(
         members: request.members.map {
@@ -305,19 +298,12 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
         },
         changedOn: CalendarDate(request.changedOn))
       try Self.check(group.violations(today: today))
-      let due = try ObligationKind.leadershipChange.due(after: group.changedOn, in: tenancy.calendar)
       try await shard.setLeadership(group, by: caller.username, at: tenancy.now())
-      let subject = "leadership:\(group.changedOn)"
-      try await tenancy.registry.openObligations([
-        ObligationRecord(
-          kindergartenCode: shard.code.rawValue, kind: .leadershipChange, subject: subject, triggeredOn: group.changedOn,
-          dueOn: due, createdAt: tenancy.now())
-      ])
-      let done = try await tenancy.registry.completeObligations(
-        kindergarten: shard.code.rawValue, kinds: [.leadershipChange], subject: { $0 == subject }, by: caller.username,
-        at: tenancy.now(), on: today)
+      let report = try await tenancy.recordReported(
+        .leadershipChange, kindergarten: shard.code, subject: "leadership:\(group.changedOn)", eventOn: group.changedOn,
+        by: caller.username)
       AuditTargets.add("leadership:\(shard.code)")
-      let status = done.first.map { $0.status(today: today) == .done(onTime: true) ? "done" : "done_late" } ?? ""
+      let status = report.map { $0.status(today: today) == .done(onTime: true) ? "done" : "done_late" } ?? ""
       return Self.proto(try await shard.leadership()!, code: shard.code, reportStatus: status)
     }
   }
@@ -326,7 +312,7 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func getHistory(request: Pemis_V1_GetHistoryRequest, context: ServerContext) async throws -> Pemis_V1_GetHistoryResponse {
     try await handling {
-      let (shard, _) = try await shard(request.kindergartenCode)
+      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
       let page = try Page(request.page)
       let r = request.record
       guard r == "profile" || r == "leadership" || ["class:", "staff:", "finance:", "child:"].contains(where: r.hasPrefix) else {

@@ -28,8 +28,7 @@ struct KindergartensService: Pemis_V1_Kindergartens.SimpleServiceProtocol {
     try await handling {
       let caller = try Caller.required()
       // The interceptor has resolved and checked the code; an empty one means the caller's own.
-      let text = request.kindergartenCode.isEmpty ? caller.kindergarten?.rawValue ?? "" : request.kindergartenCode
-      let code = try InstitutionCode(validating: text)
+      let code = try tenancy.requestedKindergarten(request.kindergartenCode, caller: caller)
       guard let record = try await tenancy.registry.kindergarten(code.rawValue) else {
         throw RPCError(code: .notFound, message: "kindergarten_code: no kindergarten \(code)")
       }

@@ -37,6 +37,35 @@ public final class Tenancy: Sendable {
   /// Today in Beijing, for deadlines.
   var today: CalendarDate { CalendarDate(beijingTimeOf: now()) }
 
+  /// The kindergarten a request names, or the caller's own when it names none. The interceptor
+  /// has already held the caller to its scope for it.
+  func requestedKindergarten(_ requested: String, caller: Caller) throws -> InstitutionCode {
+    try InstitutionCode(validating: requested.isEmpty ? caller.kindergarten?.rawValue ?? "" : requested)
+  }
+
+  /// The requested kindergarten's shard, with the caller.
+  func shard(for requested: String) async throws -> (TenantShard, Caller) {
+    let caller = try Caller.required()
+    return (try await shards.shard(try requestedKindergarten(requested, caller: caller)), caller)
+  }
+
+  /// An event whose entry is its own report (enrollment, promotion, leadership change, …):
+  /// opens the obligation it starts and discharges it at once, on time or late. When the
+  /// calendar lacks the due date's year, the obligation is kept without a due date, as
+  /// everywhere else. Returns the discharged obligation.
+  @discardableResult
+  func recordReported(
+    _ kind: ObligationKind, kindergarten code: InstitutionCode, subject: String, eventOn date: CalendarDate, by: String
+  ) async throws -> ObligationRecord? {
+    let due = try? kind.due(after: date, in: calendar)
+    try await registry.openObligations([
+      ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: due, createdAt: now())
+    ])
+    return try await registry.completeObligations(
+      kindergarten: code.rawValue, kinds: [kind], subject: { $0 == subject }, by: by, at: now(), on: today
+    ).first
+  }
+
   /// `pemis-server init`: the first district administrator, with a one-time password.
   /// Refuses when the registry already has accounts.
   public func createFirstAdministrator(username: String, displayName: String) async throws -> String {
