@@ -22,6 +22,7 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
   .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+  .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -72,8 +73,9 @@ let targets: [Target] = [
     swiftSettings: settings
   ),
 
-  // Pure rules of the regulation: no I/O, no dependencies.
-  .target(name: "PEMISDomain", swiftSettings: settings),
+  // Pure rules of the regulation: no I/O. The one dependency reads the CSV of the child
+  // template (quoted fields, embedded commas and line breaks) for batch import.
+  .target(name: "PEMISDomain", dependencies: [.product(name: "CSV", package: "CSV.swift")], swiftSettings: settings),
   .testTarget(name: "PEMISDomainTests", dependencies: ["PEMISDomain"], swiftSettings: settings),
 
   // SQLite through GRDB: the registry, the kindergarten shards and the pool that opens them.

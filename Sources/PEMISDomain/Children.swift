@@ -166,12 +166,16 @@ public enum ChildState: String, CaseIterable, Hashable, Sendable, Codable {
 public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
   case assignClass = "assign_class", moveClass = "move_class", promote, graduate, leave
   case accidentalDeparture = "accidental_departure"
+  /// Any change of the record's information (key information or other fields).
+  case changeInformation = "update"
   case requestTransferOut = "request_transfer_out", cancelTransferOut = "cancel_transfer_out", completeTransferOut = "complete_transfer_out"
 
   public func apply(to state: ChildState) throws(DomainError) -> ChildState {
     let next: ChildState? =
       switch (self, state) {
       case (.assignClass, .enrolled), (.moveClass, .enrolled), (.promote, .enrolled): .enrolled
+      case (.changeInformation, .enrolled): .enrolled
+      case (.changeInformation, .pendingTransferOut): .pendingTransferOut
       case (.graduate, .enrolled): .graduated
       case (.leave, .enrolled): .left
       case (.accidentalDeparture, .enrolled), (.accidentalDeparture, .pendingTransferOut): .closed
