@@ -79,10 +79,37 @@ struct AccessControlInterceptor: ServerInterceptor {
           try await next(request, context)
         }
       }
-      // A unary handler has run by now; its outcome is in the response.
-      if case .failure(let error) = response.accepted { entry.result = error.code.grpcName }
-      if case .always = policy.audit { await append(entry, record) }
-      return response
+      let audited: Bool
+      if case .always = policy.audit { audited = true } else { audited = false }
+      switch response.accepted {
+      case .failure(let error):
+        entry.result = error.code.grpcName
+        if audited { await append(entry, record) }
+        return response
+      case .success(let contents):
+        // A streaming handler runs inside the producer, after this function returned: it gets
+        // the caller and the audit targets there, and the call is audited when it ends, with
+        // its outcome.
+        let producer = contents.producer
+        let finished = entry
+        let caller = caller
+        return StreamingServerResponse(
+          accepted: .success(
+            .init(metadata: contents.metadata) { [self] writer in
+              var entry = finished
+              do {
+                let trailers = try await Caller.$current.withValue(caller) {
+                  try await AuditTargets.$current.withValue(record) { try await producer(writer) }
+                }
+                if audited { await append(entry, record) }
+                return trailers
+              } catch {
+                entry.result = (error as? RPCError).map { $0.code.grpcName } ?? "UNKNOWN"
+                if audited { await append(entry, record) }
+                throw error
+              }
+            }))
+      }
     } catch {
       entry.result = (error as? RPCError).map { $0.code.grpcName } ?? "UNKNOWN"
       await append(entry, record)
