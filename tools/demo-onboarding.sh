@@ -116,9 +116,42 @@ as zhao.min child enroll --name "张小明" --gender male --born 2022-03-15 --id
 as zhao.min child list
 step "…and a class that holds children cannot be deleted"
 if as wang.li data class delete C0001; then echo "UNEXPECTED: deleted"; exit 1; fi
+step "import: the template with a mistake is refused as a whole, every failing row and field named"
+sed 's/120101202201081252/120101202201081255/; s/,C0001$/,C0009/' "$root/docs/examples/children-template.csv" > bad.csv
+if as zhao.min child import bad.csv; then echo "UNEXPECTED: imported"; exit 1; fi
+as zhao.min child list
+step "import: the same template saved as GB18030 (as spreadsheets on Chinese Windows do), then again: no duplicates"
+iconv -f UTF-8 -t GB18030 "$root/docs/examples/children-template.csv" > children-gb18030.csv
+as zhao.min child import children-gb18030.csv
+as zhao.min child import "$root/docs/examples/children-template.csv"
+as zhao.min child list
+
+step "other information changes at once, with history; key information goes to the principal"
+as zhao.min child update G120116202203151239 --guardian 张伟:father:13800138000 --guardian 李娜:mother:13900001111
+as zhao.min child request-change G120116202203151239 --name "张晓明" \
+  --evidence "户口簿变更页；家长书面申请 2026-11-20" --signed 2026-11-20
+if as zhao.min child decide 1 --approve; then echo "UNEXPECTED: the administrator approved"; exit 1; fi
+as wang.li child decide 1 --approve
+as wang.li child changes
+as wang.li data history "child:G120116202203151239"
+
+step "the paper archive: signed by a parent, checked against the household register"
+as zhao.min child archive record G120116202203151239 --signed 2026-09-01 --checked-by 赵敏 --checked-on 2026-09-02
+as zhao.min child archive list --filter missing
+
 step "promotion: a preview first, then the whole class moves up"
 as zhao.min child promote --class-id C0001 --preview
 as zhao.min child promote --class-id C0001
+step "…and the large class graduates (its children leave it; their paper may be shredded a year later)"
+as zhao.min child enroll --name "周子轩" --gender male --born 2020-10-09 --id-number 120116202010091233 \
+  --birth-place 120116 --household 120116 --guardian 周强:father:13500135000 --entered 2023-09-01 --class-id C0002
+as zhao.min child graduate --class-id C0002 --preview
+as zhao.min child graduate --class-id C0002
+as zhao.min child archive list
+
+step "the principal's monthly audit (Art. 11): this month's changes; a month is signed off once it has ended"
+as wang.li child month "$(date -u +%Y-%m)" | tail -4
+if as wang.li child month "$(date -u +%Y-%m)" --sign-off; then echo "UNEXPECTED: signed off a running month"; exit 1; fi
 
 step "the district: the Planning & Finance Office confirms the finance; the Preschool Office reads the group"
 as admin account create finance --role finance_office --name "计划财务室 周老师" | otp_of > finance.otp

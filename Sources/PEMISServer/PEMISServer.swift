@@ -83,6 +83,7 @@ public struct PEMISServer: Service {
   public func run() async throws {
     let filled = try await tenancy.registry.fillMissingDueDates(tenancy.calendar)
     if filled > 0 { logger.info("computed \(filled) due dates that waited for a calendar year") }
+    try await tenancy.openMonthlyAudits()
     let server = GRPCServer(
       transport: transport, services: services, interceptors: [AccessControlInterceptor(tenancy: tenancy)])
     logger.info(

@@ -101,6 +101,88 @@ extension Registry {
     }
   }
 
+  /// A sequence number for each prefix, `count` of them in a row: returns the first of each.
+  /// One transaction, for batch imports.
+  public func nextRecordSequences(_ counts: [String: Int]) async throws -> [String: Int] {
+    try await writer.write { db in
+      var first: [String: Int] = [:]
+      for (prefix, count) in counts {
+        let current = try Int.fetchOne(db, sql: "SELECT next FROM record_number_sequence WHERE prefix = ?", arguments: [prefix]) ?? 0
+        try db.execute(
+          sql: "INSERT INTO record_number_sequence (prefix, next) VALUES (?, ?) ON CONFLICT(prefix) DO UPDATE SET next = excluded.next",
+          arguments: [prefix, current + count])
+        first[prefix] = current
+      }
+      return first
+    }
+  }
+
+  /// Events whose entry is their own report: opens each obligation (unless the same event
+  /// already did) and discharges it, in one transaction.
+  public func recordReported(_ obligations: [ObligationRecord], by: String, at: Int64, on day: CalendarDate) async throws {
+    try await writer.write { db in
+      for obligation in obligations {
+        try obligation.insert(db, onConflict: .ignore)
+        try db.execute(
+          sql: """
+            UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ?
+            WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ? AND doneAt IS NULL
+            """,
+          arguments: [at, by, day.description, obligation.kindergartenCode, obligation.kind.rawValue, obligation.subject, obligation.triggeredOn])
+      }
+    }
+  }
+
+  static func registerMonthlyAuditMigrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v4-monthly-audits") { db in
+      // Settings the registry keeps for itself: how far the monthly audits are opened.
+      try db.create(table: "registry_meta") { t in
+        t.primaryKey("key", .text)
+        t.column("value", .text).notNull()
+      }
+    }
+  }
+
+  /// The subject of a month's audit obligation.
+  public static func monthlyAuditSubject(_ month: YearMonth) -> String { "month:\(month)" }
+
+  /// Opens the principal's monthly audit (Art. 11) of every month that has ended, through
+  /// `last`, for every kindergarten active in it: due 3 working days after the month. Months
+  /// opened before are skipped. Returns how many obligations it opened.
+  @discardableResult
+  public func openMonthlyAudits(through last: YearMonth, calendar: WorkingDayCalendar, at: Int64) async throws -> Int {
+    try await writer.write { db in
+      let through = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = 'monthlyAuditsOpenedThrough'")
+        .flatMap(YearMonth.init(text:))
+      if let through, through >= last { return 0 }
+      var opened = 0
+      for row in try Row.fetchAll(db, sql: "SELECT code, activatedAt FROM kindergarten") {
+        var month = YearMonth(CalendarDate(beijingTimeOf: row["activatedAt"]))
+        if let through, month <= through { month = through.next }
+        while month <= last {
+          let due = try? ObligationKind.monthlyAudit.due(after: month.last, in: calendar)
+          let obligation = ObligationRecord(
+            kindergartenCode: row["code"], kind: .monthlyAudit, subject: Self.monthlyAuditSubject(month), triggeredOn: month.last, dueOn: due,
+            createdAt: at)
+          try obligation.insert(db, onConflict: .ignore)
+          opened += db.changesCount
+          month = month.next
+        }
+      }
+      try db.execute(
+        sql: "INSERT INTO registry_meta (key, value) VALUES ('monthlyAuditsOpenedThrough', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        arguments: [last.description])
+      return opened
+    }
+  }
+
+  /// One obligation of a kindergarten, by kind and subject.
+  public func obligation(kindergarten code: String, kind: ObligationKind, subject: String) async throws -> ObligationRecord? {
+    try await writer.read { db in
+      try ObligationRecord.filter(Column("kindergartenCode") == code && Column("kind") == kind.rawValue && Column("subject") == subject).fetchOne(db)
+    }
+  }
+
   /// Opens obligations, ignoring any the same event already opened.
   public func openObligations(_ obligations: [ObligationRecord]) async throws {
     try await writer.write { db in

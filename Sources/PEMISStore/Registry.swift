@@ -94,6 +94,7 @@ public final class Registry: Sendable {
     }
     registerDeadlineMigrations(&migrator)
     registerRecordNumberMigrations(&migrator)
+    registerMonthlyAuditMigrations(&migrator)
     return migrator
   }
 

@@ -10,6 +10,21 @@ public struct ChildRow: Codable, Sendable, Hashable, FetchableRecord, Persistabl
   public var state: ChildState
   public var classId: String?
   public var createdAt: Int64
+  /// ``ChildRecord/identityKey``: finds the same child again (re-imports, the duplicate check).
+  public var identityKey: String
+  /// When the child left (graduated, left, transferred out, record closed): the paper archive
+  /// may be shredded a year later.
+  public var leftOn: String?
+
+  public init(recordNumber: String, data: ChildRecord, state: ChildState, classId: String?, createdAt: Int64) {
+    self.recordNumber = recordNumber
+    self.data = data
+    self.state = state
+    self.classId = classId
+    self.createdAt = createdAt
+    self.identityKey = data.identityKey
+    self.leftOn = nil
+  }
 }
 
 extension TenantShard {
@@ -24,6 +39,46 @@ extension TenantShard {
         t.column("createdAt", .integer).notNull()
       }
     }
+    migrator.registerMigration("v5-child-changes") { db in
+      try db.alter(table: "child") { t in
+        t.add(column: "identityKey", .text).notNull().defaults(to: "")
+        t.add(column: "leftOn", .text)
+      }
+      for row in try Row.fetchAll(db, sql: "SELECT recordNumber, data FROM child") {
+        let data = try JSONDecoder().decode(ChildRecord.self, from: Data((row["data"] as String).utf8))
+        try db.execute(sql: "UPDATE child SET identityKey = ? WHERE recordNumber = ?", arguments: [data.identityKey, row["recordNumber"] as String])
+      }
+      try db.create(index: "child_identity", on: "child", columns: ["identityKey"])
+      try db.create(table: "key_change") { t in
+        t.autoIncrementedPrimaryKey("id")
+        t.column("recordNumber", .text).notNull().indexed().references("child", onDelete: .restrict)
+        t.column("values", .text).notNull()
+        t.column("changes", .text).notNull()
+        t.column("evidence", .text).notNull()
+        t.column("templateSignedOn", .text).notNull()
+        t.column("state", .text).notNull()
+        t.column("requestedBy", .text).notNull()
+        t.column("requestedAt", .integer).notNull()
+        t.column("decidedBy", .text)
+        t.column("decidedAt", .integer)
+        t.column("decisionNote", .text)
+      }
+      try db.create(table: "monthly_signoff") { t in
+        t.primaryKey("month", .text)
+        t.column("signedBy", .text).notNull()
+        t.column("signedAt", .integer).notNull()
+        t.column("note", .text).notNull()
+      }
+      try db.create(table: "paper_archive") { t in
+        t.primaryKey("recordNumber", .text).references("child", onDelete: .restrict)
+        t.column("parentSignedOn", .text).notNull()
+        t.column("checkedBy", .text).notNull()
+        t.column("checkedOn", .text).notNull()
+        t.column("recordedBy", .text).notNull()
+        t.column("recordedAt", .integer).notNull()
+      }
+      try db.create(index: "history_by_time", on: "history", columns: ["changedAt"])
+    }
   }
 
   public func enroll(
@@ -32,6 +87,11 @@ extension TenantShard {
     try await writer.write { db in
       if try ChildRow.exists(db, key: recordNumber) {
         throw StoreError(.alreadyExists, "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
+      }
+      if let same = try ChildRow.filter(Column("identityKey") == child.identityKey).fetchOne(db) {
+        throw StoreError(
+          .alreadyExists,
+          "child: already enrolled here as \(IDDocuments.mask(same.recordNumber)) (same \(child.idDocumentNumber.isEmpty ? "name, gender and birth date" : "ID document"))")
       }
       if let classId, try !ClassRecord.exists(db, key: classId) {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
@@ -125,7 +185,7 @@ extension TenantShard {
   }
 
   /// Graduates the enrolled children of a class; they leave it, so the class can be reused.
-  public func graduateClass(_ classId: String, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
+  public func graduateClass(_ classId: String, on date: CalendarDate, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
     try await writer.write { db in
       guard let record = try ClassRecord.fetchOne(db, key: classId) else {
         throw StoreError(.notFound, "class_id: no class \(classId)")
@@ -137,6 +197,7 @@ extension TenantShard {
       for i in children.indices {
         children[i].state = try ChildEvent.graduate.apply(to: children[i].state)
         children[i].classId = nil
+        children[i].leftOn = date.description
         if apply {
           try children[i].update(db)
           try HistoryRecord(record: "child:\(children[i].recordNumber)", field: "state", oldValue: "enrolled", newValue: "graduated", changedBy: by, changedAt: at).insert(db)
@@ -148,7 +209,9 @@ extension TenantShard {
 
   /// Leaving or an accidental departure: the state changes through the lifecycle, the child
   /// leaves its class, and the reason goes into the history.
-  public func endAttendance(_ recordNumber: String, event: ChildEvent, reason: String, by: String, at: Int64) async throws -> ChildRow {
+  public func endAttendance(
+    _ recordNumber: String, event: ChildEvent, on date: CalendarDate, reason: String, by: String, at: Int64
+  ) async throws -> ChildRow {
     try await writer.write { db in
       guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
@@ -156,9 +219,27 @@ extension TenantShard {
       let old = row.state
       row.state = try event.apply(to: row.state)
       row.classId = nil
+      row.leftOn = date.description
       try row.update(db)
       try HistoryRecord(record: "child:\(recordNumber)", field: "state", oldValue: old.rawValue, newValue: "\(row.state.rawValue): \(reason)", changedBy: by, changedAt: at).insert(db)
       return row
+    }
+  }
+}
+
+extension TenantShard {
+  /// The record numbers a masked number (as lists show it: first 4 and last 4 characters) can
+  /// stand for, at most `limit` of them.
+  public func recordNumbers(matchingMasked masked: String, limit: Int = 2) async throws -> [String] {
+    let characters = Array(masked)
+    guard characters.count > 8 else { return [] }
+    let prefix = String(characters.prefix(4))
+    let suffix = String(characters.suffix(4))
+    return try await writer.read { db in
+      try String.fetchAll(
+        db,
+        sql: "SELECT recordNumber FROM child WHERE length(recordNumber) = ? AND substr(recordNumber, 1, 4) = ? AND substr(recordNumber, -4) = ? LIMIT ?",
+        arguments: [characters.count, prefix, suffix, limit])
     }
   }
 }

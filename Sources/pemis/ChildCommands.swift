@@ -9,8 +9,11 @@ import SwiftProtobuf
 /// `pemis child …`: child records (enrollment and class placement so far).
 struct ChildCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "child", abstract: "Child records: enroll, list, show, place in a class.",
-    subcommands: [Enroll.self, List.self, Show.self, Assign.self, Promote.self, Graduate.self, Leave.self, Depart.self])
+    commandName: "child", abstract: "Child records: enrollment, classes, promotion, graduation, leaving, changes, the monthly audit, the paper archive, import.",
+    subcommands: [
+      Enroll.self, Import.self, List.self, Show.self, Assign.self, Promote.self, Graduate.self, Leave.self, Depart.self, Update.self,
+      RequestChange.self, Changes.self, Decide.self, Month.self, Archive.self,
+    ])
 
   static func client(_ client: GRPCClient<PEMISWireClientTransport>) -> Pemis_V1_ChildRecords.Client<PEMISWireClientTransport> {
     .init(wrapping: client)
@@ -47,15 +50,7 @@ struct ChildCommand: AsyncParsableCommand {
     func run() async throws {
       let birth = try parseDate(born, "--born")
       let entry = try parseDate(entered, "--entered")
-      let guardians = try guardian.map { text -> Pemis_V1_Guardian in
-        let parts = text.split(separator: ":").map(String.init)
-        guard parts.count == 3 else { throw ValidationError("--guardian takes NAME:RELATION:PHONE, got '\(text)'") }
-        return .with {
-          $0.name = parts[0]
-          $0.relation = parts[1]
-          $0.phone = parts[2]
-        }
-      }
+      let guardians = try guardian.map(parseGuardian)
       try await runReportingFailure {
         let child = try await connection.withSession { client in
           try await ChildCommand.client(client).enrollChild(.with {

@@ -43,6 +43,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   static func onboarding(_ client: Client) -> Pemis_V1_Onboarding.Client<PEMISWireClientTransport> { .init(wrapping: client) }
   static func data(_ client: Client) -> Pemis_V1_KindergartenData.Client<PEMISWireClientTransport> { .init(wrapping: client) }
   static func accounts(_ client: Client) -> Pemis_V1_Accounts.Client<PEMISWireClientTransport> { .init(wrapping: client) }
+  static func children(_ client: Client) -> Pemis_V1_ChildRecords.Client<PEMISWireClientTransport> { .init(wrapping: client) }
 
   static var all: [MatrixCase] {
     var cases: [MatrixCase] = [
@@ -368,6 +369,75 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             $0.kind = "injury"
             $0.evidence = "hospital report"
           })
+        },
+        MatrixCase(
+          // Class leaders may change children of their own classes; this one is in none (NOT_FOUND).
+          name: "ChildRecords/UpdateChild in \(label)", allowed: isPublic ? [.principal, .administrator, .classLeader] : []
+        ) { client, _ in
+          _ = try await children(client).updateChild(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.fields = ["health"]
+            $0.child.health = "other"
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/RequestKeyChange in \(label)", allowed: isPublic ? [.principal, .administrator, .classLeader] : []
+        ) { client, _ in
+          _ = try await children(client).requestKeyChange(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.name = "张晓明"
+            $0.evidence = "户口簿"
+            $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/ListKeyChanges of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
+        ) { client, _ in _ = try await children(client).listKeyChanges(.with { $0.kindergartenCode = code }) },
+        MatrixCase(name: "ChildRecords/DecideKeyChange in \(label)", allowed: isPublic ? [.principal] : []) { client, _ in
+          _ = try await children(client).decideKeyChange(.with {
+            $0.kindergartenCode = code
+            $0.id = 1
+            $0.approve = true
+          })
+        },
+        MatrixCase(
+          name: "ChildRecords/GetMonthlyAudit of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
+        ) { client, _ in
+          _ = try await children(client).getMonthlyAudit(.with {
+            $0.kindergartenCode = code
+            $0.month = "2026-09"
+          })
+        },
+        MatrixCase(name: "ChildRecords/SignOffMonth of \(label)", allowed: isPublic ? [.principal] : []) { client, _ in
+          _ = try await children(client).signOffMonth(.with {
+            $0.kindergartenCode = code
+            $0.month = "2026-08"
+          })
+        },
+        MatrixCase(name: "ChildRecords/RecordPaperArchive in \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await children(client).recordPaperArchive(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.parentSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
+            $0.checkedBy = "赵敏"
+          })
+        },
+        MatrixCase(name: "ChildRecords/ListPaperArchive of \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await children(client).listPaperArchive(.with { $0.kindergartenCode = code })
+        },
+        MatrixCase(name: "ChildRecords/ImportChildren into \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          try await children(client).importChildren(
+            requestProducer: { writer in
+              try await writer.write(.with {
+                $0.kindergartenCode = code
+                $0.chunk = Data(ChildImportTests.valid.utf8)
+              })
+            },
+            onResponse: { response in for try await _ in response.messages {} })
         },
         MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",

@@ -62,10 +62,14 @@ struct DeadlineTests {
       _ = try await deadlines(district, District.user(.principal)) { try await $0.completeArea(.with { $0.area = "basic" }) }
       district.clock.advance(60 * 86400)  // 60 days later: past 30 working days, still in 2026
       let all = try await deadlines(district, District.user(.preschoolOffice)) { try await $0.listOverdue(.init()) }
-      #expect(all.obligations.count == 7)  // 3 of A, 4 of B
+      #expect(all.obligations.filter { $0.kind == "initial_data" }.count == 7)  // 3 of A, 4 of B
+      // September's and October's monthly audits (Art. 11), never signed off, of both.
+      #expect(all.obligations.filter { $0.kind == "monthly_audit" }.map(\.subject).sorted() == [
+        "month:2026-09", "month:2026-09", "month:2026-10", "month:2026-10",
+      ])
       #expect(all.obligations.allSatisfy { $0.status == "overdue" })
       let privateOnly = try await deadlines(district, District.user(.vocationalOffice)) { try await $0.listOverdue(.init()) }
-      #expect(privateOnly.obligations.count == 4)
+      #expect(privateOnly.obligations.count == 6)
       #expect(privateOnly.obligations.allSatisfy { $0.kindergartenCode == District.kindergartenB })
       // Done late is recorded as such.
       _ = try await district.asUser(District.user(.principal)) { client in
@@ -131,7 +135,7 @@ struct DeadlineTests {
       // Months later it is still not overdue: nothing can be late against an unknown calendar.
       district.clock.advance(30 * 86400)
       let later = try await deadlines(district, District.user(.preschoolOffice)) { try await $0.listOverdue(.init()) }
-      #expect(!later.obligations.contains { $0.kindergartenCode == "1112000900" })
+      #expect(!later.obligations.contains { $0.kindergartenCode == "1112000900" && $0.kind == "initial_data" })
       // Once 2027 is known, the due dates are computed.
       var years = Array(district.server.tenancy.calendar.years.values)
       years.append(.init(year: 2027, holidays: [CalendarDate(year: 2027, month: 1, day: 1): "New Year's Day"], workdays: [:]))
@@ -139,7 +143,7 @@ struct DeadlineTests {
       #expect(try await district.registry.fillMissingDueDates(extended) == 4)
       let filled = try await district.registry.obligations(
         kindergarten: "1112000900", filter: .all, today: CalendarDate(year: 2026, month: 11, day: 27), offset: 0, limit: 10)
-      #expect(filled.obligations.allSatisfy { $0.dueOn?.hasPrefix("2027-01") == true })
+      #expect(filled.obligations.filter { $0.kind == .initialData }.allSatisfy { $0.dueOn?.hasPrefix("2027-01") == true })
     }
   }
 }

@@ -126,6 +126,123 @@ public enum Pemis_V1_ChildRecords: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "UpdateChild" metadata.
+        public enum UpdateChild: Sendable {
+            /// Request type for "UpdateChild".
+            public typealias Input = Pemis_V1_UpdateChildRequest
+            /// Response type for "UpdateChild".
+            public typealias Output = Pemis_V1_Child
+            /// Descriptor for "UpdateChild".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "UpdateChild",
+                type: .unary
+            )
+        }
+        /// Namespace for "RequestKeyChange" metadata.
+        public enum RequestKeyChange: Sendable {
+            /// Request type for "RequestKeyChange".
+            public typealias Input = Pemis_V1_RequestKeyChangeRequest
+            /// Response type for "RequestKeyChange".
+            public typealias Output = Pemis_V1_KeyChange
+            /// Descriptor for "RequestKeyChange".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "RequestKeyChange",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListKeyChanges" metadata.
+        public enum ListKeyChanges: Sendable {
+            /// Request type for "ListKeyChanges".
+            public typealias Input = Pemis_V1_ListKeyChangesRequest
+            /// Response type for "ListKeyChanges".
+            public typealias Output = Pemis_V1_ListKeyChangesResponse
+            /// Descriptor for "ListKeyChanges".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "ListKeyChanges",
+                type: .unary
+            )
+        }
+        /// Namespace for "DecideKeyChange" metadata.
+        public enum DecideKeyChange: Sendable {
+            /// Request type for "DecideKeyChange".
+            public typealias Input = Pemis_V1_DecideKeyChangeRequest
+            /// Response type for "DecideKeyChange".
+            public typealias Output = Pemis_V1_KeyChange
+            /// Descriptor for "DecideKeyChange".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "DecideKeyChange",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetMonthlyAudit" metadata.
+        public enum GetMonthlyAudit: Sendable {
+            /// Request type for "GetMonthlyAudit".
+            public typealias Input = Pemis_V1_MonthlyAuditRequest
+            /// Response type for "GetMonthlyAudit".
+            public typealias Output = Pemis_V1_MonthlyAudit
+            /// Descriptor for "GetMonthlyAudit".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "GetMonthlyAudit",
+                type: .unary
+            )
+        }
+        /// Namespace for "SignOffMonth" metadata.
+        public enum SignOffMonth: Sendable {
+            /// Request type for "SignOffMonth".
+            public typealias Input = Pemis_V1_SignOffMonthRequest
+            /// Response type for "SignOffMonth".
+            public typealias Output = Pemis_V1_MonthlyAudit
+            /// Descriptor for "SignOffMonth".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "SignOffMonth",
+                type: .unary
+            )
+        }
+        /// Namespace for "RecordPaperArchive" metadata.
+        public enum RecordPaperArchive: Sendable {
+            /// Request type for "RecordPaperArchive".
+            public typealias Input = Pemis_V1_PaperArchiveRequest
+            /// Response type for "RecordPaperArchive".
+            public typealias Output = Pemis_V1_PaperArchiveEntry
+            /// Descriptor for "RecordPaperArchive".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "RecordPaperArchive",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListPaperArchive" metadata.
+        public enum ListPaperArchive: Sendable {
+            /// Request type for "ListPaperArchive".
+            public typealias Input = Pemis_V1_ListPaperArchiveRequest
+            /// Response type for "ListPaperArchive".
+            public typealias Output = Pemis_V1_ListPaperArchiveResponse
+            /// Descriptor for "ListPaperArchive".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "ListPaperArchive",
+                type: .unary
+            )
+        }
+        /// Namespace for "ImportChildren" metadata.
+        public enum ImportChildren: Sendable {
+            /// Request type for "ImportChildren".
+            public typealias Input = Pemis_V1_ImportChildrenRequest
+            /// Response type for "ImportChildren".
+            public typealias Output = Pemis_V1_ImportChildrenEvent
+            /// Descriptor for "ImportChildren".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "ImportChildren",
+                type: .bidirectionalStreaming
+            )
+        }
         /// Descriptors for all methods in the "pemis.v1.ChildRecords" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             EnrollChild.descriptor,
@@ -135,7 +252,16 @@ public enum Pemis_V1_ChildRecords: Sendable {
             PromoteClass.descriptor,
             GraduateClass.descriptor,
             LeaveChild.descriptor,
-            RecordAccidentalDeparture.descriptor
+            RecordAccidentalDeparture.descriptor,
+            UpdateChild.descriptor,
+            RequestKeyChange.descriptor,
+            ListKeyChanges.descriptor,
+            DecideKeyChange.descriptor,
+            GetMonthlyAudit.descriptor,
+            SignOffMonth.descriptor,
+            RecordPaperArchive.descriptor,
+            ListPaperArchive.descriptor,
+            ImportChildren.descriptor
         ]
     }
 }
@@ -306,6 +432,174 @@ extension Pemis_V1_ChildRecords {
             request: GRPCCore.StreamingServerRequest<Pemis_V1_AccidentalDepartureRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child>
+
+        /// Handle the "UpdateChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+        /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_UpdateChildRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_Child` messages.
+        func updateChild(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_UpdateChildRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child>
+
+        /// Handle the "RequestKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+        /// > written request with its evidence and a newly signed template.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_RequestKeyChangeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_KeyChange` messages.
+        func requestKeyChange(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_RequestKeyChangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_KeyChange>
+
+        /// Handle the "ListKeyChanges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Key-information change requests of a kindergarten, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ListKeyChangesRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ListKeyChangesResponse` messages.
+        func listKeyChanges(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ListKeyChangesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListKeyChangesResponse>
+
+        /// Handle the "DecideKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_DecideKeyChangeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_KeyChange` messages.
+        func decideKeyChange(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_DecideKeyChangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_KeyChange>
+
+        /// Handle the "GetMonthlyAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_MonthlyAuditRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_MonthlyAudit` messages.
+        func getMonthlyAudit(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_MonthlyAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_MonthlyAudit>
+
+        /// Handle the "SignOffMonth" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal signs the month off, once it has ended.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_SignOffMonthRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_MonthlyAudit` messages.
+        func signOffMonth(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_SignOffMonthRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_MonthlyAudit>
+
+        /// Handle the "RecordPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the paper archive of a child: when a parent signed the template, who checked it
+        /// > against the household register.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_PaperArchiveRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_PaperArchiveEntry` messages.
+        func recordPaperArchive(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_PaperArchiveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_PaperArchiveEntry>
+
+        /// Handle the "ListPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The paper archive, with the date after which each template may be shredded.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ListPaperArchiveRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ListPaperArchiveResponse` messages.
+        func listPaperArchive(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ListPaperArchiveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListPaperArchiveResponse>
+
+        /// Handle the "ImportChildren" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+        /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+        /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+        /// > the call ends with INVALID_ARGUMENT after the failures.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ImportChildrenEvent` messages.
+        func importChildren(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ImportChildrenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ImportChildrenEvent>
     }
 
     /// Service protocol for the "pemis.v1.ChildRecords" service.
@@ -460,6 +754,174 @@ extension Pemis_V1_ChildRecords {
             request: GRPCCore.ServerRequest<Pemis_V1_AccidentalDepartureRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child>
+
+        /// Handle the "UpdateChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+        /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_UpdateChildRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_Child` message.
+        func updateChild(
+            request: GRPCCore.ServerRequest<Pemis_V1_UpdateChildRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child>
+
+        /// Handle the "RequestKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+        /// > written request with its evidence and a newly signed template.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_RequestKeyChangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_KeyChange` message.
+        func requestKeyChange(
+            request: GRPCCore.ServerRequest<Pemis_V1_RequestKeyChangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_KeyChange>
+
+        /// Handle the "ListKeyChanges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Key-information change requests of a kindergarten, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListKeyChangesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_ListKeyChangesResponse` message.
+        func listKeyChanges(
+            request: GRPCCore.ServerRequest<Pemis_V1_ListKeyChangesRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListKeyChangesResponse>
+
+        /// Handle the "DecideKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_DecideKeyChangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_KeyChange` message.
+        func decideKeyChange(
+            request: GRPCCore.ServerRequest<Pemis_V1_DecideKeyChangeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_KeyChange>
+
+        /// Handle the "GetMonthlyAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_MonthlyAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_MonthlyAudit` message.
+        func getMonthlyAudit(
+            request: GRPCCore.ServerRequest<Pemis_V1_MonthlyAuditRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit>
+
+        /// Handle the "SignOffMonth" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal signs the month off, once it has ended.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SignOffMonthRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_MonthlyAudit` message.
+        func signOffMonth(
+            request: GRPCCore.ServerRequest<Pemis_V1_SignOffMonthRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit>
+
+        /// Handle the "RecordPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the paper archive of a child: when a parent signed the template, who checked it
+        /// > against the household register.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperArchiveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_PaperArchiveEntry` message.
+        func recordPaperArchive(
+            request: GRPCCore.ServerRequest<Pemis_V1_PaperArchiveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry>
+
+        /// Handle the "ListPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The paper archive, with the date after which each template may be shredded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListPaperArchiveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_ListPaperArchiveResponse` message.
+        func listPaperArchive(
+            request: GRPCCore.ServerRequest<Pemis_V1_ListPaperArchiveRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse>
+
+        /// Handle the "ImportChildren" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+        /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+        /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+        /// > the call ends with INVALID_ARGUMENT after the failures.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_ImportChildrenEvent` messages.
+        func importChildren(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_ImportChildrenRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ImportChildrenEvent>
     }
 
     /// Simple service protocol for the "pemis.v1.ChildRecords" service.
@@ -612,6 +1074,175 @@ extension Pemis_V1_ChildRecords {
             request: Pemis_V1_AccidentalDepartureRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Pemis_V1_Child
+
+        /// Handle the "UpdateChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+        /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_UpdateChildRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_Child` to respond with.
+        func updateChild(
+            request: Pemis_V1_UpdateChildRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_Child
+
+        /// Handle the "RequestKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+        /// > written request with its evidence and a newly signed template.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_RequestKeyChangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_KeyChange` to respond with.
+        func requestKeyChange(
+            request: Pemis_V1_RequestKeyChangeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_KeyChange
+
+        /// Handle the "ListKeyChanges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Key-information change requests of a kindergarten, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_ListKeyChangesRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_ListKeyChangesResponse` to respond with.
+        func listKeyChanges(
+            request: Pemis_V1_ListKeyChangesRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_ListKeyChangesResponse
+
+        /// Handle the "DecideKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_DecideKeyChangeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_KeyChange` to respond with.
+        func decideKeyChange(
+            request: Pemis_V1_DecideKeyChangeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_KeyChange
+
+        /// Handle the "GetMonthlyAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_MonthlyAuditRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_MonthlyAudit` to respond with.
+        func getMonthlyAudit(
+            request: Pemis_V1_MonthlyAuditRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_MonthlyAudit
+
+        /// Handle the "SignOffMonth" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal signs the month off, once it has ended.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_SignOffMonthRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_MonthlyAudit` to respond with.
+        func signOffMonth(
+            request: Pemis_V1_SignOffMonthRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_MonthlyAudit
+
+        /// Handle the "RecordPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the paper archive of a child: when a parent signed the template, who checked it
+        /// > against the household register.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_PaperArchiveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_PaperArchiveEntry` to respond with.
+        func recordPaperArchive(
+            request: Pemis_V1_PaperArchiveRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_PaperArchiveEntry
+
+        /// Handle the "ListPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The paper archive, with the date after which each template may be shredded.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_ListPaperArchiveRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_ListPaperArchiveResponse` to respond with.
+        func listPaperArchive(
+            request: Pemis_V1_ListPaperArchiveRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_ListPaperArchiveResponse
+
+        /// Handle the "ImportChildren" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+        /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+        /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+        /// > the call ends with INVALID_ARGUMENT after the failures.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - response: A response stream of `Pemis_V1_ImportChildrenEvent` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func importChildren(
+            request: GRPCCore.RPCAsyncSequence<Pemis_V1_ImportChildrenRequest, any Swift.Error>,
+            response: GRPCCore.RPCWriter<Pemis_V1_ImportChildrenEvent>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -707,6 +1338,105 @@ extension Pemis_V1_ChildRecords.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.UpdateChild.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_UpdateChildRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_Child>(),
+            handler: { request, context in
+                try await self.updateChild(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.RequestKeyChange.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_RequestKeyChangeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_KeyChange>(),
+            handler: { request, context in
+                try await self.requestKeyChange(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.ListKeyChanges.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListKeyChangesRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListKeyChangesResponse>(),
+            handler: { request, context in
+                try await self.listKeyChanges(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.DecideKeyChange.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_DecideKeyChangeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_KeyChange>(),
+            handler: { request, context in
+                try await self.decideKeyChange(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.GetMonthlyAudit.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_MonthlyAuditRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_MonthlyAudit>(),
+            handler: { request, context in
+                try await self.getMonthlyAudit(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.SignOffMonth.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_SignOffMonthRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_MonthlyAudit>(),
+            handler: { request, context in
+                try await self.signOffMonth(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.RecordPaperArchive.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_PaperArchiveRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_PaperArchiveEntry>(),
+            handler: { request, context in
+                try await self.recordPaperArchive(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.ListPaperArchive.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListPaperArchiveRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListPaperArchiveResponse>(),
+            handler: { request, context in
+                try await self.listPaperArchive(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.ImportChildren.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ImportChildrenRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ImportChildrenEvent>(),
+            handler: { request, context in
+                try await self.importChildren(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -795,6 +1525,94 @@ extension Pemis_V1_ChildRecords.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child> {
         let response = try await self.recordAccidentalDeparture(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func updateChild(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_UpdateChildRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Child> {
+        let response = try await self.updateChild(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func requestKeyChange(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_RequestKeyChangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_KeyChange> {
+        let response = try await self.requestKeyChange(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listKeyChanges(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ListKeyChangesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListKeyChangesResponse> {
+        let response = try await self.listKeyChanges(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func decideKeyChange(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_DecideKeyChangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_KeyChange> {
+        let response = try await self.decideKeyChange(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getMonthlyAudit(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_MonthlyAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_MonthlyAudit> {
+        let response = try await self.getMonthlyAudit(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func signOffMonth(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_SignOffMonthRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_MonthlyAudit> {
+        let response = try await self.signOffMonth(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordPaperArchive(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_PaperArchiveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_PaperArchiveEntry> {
+        let response = try await self.recordPaperArchive(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listPaperArchive(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ListPaperArchiveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListPaperArchiveResponse> {
+        let response = try await self.listPaperArchive(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -906,6 +1724,127 @@ extension Pemis_V1_ChildRecords.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func updateChild(
+        request: GRPCCore.ServerRequest<Pemis_V1_UpdateChildRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Child> {
+        return GRPCCore.ServerResponse<Pemis_V1_Child>(
+            message: try await self.updateChild(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func requestKeyChange(
+        request: GRPCCore.ServerRequest<Pemis_V1_RequestKeyChangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_KeyChange> {
+        return GRPCCore.ServerResponse<Pemis_V1_KeyChange>(
+            message: try await self.requestKeyChange(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listKeyChanges(
+        request: GRPCCore.ServerRequest<Pemis_V1_ListKeyChangesRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListKeyChangesResponse> {
+        return GRPCCore.ServerResponse<Pemis_V1_ListKeyChangesResponse>(
+            message: try await self.listKeyChanges(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func decideKeyChange(
+        request: GRPCCore.ServerRequest<Pemis_V1_DecideKeyChangeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_KeyChange> {
+        return GRPCCore.ServerResponse<Pemis_V1_KeyChange>(
+            message: try await self.decideKeyChange(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getMonthlyAudit(
+        request: GRPCCore.ServerRequest<Pemis_V1_MonthlyAuditRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit> {
+        return GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit>(
+            message: try await self.getMonthlyAudit(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func signOffMonth(
+        request: GRPCCore.ServerRequest<Pemis_V1_SignOffMonthRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit> {
+        return GRPCCore.ServerResponse<Pemis_V1_MonthlyAudit>(
+            message: try await self.signOffMonth(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordPaperArchive(
+        request: GRPCCore.ServerRequest<Pemis_V1_PaperArchiveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry> {
+        return GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry>(
+            message: try await self.recordPaperArchive(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listPaperArchive(
+        request: GRPCCore.ServerRequest<Pemis_V1_ListPaperArchiveRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse> {
+        return GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse>(
+            message: try await self.listPaperArchive(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func importChildren(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_ImportChildrenRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ImportChildrenEvent> {
+        return GRPCCore.StreamingServerResponse<Pemis_V1_ImportChildrenEvent>(
+            metadata: [:],
+            producer: { writer in
+                try await self.importChildren(
+                    request: request.messages,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -1102,6 +2041,219 @@ extension Pemis_V1_ChildRecords {
             deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "UpdateChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+        /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_UpdateChildRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_UpdateChildRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func updateChild<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_UpdateChildRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_UpdateChildRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RequestKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+        /// > written request with its evidence and a newly signed template.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_RequestKeyChangeRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_RequestKeyChangeRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_KeyChange` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func requestKeyChange<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_RequestKeyChangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_RequestKeyChangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_KeyChange>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListKeyChanges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Key-information change requests of a kindergarten, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListKeyChangesRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ListKeyChangesRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ListKeyChangesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listKeyChanges<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ListKeyChangesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ListKeyChangesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ListKeyChangesResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListKeyChangesResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "DecideKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_DecideKeyChangeRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_DecideKeyChangeRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_KeyChange` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func decideKeyChange<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_DecideKeyChangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_DecideKeyChangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_KeyChange>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetMonthlyAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_MonthlyAuditRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_MonthlyAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_MonthlyAudit` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getMonthlyAudit<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_MonthlyAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_MonthlyAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_MonthlyAudit>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "SignOffMonth" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal signs the month off, once it has ended.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SignOffMonthRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_SignOffMonthRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_MonthlyAudit` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func signOffMonth<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_SignOffMonthRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_SignOffMonthRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_MonthlyAudit>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the paper archive of a child: when a parent signed the template, who checked it
+        /// > against the household register.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperArchiveRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PaperArchiveRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_PaperArchiveEntry` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordPaperArchive<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PaperArchiveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PaperArchiveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_PaperArchiveEntry>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The paper archive, with the date after which each template may be shredded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListPaperArchiveRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ListPaperArchiveRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ListPaperArchiveResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listPaperArchive<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ListPaperArchiveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ListPaperArchiveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ListPaperArchiveResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListPaperArchiveResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ImportChildren" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+        /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+        /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+        /// > the call ends with INVALID_ARGUMENT after the failures.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - serializer: A serializer for `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ImportChildrenEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func importChildren<Result>(
+            request: GRPCCore.StreamingClientRequest<Pemis_V1_ImportChildrenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ImportChildrenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ImportChildrenEvent>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Pemis_V1_ImportChildrenEvent>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -1393,6 +2545,316 @@ extension Pemis_V1_ChildRecords {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "UpdateChild" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+        /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_UpdateChildRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_UpdateChildRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Child` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func updateChild<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_UpdateChildRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_UpdateChildRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Child>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.UpdateChild.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RequestKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+        /// > written request with its evidence and a newly signed template.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_RequestKeyChangeRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_RequestKeyChangeRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_KeyChange` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func requestKeyChange<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_RequestKeyChangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_RequestKeyChangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_KeyChange>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.RequestKeyChange.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListKeyChanges" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Key-information change requests of a kindergarten, newest first.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListKeyChangesRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ListKeyChangesRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ListKeyChangesResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listKeyChanges<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ListKeyChangesRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ListKeyChangesRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ListKeyChangesResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListKeyChangesResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.ListKeyChanges.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "DecideKeyChange" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_DecideKeyChangeRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_DecideKeyChangeRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_KeyChange` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func decideKeyChange<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_DecideKeyChangeRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_DecideKeyChangeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_KeyChange>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.DecideKeyChange.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetMonthlyAudit" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_MonthlyAuditRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_MonthlyAuditRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_MonthlyAudit` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getMonthlyAudit<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_MonthlyAuditRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_MonthlyAuditRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_MonthlyAudit>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.GetMonthlyAudit.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "SignOffMonth" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The principal signs the month off, once it has ended.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_SignOffMonthRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_SignOffMonthRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_MonthlyAudit` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func signOffMonth<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_SignOffMonthRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_SignOffMonthRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_MonthlyAudit>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.SignOffMonth.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RecordPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records the paper archive of a child: when a parent signed the template, who checked it
+        /// > against the household register.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperArchiveRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PaperArchiveRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_PaperArchiveEntry` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordPaperArchive<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PaperArchiveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PaperArchiveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_PaperArchiveEntry>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.RecordPaperArchive.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListPaperArchive" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The paper archive, with the date after which each template may be shredded.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_ListPaperArchiveRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_ListPaperArchiveRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ListPaperArchiveResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listPaperArchive<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_ListPaperArchiveRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ListPaperArchiveRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ListPaperArchiveResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListPaperArchiveResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.ListPaperArchive.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ImportChildren" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+        /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+        /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+        /// > the call ends with INVALID_ARGUMENT after the failures.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - serializer: A serializer for `Pemis_V1_ImportChildrenRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_ImportChildrenEvent` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func importChildren<Result>(
+            request: GRPCCore.StreamingClientRequest<Pemis_V1_ImportChildrenRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_ImportChildrenRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ImportChildrenEvent>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Pemis_V1_ImportChildrenEvent>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.bidirectionalStreaming(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.ImportChildren.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -1627,6 +3089,271 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_AccidentalDepartureRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Child>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateChild" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+    /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_UpdateChildRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateChild<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_UpdateChildRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.updateChild(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_UpdateChildRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Child>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequestKeyChange" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+    /// > written request with its evidence and a newly signed template.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_RequestKeyChangeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requestKeyChange<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_RequestKeyChangeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.requestKeyChange(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_RequestKeyChangeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_KeyChange>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListKeyChanges" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Key-information change requests of a kindergarten, newest first.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_ListKeyChangesRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listKeyChanges<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_ListKeyChangesRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListKeyChangesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listKeyChanges(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListKeyChangesRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListKeyChangesResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DecideKeyChange" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_DecideKeyChangeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func decideKeyChange<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_DecideKeyChangeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.decideKeyChange(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_DecideKeyChangeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_KeyChange>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetMonthlyAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_MonthlyAuditRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getMonthlyAudit<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_MonthlyAuditRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getMonthlyAudit(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_MonthlyAuditRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_MonthlyAudit>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SignOffMonth" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The principal signs the month off, once it has ended.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_SignOffMonthRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func signOffMonth<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_SignOffMonthRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.signOffMonth(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_SignOffMonthRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_MonthlyAudit>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPaperArchive" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the paper archive of a child: when a parent signed the template, who checked it
+    /// > against the household register.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_PaperArchiveRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPaperArchive<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_PaperArchiveRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordPaperArchive(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_PaperArchiveRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_PaperArchiveEntry>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPaperArchive" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The paper archive, with the date after which each template may be shredded.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_ListPaperArchiveRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPaperArchive<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_ListPaperArchiveRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListPaperArchiveResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listPaperArchive(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListPaperArchiveRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListPaperArchiveResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportChildren" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+    /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+    /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+    /// > the call ends with INVALID_ARGUMENT after the failures.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `Pemis_V1_ImportChildrenRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importChildren<Result>(
+        request: GRPCCore.StreamingClientRequest<Pemis_V1_ImportChildrenRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Pemis_V1_ImportChildrenEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.importChildren(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ImportChildrenRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ImportChildrenEvent>(),
             options: options,
             onResponse: handleResponse
         )
@@ -1895,6 +3622,308 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
             metadata: metadata
         )
         return try await self.recordAccidentalDeparture(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "UpdateChild" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Changes a child's other (non-key) fields at once; each change is kept in the history and is
+    /// > its own Art. 17(2) report. Key information goes through RequestKeyChange instead.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func updateChild<Result>(
+        _ message: Pemis_V1_UpdateChildRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Child>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_UpdateChildRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.updateChild(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RequestKeyChange" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Asks to change key information (name, gender, birth date, ID document type or number), on a
+    /// > written request with its evidence and a newly signed template.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func requestKeyChange<Result>(
+        _ message: Pemis_V1_RequestKeyChangeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_RequestKeyChangeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.requestKeyChange(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListKeyChanges" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Key-information change requests of a kindergarten, newest first.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listKeyChanges<Result>(
+        _ message: Pemis_V1_ListKeyChangesRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListKeyChangesResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_ListKeyChangesRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listKeyChanges(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "DecideKeyChange" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The principal approves (the change is applied, with history) or rejects (with a reason).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func decideKeyChange<Result>(
+        _ message: Pemis_V1_DecideKeyChangeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_KeyChange>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_DecideKeyChangeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.decideKeyChange(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetMonthlyAudit" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > A month's changes for the principal's monthly audit (Art. 11), and whether it is signed off.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getMonthlyAudit<Result>(
+        _ message: Pemis_V1_MonthlyAuditRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_MonthlyAuditRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getMonthlyAudit(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "SignOffMonth" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The principal signs the month off, once it has ended.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func signOffMonth<Result>(
+        _ message: Pemis_V1_SignOffMonthRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_MonthlyAudit>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_SignOffMonthRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.signOffMonth(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPaperArchive" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records the paper archive of a child: when a parent signed the template, who checked it
+    /// > against the household register.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPaperArchive<Result>(
+        _ message: Pemis_V1_PaperArchiveRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_PaperArchiveRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordPaperArchive(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListPaperArchive" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The paper archive, with the date after which each template may be shredded.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listPaperArchive<Result>(
+        _ message: Pemis_V1_ListPaperArchiveRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListPaperArchiveResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_ListPaperArchiveRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listPaperArchive(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ImportChildren" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Imports the child template from CSV (UTF-8 or GB18030), all or nothing. The client streams
+    /// > the file in chunks (the first message names the kindergarten); the server streams progress,
+    /// > then every failing row and field, or the result. When any row fails, nothing is applied and
+    /// > the call ends with INVALID_ARGUMENT after the failures.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func importChildren<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<Pemis_V1_ImportChildrenRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<Pemis_V1_ImportChildrenEvent>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<Pemis_V1_ImportChildrenRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.importChildren(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -10,6 +10,11 @@
 
 /// Child records (Art. 15-18): the national template's fields, kept in the kindergarten's shard.
 
+#if canImport(FoundationEssentials)
+public import FoundationEssentials
+#else
+public import Foundation
+#endif
 public import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -20,6 +25,634 @@ public import SwiftProtobuf
 fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobuf.ProtobufAPIVersionCheck {
   struct _2: SwiftProtobuf.ProtobufAPIVersion_2 {}
   typealias Version = _2
+}
+
+public nonisolated struct Pemis_V1_UpdateChildRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  /// The new values of the fields named in `fields`; other fields are ignored.
+  public var child: Pemis_V1_Child {
+    get {_child ?? Pemis_V1_Child()}
+    set {_child = newValue}
+  }
+  /// Returns true if `child` has been explicitly set.
+  public var hasChild: Bool {self._child != nil}
+  /// Clears the value of `child`. Subsequent reads from it will return its default value.
+  public mutating func clearChild() {self._child = nil}
+
+  /// Proto field names to change: nationality, ethnicity, birth_place, household_register,
+  /// household_type, hmt_status, health, only_child, guardians, entry_date.
+  public var fields: [String] = []
+
+  /// When the change happened; the 3 working days of Art. 17(2) count from here. Default today.
+  public var changedOn: Pemis_V1_Date {
+    get {_changedOn ?? Pemis_V1_Date()}
+    set {_changedOn = newValue}
+  }
+  /// Returns true if `changedOn` has been explicitly set.
+  public var hasChangedOn: Bool {self._changedOn != nil}
+  /// Clears the value of `changedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearChangedOn() {self._changedOn = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _child: Pemis_V1_Child? = nil
+  fileprivate var _changedOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_RequestKeyChangeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  /// The new values; only those set are changed.
+  public var name: String {
+    get {_name ?? String()}
+    set {_name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {self._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {self._name = nil}
+
+  public var gender: String {
+    get {_gender ?? String()}
+    set {_gender = newValue}
+  }
+  /// Returns true if `gender` has been explicitly set.
+  public var hasGender: Bool {self._gender != nil}
+  /// Clears the value of `gender`. Subsequent reads from it will return its default value.
+  public mutating func clearGender() {self._gender = nil}
+
+  public var birthDate: Pemis_V1_Date {
+    get {_birthDate ?? Pemis_V1_Date()}
+    set {_birthDate = newValue}
+  }
+  /// Returns true if `birthDate` has been explicitly set.
+  public var hasBirthDate: Bool {self._birthDate != nil}
+  /// Clears the value of `birthDate`. Subsequent reads from it will return its default value.
+  public mutating func clearBirthDate() {self._birthDate = nil}
+
+  public var idDocumentType: String {
+    get {_idDocumentType ?? String()}
+    set {_idDocumentType = newValue}
+  }
+  /// Returns true if `idDocumentType` has been explicitly set.
+  public var hasIDDocumentType: Bool {self._idDocumentType != nil}
+  /// Clears the value of `idDocumentType`. Subsequent reads from it will return its default value.
+  public mutating func clearIDDocumentType() {self._idDocumentType = nil}
+
+  public var idDocumentNumber: String {
+    get {_idDocumentNumber ?? String()}
+    set {_idDocumentNumber = newValue}
+  }
+  /// Returns true if `idDocumentNumber` has been explicitly set.
+  public var hasIDDocumentNumber: Bool {self._idDocumentNumber != nil}
+  /// Clears the value of `idDocumentNumber`. Subsequent reads from it will return its default value.
+  public mutating func clearIDDocumentNumber() {self._idDocumentNumber = nil}
+
+  /// The written request and its proof (e.g. "household register page, police certificate 2026-0412").
+  public var evidence: String = String()
+
+  /// When a parent signed the new information template.
+  public var templateSignedOn: Pemis_V1_Date {
+    get {_templateSignedOn ?? Pemis_V1_Date()}
+    set {_templateSignedOn = newValue}
+  }
+  /// Returns true if `templateSignedOn` has been explicitly set.
+  public var hasTemplateSignedOn: Bool {self._templateSignedOn != nil}
+  /// Clears the value of `templateSignedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearTemplateSignedOn() {self._templateSignedOn = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _name: String? = nil
+  fileprivate var _gender: String? = nil
+  fileprivate var _birthDate: Pemis_V1_Date? = nil
+  fileprivate var _idDocumentType: String? = nil
+  fileprivate var _idDocumentNumber: String? = nil
+  fileprivate var _templateSignedOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_KeyFieldChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var field: String = String()
+
+  /// ID numbers masked.
+  public var oldValue: String = String()
+
+  public var newValue: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_KeyChange: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: Int64 = 0
+
+  public var recordNumber: String = String()
+
+  public var changes: [Pemis_V1_KeyFieldChange] = []
+
+  public var evidence: String = String()
+
+  public var templateSignedOn: Pemis_V1_Date {
+    get {_templateSignedOn ?? Pemis_V1_Date()}
+    set {_templateSignedOn = newValue}
+  }
+  /// Returns true if `templateSignedOn` has been explicitly set.
+  public var hasTemplateSignedOn: Bool {self._templateSignedOn != nil}
+  /// Clears the value of `templateSignedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearTemplateSignedOn() {self._templateSignedOn = nil}
+
+  /// pending, approved, rejected
+  public var state: String = String()
+
+  public var requestedBy: String = String()
+
+  public var requestedAt: Int64 = 0
+
+  public var decidedBy: String = String()
+
+  public var decidedAt: Int64 = 0
+
+  public var decisionNote: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _templateSignedOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_ListKeyChangesRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  /// pending, approved, rejected; empty for all.
+  public var state: String = String()
+
+  public var page: Pemis_V1_PageRequest {
+    get {_page ?? Pemis_V1_PageRequest()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageRequest? = nil
+}
+
+public nonisolated struct Pemis_V1_ListKeyChangesResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var changes: [Pemis_V1_KeyChange] = []
+
+  public var page: Pemis_V1_PageInfo {
+    get {_page ?? Pemis_V1_PageInfo()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageInfo? = nil
+}
+
+public nonisolated struct Pemis_V1_DecideKeyChangeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var id: Int64 = 0
+
+  public var approve: Bool = false
+
+  /// Required when rejecting.
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_MonthlyAuditRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  /// YYYY-MM
+  public var month: String = String()
+
+  public var page: Pemis_V1_PageRequest {
+    get {_page ?? Pemis_V1_PageRequest()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageRequest? = nil
+}
+
+public nonisolated struct Pemis_V1_MonthlyAudit: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var month: String = String()
+
+  /// Every change recorded in the kindergarten's shard during the month (one page of them).
+  public var changes: [Pemis_V1_HistoryEntry] = []
+
+  public var page: Pemis_V1_PageInfo {
+    get {_page ?? Pemis_V1_PageInfo()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  /// Key-information requests decided during the month.
+  public var keyChangesDecided: Int64 = 0
+
+  /// Due 3 working days after the month ends (Art. 11); empty while the calendar lacks the year.
+  public var dueOn: Pemis_V1_Date {
+    get {_dueOn ?? Pemis_V1_Date()}
+    set {_dueOn = newValue}
+  }
+  /// Returns true if `dueOn` has been explicitly set.
+  public var hasDueOn: Bool {self._dueOn != nil}
+  /// Clears the value of `dueOn`. Subsequent reads from it will return its default value.
+  public mutating func clearDueOn() {self._dueOn = nil}
+
+  /// open, overdue, signed_off
+  public var status: String = String()
+
+  public var signedOffBy: String = String()
+
+  public var signedOffAt: Int64 = 0
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageInfo? = nil
+  fileprivate var _dueOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_SignOffMonthRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var month: String = String()
+
+  public var note: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_PaperArchiveRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  /// When a parent signed the information template.
+  public var parentSignedOn: Pemis_V1_Date {
+    get {_parentSignedOn ?? Pemis_V1_Date()}
+    set {_parentSignedOn = newValue}
+  }
+  /// Returns true if `parentSignedOn` has been explicitly set.
+  public var hasParentSignedOn: Bool {self._parentSignedOn != nil}
+  /// Clears the value of `parentSignedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearParentSignedOn() {self._parentSignedOn = nil}
+
+  /// Who checked the template against the household register.
+  public var checkedBy: String = String()
+
+  public var checkedOn: Pemis_V1_Date {
+    get {_checkedOn ?? Pemis_V1_Date()}
+    set {_checkedOn = newValue}
+  }
+  /// Returns true if `checkedOn` has been explicitly set.
+  public var hasCheckedOn: Bool {self._checkedOn != nil}
+  /// Clears the value of `checkedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearCheckedOn() {self._checkedOn = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _parentSignedOn: Pemis_V1_Date? = nil
+  fileprivate var _checkedOn: Pemis_V1_Date? = nil
+}
+
+public nonisolated struct Pemis_V1_PaperArchiveEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var recordNumber: String {
+    get {_storage._recordNumber}
+    set {_uniqueStorage()._recordNumber = newValue}
+  }
+
+  public var name: String {
+    get {_storage._name}
+    set {_uniqueStorage()._name = newValue}
+  }
+
+  public var state: String {
+    get {_storage._state}
+    set {_uniqueStorage()._state = newValue}
+  }
+
+  public var parentSignedOn: Pemis_V1_Date {
+    get {_storage._parentSignedOn ?? Pemis_V1_Date()}
+    set {_uniqueStorage()._parentSignedOn = newValue}
+  }
+  /// Returns true if `parentSignedOn` has been explicitly set.
+  public var hasParentSignedOn: Bool {_storage._parentSignedOn != nil}
+  /// Clears the value of `parentSignedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearParentSignedOn() {_uniqueStorage()._parentSignedOn = nil}
+
+  public var checkedBy: String {
+    get {_storage._checkedBy}
+    set {_uniqueStorage()._checkedBy = newValue}
+  }
+
+  public var checkedOn: Pemis_V1_Date {
+    get {_storage._checkedOn ?? Pemis_V1_Date()}
+    set {_uniqueStorage()._checkedOn = newValue}
+  }
+  /// Returns true if `checkedOn` has been explicitly set.
+  public var hasCheckedOn: Bool {_storage._checkedOn != nil}
+  /// Clears the value of `checkedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearCheckedOn() {_uniqueStorage()._checkedOn = nil}
+
+  /// When the child left (graduated, left, transferred out, record closed); unset while enrolled.
+  public var leftOn: Pemis_V1_Date {
+    get {_storage._leftOn ?? Pemis_V1_Date()}
+    set {_uniqueStorage()._leftOn = newValue}
+  }
+  /// Returns true if `leftOn` has been explicitly set.
+  public var hasLeftOn: Bool {_storage._leftOn != nil}
+  /// Clears the value of `leftOn`. Subsequent reads from it will return its default value.
+  public mutating func clearLeftOn() {_uniqueStorage()._leftOn = nil}
+
+  /// One year after leaving: from this day the paper may be shredded.
+  public var shredAfter: Pemis_V1_Date {
+    get {_storage._shredAfter ?? Pemis_V1_Date()}
+    set {_uniqueStorage()._shredAfter = newValue}
+  }
+  /// Returns true if `shredAfter` has been explicitly set.
+  public var hasShredAfter: Bool {_storage._shredAfter != nil}
+  /// Clears the value of `shredAfter`. Subsequent reads from it will return its default value.
+  public mutating func clearShredAfter() {_uniqueStorage()._shredAfter = nil}
+
+  public var shreddable: Bool {
+    get {_storage._shreddable}
+    set {_uniqueStorage()._shreddable = newValue}
+  }
+
+  /// False while no paper archive is recorded for the child.
+  public var recorded: Bool {
+    get {_storage._recorded}
+    set {_uniqueStorage()._recorded = newValue}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Pemis_V1_ListPaperArchiveRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  /// all, missing (no paper archive recorded), shreddable
+  public var filter: String = String()
+
+  public var page: Pemis_V1_PageRequest {
+    get {_page ?? Pemis_V1_PageRequest()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageRequest? = nil
+}
+
+public nonisolated struct Pemis_V1_ListPaperArchiveResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var entries: [Pemis_V1_PaperArchiveEntry] = []
+
+  public var page: Pemis_V1_PageInfo {
+    get {_page ?? Pemis_V1_PageInfo()}
+    set {_page = newValue}
+  }
+  /// Returns true if `page` has been explicitly set.
+  public var hasPage: Bool {self._page != nil}
+  /// Clears the value of `page`. Subsequent reads from it will return its default value.
+  public mutating func clearPage() {self._page = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _page: Pemis_V1_PageInfo? = nil
+}
+
+public nonisolated struct Pemis_V1_ImportChildrenRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// First message: the kindergarten (empty: the caller's own).
+  public var kindergartenCode: String = String()
+
+  /// First message: utf-8, gb18030, or empty to detect (UTF-8 when the bytes are valid UTF-8).
+  public var encoding: String = String()
+
+  /// First message: validate only, apply nothing.
+  public var dryRun: Bool = false
+
+  /// A piece of the CSV file, in order; any message may carry one.
+  public var chunk: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_ImportProgress: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// received (bytes), validated (rows), applied (rows)
+  public var phase: String = String()
+
+  public var done: Int64 = 0
+
+  public var total: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_ImportFailure: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The data row (1 = the first row after the header).
+  public var row: Int32 = 0
+
+  /// The template column, or the request field ("child.id_document_number").
+  public var field: String = String()
+
+  public var message: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_ImportResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rows: Int32 = 0
+
+  /// New children enrolled.
+  public var created: Int32 = 0
+
+  /// Rows whose child is already enrolled here with the same information.
+  public var unchanged: Int32 = 0
+
+  public var dryRun: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Pemis_V1_ImportChildrenEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var event: Pemis_V1_ImportChildrenEvent.OneOf_Event? = nil
+
+  public var progress: Pemis_V1_ImportProgress {
+    get {
+      if case .progress(let v)? = event {return v}
+      return Pemis_V1_ImportProgress()
+    }
+    set {event = .progress(newValue)}
+  }
+
+  public var failure: Pemis_V1_ImportFailure {
+    get {
+      if case .failure(let v)? = event {return v}
+      return Pemis_V1_ImportFailure()
+    }
+    set {event = .failure(newValue)}
+  }
+
+  public var result: Pemis_V1_ImportResult {
+    get {
+      if case .result(let v)? = event {return v}
+      return Pemis_V1_ImportResult()
+    }
+    set {event = .result(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Event: Equatable, Sendable {
+    case progress(Pemis_V1_ImportProgress)
+    case failure(Pemis_V1_ImportFailure)
+    case result(Pemis_V1_ImportResult)
+
+  }
+
+  public init() {}
 }
 
 public nonisolated struct Pemis_V1_ClassStepRequest: Sendable {
@@ -372,6 +1005,1068 @@ public nonisolated struct Pemis_V1_AssignClassRequest: Sendable {
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "pemis.v1"
+
+nonisolated extension Pemis_V1_UpdateChildRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UpdateChildRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}child\0\u{1}fields\0\u{3}changed_on\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._child) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.fields) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._changedOn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    try { if let v = self._child {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fields, fieldNumber: 4)
+    }
+    try { if let v = self._changedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_UpdateChildRequest, rhs: Pemis_V1_UpdateChildRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs._child != rhs._child {return false}
+    if lhs.fields != rhs.fields {return false}
+    if lhs._changedOn != rhs._changedOn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_RequestKeyChangeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RequestKeyChangeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}name\0\u{1}gender\0\u{3}birth_date\0\u{3}id_document_type\0\u{3}id_document_number\0\u{1}evidence\0\u{3}template_signed_on\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self._name) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self._gender) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._birthDate) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self._idDocumentType) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self._idDocumentNumber) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.evidence) }()
+      case 9: try { try decoder.decodeSingularMessageField(value: &self._templateSignedOn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    try { if let v = self._name {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._gender {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._birthDate {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._idDocumentType {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._idDocumentNumber {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
+    } }()
+    if !self.evidence.isEmpty {
+      try visitor.visitSingularStringField(value: self.evidence, fieldNumber: 8)
+    }
+    try { if let v = self._templateSignedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_RequestKeyChangeRequest, rhs: Pemis_V1_RequestKeyChangeRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs._name != rhs._name {return false}
+    if lhs._gender != rhs._gender {return false}
+    if lhs._birthDate != rhs._birthDate {return false}
+    if lhs._idDocumentType != rhs._idDocumentType {return false}
+    if lhs._idDocumentNumber != rhs._idDocumentNumber {return false}
+    if lhs.evidence != rhs.evidence {return false}
+    if lhs._templateSignedOn != rhs._templateSignedOn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_KeyFieldChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyFieldChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}field\0\u{3}old_value\0\u{3}new_value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.oldValue) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.newValue) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 1)
+    }
+    if !self.oldValue.isEmpty {
+      try visitor.visitSingularStringField(value: self.oldValue, fieldNumber: 2)
+    }
+    if !self.newValue.isEmpty {
+      try visitor.visitSingularStringField(value: self.newValue, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_KeyFieldChange, rhs: Pemis_V1_KeyFieldChange) -> Bool {
+    if lhs.field != rhs.field {return false}
+    if lhs.oldValue != rhs.oldValue {return false}
+    if lhs.newValue != rhs.newValue {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_KeyChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".KeyChange"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}record_number\0\u{1}changes\0\u{1}evidence\0\u{3}template_signed_on\0\u{1}state\0\u{3}requested_by\0\u{3}requested_at\0\u{3}decided_by\0\u{3}decided_at\0\u{3}decision_note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.changes) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.evidence) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._templateSignedOn) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.requestedBy) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.requestedAt) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.decidedBy) }()
+      case 10: try { try decoder.decodeSingularInt64Field(value: &self.decidedAt) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.decisionNote) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.id != 0 {
+      try visitor.visitSingularInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    if !self.changes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.changes, fieldNumber: 3)
+    }
+    if !self.evidence.isEmpty {
+      try visitor.visitSingularStringField(value: self.evidence, fieldNumber: 4)
+    }
+    try { if let v = self._templateSignedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 6)
+    }
+    if !self.requestedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestedBy, fieldNumber: 7)
+    }
+    if self.requestedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.requestedAt, fieldNumber: 8)
+    }
+    if !self.decidedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.decidedBy, fieldNumber: 9)
+    }
+    if self.decidedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.decidedAt, fieldNumber: 10)
+    }
+    if !self.decisionNote.isEmpty {
+      try visitor.visitSingularStringField(value: self.decisionNote, fieldNumber: 11)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_KeyChange, rhs: Pemis_V1_KeyChange) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs.changes != rhs.changes {return false}
+    if lhs.evidence != rhs.evidence {return false}
+    if lhs._templateSignedOn != rhs._templateSignedOn {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.requestedBy != rhs.requestedBy {return false}
+    if lhs.requestedAt != rhs.requestedAt {return false}
+    if lhs.decidedBy != rhs.decidedBy {return false}
+    if lhs.decidedAt != rhs.decidedAt {return false}
+    if lhs.decisionNote != rhs.decisionNote {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ListKeyChangesRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListKeyChangesRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}state\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ListKeyChangesRequest, rhs: Pemis_V1_ListKeyChangesRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ListKeyChangesResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListKeyChangesResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}changes\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.changes) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.changes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.changes, fieldNumber: 1)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ListKeyChangesResponse, rhs: Pemis_V1_ListKeyChangesResponse) -> Bool {
+    if lhs.changes != rhs.changes {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_DecideKeyChangeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DecideKeyChangeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}id\0\u{1}approve\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.id) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.approve) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if self.id != 0 {
+      try visitor.visitSingularInt64Field(value: self.id, fieldNumber: 2)
+    }
+    if self.approve != false {
+      try visitor.visitSingularBoolField(value: self.approve, fieldNumber: 3)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_DecideKeyChangeRequest, rhs: Pemis_V1_DecideKeyChangeRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.id != rhs.id {return false}
+    if lhs.approve != rhs.approve {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_MonthlyAuditRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MonthlyAuditRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}month\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.month) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.month.isEmpty {
+      try visitor.visitSingularStringField(value: self.month, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_MonthlyAuditRequest, rhs: Pemis_V1_MonthlyAuditRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.month != rhs.month {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_MonthlyAudit: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MonthlyAudit"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}month\0\u{1}changes\0\u{1}page\0\u{3}key_changes_decided\0\u{3}due_on\0\u{1}status\0\u{3}signed_off_by\0\u{3}signed_off_at\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.month) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.changes) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.keyChangesDecided) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._dueOn) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.status) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.signedOffBy) }()
+      case 8: try { try decoder.decodeSingularInt64Field(value: &self.signedOffAt) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.month.isEmpty {
+      try visitor.visitSingularStringField(value: self.month, fieldNumber: 1)
+    }
+    if !self.changes.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.changes, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.keyChangesDecided != 0 {
+      try visitor.visitSingularInt64Field(value: self.keyChangesDecided, fieldNumber: 4)
+    }
+    try { if let v = self._dueOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    if !self.status.isEmpty {
+      try visitor.visitSingularStringField(value: self.status, fieldNumber: 6)
+    }
+    if !self.signedOffBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.signedOffBy, fieldNumber: 7)
+    }
+    if self.signedOffAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.signedOffAt, fieldNumber: 8)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 9)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_MonthlyAudit, rhs: Pemis_V1_MonthlyAudit) -> Bool {
+    if lhs.month != rhs.month {return false}
+    if lhs.changes != rhs.changes {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.keyChangesDecided != rhs.keyChangesDecided {return false}
+    if lhs._dueOn != rhs._dueOn {return false}
+    if lhs.status != rhs.status {return false}
+    if lhs.signedOffBy != rhs.signedOffBy {return false}
+    if lhs.signedOffAt != rhs.signedOffAt {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_SignOffMonthRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignOffMonthRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}month\0\u{1}note\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.month) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.month.isEmpty {
+      try visitor.visitSingularStringField(value: self.month, fieldNumber: 2)
+    }
+    if !self.note.isEmpty {
+      try visitor.visitSingularStringField(value: self.note, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_SignOffMonthRequest, rhs: Pemis_V1_SignOffMonthRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.month != rhs.month {return false}
+    if lhs.note != rhs.note {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_PaperArchiveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PaperArchiveRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{3}parent_signed_on\0\u{3}checked_by\0\u{3}checked_on\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._parentSignedOn) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.checkedBy) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._checkedOn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    try { if let v = self._parentSignedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.checkedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.checkedBy, fieldNumber: 4)
+    }
+    try { if let v = self._checkedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_PaperArchiveRequest, rhs: Pemis_V1_PaperArchiveRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs._parentSignedOn != rhs._parentSignedOn {return false}
+    if lhs.checkedBy != rhs.checkedBy {return false}
+    if lhs._checkedOn != rhs._checkedOn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PaperArchiveEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_number\0\u{1}name\0\u{1}state\0\u{3}parent_signed_on\0\u{3}checked_by\0\u{3}checked_on\0\u{3}left_on\0\u{3}shred_after\0\u{1}shreddable\0\u{1}recorded\0")
+
+  fileprivate class _StorageClass {
+    var _recordNumber: String = String()
+    var _name: String = String()
+    var _state: String = String()
+    var _parentSignedOn: Pemis_V1_Date? = nil
+    var _checkedBy: String = String()
+    var _checkedOn: Pemis_V1_Date? = nil
+    var _leftOn: Pemis_V1_Date? = nil
+    var _shredAfter: Pemis_V1_Date? = nil
+    var _shreddable: Bool = false
+    var _recorded: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _recordNumber = source._recordNumber
+      _name = source._name
+      _state = source._state
+      _parentSignedOn = source._parentSignedOn
+      _checkedBy = source._checkedBy
+      _checkedOn = source._checkedOn
+      _leftOn = source._leftOn
+      _shredAfter = source._shredAfter
+      _shreddable = source._shreddable
+      _recorded = source._recorded
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._recordNumber) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._name) }()
+        case 3: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._parentSignedOn) }()
+        case 5: try { try decoder.decodeSingularStringField(value: &_storage._checkedBy) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._checkedOn) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._leftOn) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._shredAfter) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._shreddable) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._recorded) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._recordNumber.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._recordNumber, fieldNumber: 1)
+      }
+      if !_storage._name.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._name, fieldNumber: 2)
+      }
+      if !_storage._state.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 3)
+      }
+      try { if let v = _storage._parentSignedOn {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      if !_storage._checkedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._checkedBy, fieldNumber: 5)
+      }
+      try { if let v = _storage._checkedOn {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._leftOn {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._shredAfter {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      if _storage._shreddable != false {
+        try visitor.visitSingularBoolField(value: _storage._shreddable, fieldNumber: 9)
+      }
+      if _storage._recorded != false {
+        try visitor.visitSingularBoolField(value: _storage._recorded, fieldNumber: 10)
+      }
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_PaperArchiveEntry, rhs: Pemis_V1_PaperArchiveEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._recordNumber != rhs_storage._recordNumber {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._parentSignedOn != rhs_storage._parentSignedOn {return false}
+        if _storage._checkedBy != rhs_storage._checkedBy {return false}
+        if _storage._checkedOn != rhs_storage._checkedOn {return false}
+        if _storage._leftOn != rhs_storage._leftOn {return false}
+        if _storage._shredAfter != rhs_storage._shredAfter {return false}
+        if _storage._shreddable != rhs_storage._shreddable {return false}
+        if _storage._recorded != rhs_storage._recorded {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ListPaperArchiveRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListPaperArchiveRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}filter\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.filter) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.filter.isEmpty {
+      try visitor.visitSingularStringField(value: self.filter, fieldNumber: 2)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ListPaperArchiveRequest, rhs: Pemis_V1_ListPaperArchiveRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.filter != rhs.filter {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ListPaperArchiveResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ListPaperArchiveResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}entries\0\u{1}page\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.entries) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.entries.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.entries, fieldNumber: 1)
+    }
+    try { if let v = self._page {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ListPaperArchiveResponse, rhs: Pemis_V1_ListPaperArchiveResponse) -> Bool {
+    if lhs.entries != rhs.entries {return false}
+    if lhs._page != rhs._page {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ImportChildrenRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportChildrenRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}encoding\0\u{3}dry_run\0\u{1}chunk\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.encoding) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      case 4: try { try decoder.decodeSingularBytesField(value: &self.chunk) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.encoding.isEmpty {
+      try visitor.visitSingularStringField(value: self.encoding, fieldNumber: 2)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 3)
+    }
+    if !self.chunk.isEmpty {
+      try visitor.visitSingularBytesField(value: self.chunk, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ImportChildrenRequest, rhs: Pemis_V1_ImportChildrenRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.encoding != rhs.encoding {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.chunk != rhs.chunk {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ImportProgress: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportProgress"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}phase\0\u{1}done\0\u{1}total\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.phase) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.done) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.total) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.phase.isEmpty {
+      try visitor.visitSingularStringField(value: self.phase, fieldNumber: 1)
+    }
+    if self.done != 0 {
+      try visitor.visitSingularInt64Field(value: self.done, fieldNumber: 2)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularInt64Field(value: self.total, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ImportProgress, rhs: Pemis_V1_ImportProgress) -> Bool {
+    if lhs.phase != rhs.phase {return false}
+    if lhs.done != rhs.done {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ImportFailure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportFailure"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}row\0\u{1}field\0\u{1}message\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.row) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.field) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.row != 0 {
+      try visitor.visitSingularInt32Field(value: self.row, fieldNumber: 1)
+    }
+    if !self.field.isEmpty {
+      try visitor.visitSingularStringField(value: self.field, fieldNumber: 2)
+    }
+    if !self.message.isEmpty {
+      try visitor.visitSingularStringField(value: self.message, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ImportFailure, rhs: Pemis_V1_ImportFailure) -> Bool {
+    if lhs.row != rhs.row {return false}
+    if lhs.field != rhs.field {return false}
+    if lhs.message != rhs.message {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ImportResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}rows\0\u{1}created\0\u{1}unchanged\0\u{3}dry_run\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt32Field(value: &self.rows) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.created) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.unchanged) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rows != 0 {
+      try visitor.visitSingularInt32Field(value: self.rows, fieldNumber: 1)
+    }
+    if self.created != 0 {
+      try visitor.visitSingularInt32Field(value: self.created, fieldNumber: 2)
+    }
+    if self.unchanged != 0 {
+      try visitor.visitSingularInt32Field(value: self.unchanged, fieldNumber: 3)
+    }
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ImportResult, rhs: Pemis_V1_ImportResult) -> Bool {
+    if lhs.rows != rhs.rows {return false}
+    if lhs.created != rhs.created {return false}
+    if lhs.unchanged != rhs.unchanged {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_ImportChildrenEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ImportChildrenEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}progress\0\u{1}failure\0\u{1}result\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Pemis_V1_ImportProgress?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .progress(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .progress(v)
+        }
+      }()
+      case 2: try {
+        var v: Pemis_V1_ImportFailure?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .failure(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .failure(v)
+        }
+      }()
+      case 3: try {
+        var v: Pemis_V1_ImportResult?
+        var hadOneofValue = false
+        if let current = self.event {
+          hadOneofValue = true
+          if case .result(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.event = .result(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.event {
+    case .progress?: try {
+      guard case .progress(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .failure?: try {
+      guard case .failure(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .result?: try {
+      guard case .result(let v)? = self.event else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_ImportChildrenEvent, rhs: Pemis_V1_ImportChildrenEvent) -> Bool {
+    if lhs.event != rhs.event {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
 
 nonisolated extension Pemis_V1_ClassStepRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClassStepRequest"

@@ -113,11 +113,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   func getChild(request: Pemis_V1_GetChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
-      guard let row = try await shard.child(request.recordNumber.uppercased()),
-        caller.role != .classLeader || row.classId.map(caller.classes.contains) == true
-      else {
-        throw RPCError(code: .notFound, message: "record_number: no child \(IDDocuments.mask(request.recordNumber)) here")
-      }
+      let row = try await child(shard, request.recordNumber, caller: caller)
       let full = Self.fullIDRoles.contains(caller.role)
       // The read of a full ID number is audited with the record it concerned.
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))" + (full ? " full-id" : ""))
@@ -128,7 +124,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   func assignClass(request: Pemis_V1_AssignClassRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
-      let row = try await shard.assignClass(request.recordNumber.uppercased(), classId: request.classID, by: caller.username, at: tenancy.now())
+      let row = try await shard.assignClass(try await recordNumber(shard, request.recordNumber), classId: request.classID, by: caller.username, at: tenancy.now())
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -149,7 +145,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
     let date = try effectiveDate(request.effectiveOn, field: "effective_on")
     let result =
       graduate
-      ? try await shard.graduateClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
+      ? try await shard.graduateClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
       : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
     if !request.preview {
       let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
@@ -181,7 +177,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         throw RPCError(code: .invalidArgument, message: "reason: required, at most 200 characters")
       }
       let date = try effectiveDate(request.leftOn, field: "left_on")
-      let row = try await shard.endAttendance(request.recordNumber.uppercased(), event: .leave, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
+      let row = try await shard.endAttendance(try await recordNumber(shard, request.recordNumber), event: .leave, on: date, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
       try await tenancy.recordReported(.otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):left", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
@@ -202,7 +198,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       }
       let date = try effectiveDate(request.occurredOn, field: "occurred_on")
       let row = try await shard.endAttendance(
-        request.recordNumber.uppercased(), event: .accidentalDeparture, reason: "\(request.kind) on \(date); \(evidence)",
+        try await recordNumber(shard, request.recordNumber), event: .accidentalDeparture, on: date, reason: "\(request.kind) on \(date); \(evidence)",
         by: caller.username, at: tenancy.now())
       try await tenancy.recordReported(.accidentalDeparture, kindergarten: shard.code, subject: "child:\(row.recordNumber)", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")

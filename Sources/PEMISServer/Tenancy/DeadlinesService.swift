@@ -72,6 +72,7 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
       let page = try Page(request.page)
       let code = request.kindergartenCode.isEmpty ? caller.kindergarten?.rawValue : request.kindergartenCode
       guard let code else { throw RPCError(code: .invalidArgument, message: "kindergarten_code: required for district accounts") }
+      try await tenancy.openMonthlyAudits()
       let today = tenancy.today
       let (records, total) = try await tenancy.registry.obligations(
         kindergarten: code, filter: try Self.filter(request.status), today: today, offset: page.offset, limit: page.limit)
@@ -92,6 +93,7 @@ struct DeadlinesService: Pemis_V1_Deadlines.SimpleServiceProtocol {
         if let asked = ownership, asked != limit { return .with { $0.page = page.info(total: 0, returned: 0) } }
         ownership = limit
       }
+      try await tenancy.openMonthlyAudits()
       let today = tenancy.today
       let (records, total) = try await tenancy.registry.obligations(
         kindergarten: nil, filter: .overdue, today: today, ownership: ownership, offset: page.offset, limit: page.limit)

@@ -155,6 +155,34 @@ enum Policy {
     path(Pemis_V1_ChildRecords.Method.RecordAccidentalDeparture.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
 
+    // Changes after enrollment: other fields directly; key information on a request that
+    // only the principal (the audit account) decides.
+    path(Pemis_V1_ChildRecords.Method.UpdateChild.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .classLeader: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_ChildRecords.Method.RequestKeyChange.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten, .classLeader: .ownKindergarten]),
+      audit: .always),
+    path(Pemis_V1_ChildRecords.Method.ListKeyChanges.descriptor): .init(
+      access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_ChildRecords.Method.DecideKeyChange.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten]), audit: .always),
+    // Art. 11: the principal audits the month and signs it off; the district can look.
+    path(Pemis_V1_ChildRecords.Method.GetMonthlyAudit.descriptor): .init(
+      access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_ChildRecords.Method.SignOffMonth.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten]), audit: .always),
+    // The paper archive is the administrator's (MISSION: child records).
+    path(Pemis_V1_ChildRecords.Method.RecordPaperArchive.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.ListPaperArchive.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    // Imports are the administrator's (and the principal's).
+    path(Pemis_V1_ChildRecords.Method.ImportChildren.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(
       access: .roles([.districtAdmin: .district, .preschoolOffice: .district, .vocationalOffice: .privateKindergartens]),

@@ -143,3 +143,13 @@ extension Ownership {
     }
   }
 }
+extension Pemis_V1_UpdateChildRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_RequestKeyChangeRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListKeyChangesRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_DecideKeyChangeRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_MonthlyAuditRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_SignOffMonthRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_PaperArchiveRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListPaperArchiveRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+/// An import names its kindergarten in the first message, which is the one the interceptor reads.
+extension Pemis_V1_ImportChildrenRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }

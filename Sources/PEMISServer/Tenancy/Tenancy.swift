@@ -1,5 +1,6 @@
 internal import Foundation
 internal import GRPCCore
+internal import Synchronization
 public import Logging
 public import PEMISDomain
 public import PEMISStore
@@ -17,6 +18,8 @@ public final class Tenancy: Sendable {
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
   let now: @Sendable () -> Int64
   let logger: Logger
+  /// The last month whose audits are open (Art. 11), so the registry is asked once a month.
+  private let monthlyAuditsOpened = Mutex<YearMonth?>(nil)
 
   public init(
     dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
@@ -64,6 +67,16 @@ public final class Tenancy: Sendable {
     return try await registry.completeObligations(
       kindergarten: code.rawValue, kinds: [kind], subject: { $0 == subject }, by: by, at: now(), on: today
     ).first
+  }
+
+  /// Opens the monthly audit of every month that has ended (Art. 11): at start, and before
+  /// anything reads obligations, so a month without sign-off shows as overdue.
+  func openMonthlyAudits() async throws {
+    let last = YearMonth(today).previous
+    if monthlyAuditsOpened.withLock({ $0.map { $0 >= last } ?? false }) { return }
+    let opened = try await registry.openMonthlyAudits(through: last, calendar: calendar, at: now())
+    if opened > 0 { logger.info("opened \(opened) monthly audits through \(last)") }
+    monthlyAuditsOpened.withLock { $0 = last }
   }
 
   /// `pemis-server init`: the first district administrator, with a one-time password.

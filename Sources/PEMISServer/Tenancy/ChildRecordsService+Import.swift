@@ -1,0 +1,144 @@
+internal import Foundation
+internal import GRPCCore
+internal import PEMISDomain
+internal import PEMISProto
+internal import PEMISStore
+internal import SwiftProtobuf
+
+/// Batch import of the child template (docs/CHILDREN.md): the whole file is validated, then
+/// applied in one shard transaction, or nothing is applied and every failing row and field is
+/// reported. Re-importing the same rows finds the children they created and changes nothing.
+extension ChildRecordsService {
+  /// A file larger than this is refused: split it (the national template holds one
+  /// kindergarten's children, far less).
+  static let maxImportBytes = 32 * 1024 * 1024
+  /// Rows validated between two progress events.
+  static let importBatch = 1000
+
+  typealias Event = Pemis_V1_ImportChildrenEvent
+
+  static func progress(_ phase: String, _ done: Int, _ total: Int) -> Event {
+    .with {
+      $0.progress = .with {
+        $0.phase = phase
+        $0.done = Int64(done)
+        $0.total = Int64(total)
+      }
+    }
+  }
+
+  func importChildren(
+    request: RPCAsyncSequence<Pemis_V1_ImportChildrenRequest, any Error>, response: RPCWriter<Event>, context: ServerContext
+  ) async throws {
+    try await handling {
+      var first: Pemis_V1_ImportChildrenRequest?
+      var bytes: [UInt8] = []
+      for try await message in request {
+        if first == nil { first = message }
+        guard bytes.count + message.chunk.count <= Self.maxImportBytes else {
+          throw RPCError(code: .resourceExhausted, message: "chunk: the file is larger than \(Self.maxImportBytes / 1024 / 1024) MiB; split it")
+        }
+        bytes.append(contentsOf: message.chunk)
+      }
+      guard let first else { throw RPCError(code: .invalidArgument, message: "request: missing") }
+      try await response.write(Self.progress("received", bytes.count, bytes.count))
+
+      let (shard, caller) = try await tenancy.shard(for: first.kindergartenCode)
+      var encoding: TextEncoding?
+      if !first.encoding.isEmpty {
+        encoding = TextEncoding(name: first.encoding)
+        if encoding == nil { throw RPCError(code: .invalidArgument, message: "encoding: must be utf-8 or gb18030 (or empty to detect)") }
+      }
+      let text = try TextEncoding.decode(bytes, as: encoding).text
+      bytes = []
+      let today = tenancy.today
+
+      // Every row is read and checked against the record's rules …
+      let reader = try ChildTemplate.Reader(text)
+      var rows: [ChildTemplate.Row] = []
+      while let batch = reader.next(Self.importBatch, today: today) {
+        rows += batch
+        try await response.write(Self.progress("validated", rows.count, 0))
+      }
+      guard !rows.isEmpty else { throw RPCError(code: .invalidArgument, message: "file: no data rows after the header") }
+
+      // … then against the shard: classes that exist, children already here.
+      var failures: [(row: Int, error: DomainError)] = rows.flatMap { row in row.errors.map { (row.number, $0) } }
+      let classes = Set(try await shard.classes().map(\.id))
+      for row in rows {
+        if let classId = row.classId, !classes.contains(classId) {
+          failures.append((row.number, DomainError(field: "class_id", rule: "exists", "no class \(classId); create the class first (Art. 15(6))")))
+        }
+      }
+      let valid = rows.compactMap { row in row.child.map { TenantShard.ImportRow(number: row.number, child: $0, classId: row.classId) } }
+      let plan = try await shard.planImport(valid)
+      failures += plan.failures
+      if !failures.isEmpty {
+        failures.sort { ($0.row, $0.error.field) < ($1.row, $1.error.field) }
+        for failure in failures {
+          try await response.write(
+            .with {
+              $0.failure = .with {
+                $0.row = Int32(failure.row)
+                $0.field = failure.error.field
+                $0.message = failure.error.message
+              }
+            })
+        }
+        let failingRows = Set(failures.map(\.row)).count
+        throw RPCError(
+          code: .invalidArgument,
+          message: "file: \(failingRows) of \(rows.count) rows fail (\(failures.count) problems); nothing was imported")
+      }
+
+      let new = zip(valid, plan.outcomes).filter { $0.1 == .new }.map(\.0)
+      let unchanged = valid.count - new.count
+      if !first.dryRun && !new.isEmpty {
+        let numbered = try await recordNumbers(for: new)
+        try await shard.applyImport(numbered, by: caller.username, at: tenancy.now())
+        try await response.write(Self.progress("applied", numbered.count, numbered.count))
+        // Art. 15(3): collected, entered and imported within 30 working days of entry.
+        let now = tenancy.now()
+        try await tenancy.registry.recordReported(
+          numbered.map {
+            ObligationRecord(
+              kindergartenCode: shard.code.rawValue, kind: .enrollment, subject: "child:\($0.recordNumber)", triggeredOn: $0.row.child.entryDate,
+              dueOn: try? ObligationKind.enrollment.due(after: $0.row.child.entryDate, in: tenancy.calendar), createdAt: now)
+          }, by: caller.username, at: now, on: today)
+      }
+      AuditTargets.add("import:\(shard.code) rows=\(rows.count) created=\(first.dryRun ? 0 : new.count)")
+      try await response.write(
+        .with {
+          $0.result = .with {
+            $0.rows = Int32(rows.count)
+            $0.created = Int32(first.dryRun ? 0 : new.count)
+            $0.unchanged = Int32(unchanged)
+            $0.dryRun = first.dryRun
+          }
+        })
+    }
+  }
+
+  /// "G" numbers from the ID; "J" numbers for the others, their sequences taken from the
+  /// registry in one transaction.
+  private func recordNumbers(for rows: [TenantShard.ImportRow]) async throws -> [(row: TenantShard.ImportRow, recordNumber: String)] {
+    var counts: [String: Int] = [:]
+    for row in rows where row.child.identityRecordNumber == nil {
+      counts[row.child.householdRegister + row.child.birthDate.description, default: 0] += 1
+    }
+    var next = counts.isEmpty ? [:] : try await tenancy.registry.nextRecordSequences(counts)
+    return try rows.map { row in
+      if let number = row.child.identityRecordNumber { return (row, number) }
+      let prefix = row.child.householdRegister + row.child.birthDate.description
+      let sequence = next[prefix, default: 0]
+      next[prefix] = sequence + 1
+      guard
+        let number = RecordNumbers.jNumber(
+          division: row.child.householdRegister, birthDate: row.child.birthDate, gender: row.child.gender, sequence: sequence)
+      else {
+        throw RPCError(code: .resourceExhausted, message: "row \(row.number): no J record number left for \(prefix)")
+      }
+      return (row, number)
+    }
+  }
+}
