@@ -88,6 +88,14 @@ let targets: [Target] = [
     ],
     swiftSettings: settings
   ),
+  // What crosses kindergartens: the district child index, the transfer saga and its recovery,
+  // the duplicate sweep, the district summary, the consistency check.
+  .target(
+    name: "PEMISRouting",
+    dependencies: ["PEMISStore", "PEMISDomain", .product(name: "Logging", package: "swift-log")],
+    swiftSettings: settings
+  ),
+
   .testTarget(
     name: "PEMISStoreTests",
     dependencies: ["PEMISStore", "PEMISDomain", .product(name: "GRDB", package: "GRDB.swift")],
@@ -98,7 +106,7 @@ let targets: [Target] = [
   .target(
     name: "PEMISServer",
     dependencies: [
-      "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
+      "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore", "PEMISRouting",
       .product(name: "NIOPosix", package: "swift-nio"),
       .product(name: "GRDB", package: "GRDB.swift"),
       .product(name: "Crypto", package: "swift-crypto"),
@@ -113,7 +121,7 @@ let targets: [Target] = [
   .testTarget(
     name: "PEMISServerTests",
     dependencies: [
-      "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore",
+      "PEMISServer", "PEMISClient", "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore", "PEMISRouting",
       .product(name: "GRDB", package: "GRDB.swift"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -135,7 +143,7 @@ let targets: [Target] = [
   .executableTarget(
     name: "pemis-server",
     dependencies: [
-      "PEMISServer", "PEMISStore",
+      "PEMISServer", "PEMISStore", "PEMISRouting",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -156,7 +164,7 @@ let targets: [Target] = [
   .executableTarget(
     name: "pemis-load",
     dependencies: [
-      "PEMISClient", "PEMISProto", "PEMISServer", "PEMISStore", "PEMISDomain",
+      "PEMISClient", "PEMISProto", "PEMISServer", "PEMISStore", "PEMISDomain", "PEMISRouting",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -42,4 +42,4 @@ timed() {
 timed "import $rows rows (new):" "$bin/pemis" child import "$work/children.csv"
 timed "import again (all unchanged):" "$bin/pemis" child import "$work/children.csv"
 timed "import again as GB18030:" "$bin/pemis" child import "$work/children-gb18030.csv"
-echo "children enrolled: $("$bin/pemis" child list --json | grep -o '"totalCount":"[0-9]*"' | grep -o '[0-9]*')"
+echo "children enrolled: $("$bin/pemis" child list --json | tr -d ' \n' | grep -o '"totalCount":"[0-9]*"' | grep -o '[0-9]*')"

@@ -159,6 +159,8 @@ public enum ChildState: String, CaseIterable, Hashable, Sendable, Codable {
   case left
   /// Accidental departure (injury or death): the record is closed.
   case closed
+  /// Deleted to resolve a duplicate case: kept, and visible to the district and the kindergarten.
+  case deleted
 }
 
 /// What can happen to a child's record, as one state machine: each event names the states it
@@ -168,6 +170,8 @@ public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
   case accidentalDeparture = "accidental_departure"
   /// Any change of the record's information (key information or other fields).
   case changeInformation = "update"
+  /// Resolving a duplicate case by deleting this record (soft: it stays visible).
+  case delete
   case requestTransferOut = "request_transfer_out", cancelTransferOut = "cancel_transfer_out", completeTransferOut = "complete_transfer_out"
 
   public func apply(to state: ChildState) throws(DomainError) -> ChildState {
@@ -179,6 +183,7 @@ public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
       case (.graduate, .enrolled): .graduated
       case (.leave, .enrolled): .left
       case (.accidentalDeparture, .enrolled), (.accidentalDeparture, .pendingTransferOut): .closed
+      case (.delete, .enrolled): .deleted
       case (.requestTransferOut, .enrolled): .pendingTransferOut
       case (.cancelTransferOut, .pendingTransferOut): .enrolled
       case (.completeTransferOut, .pendingTransferOut): .transferredOut

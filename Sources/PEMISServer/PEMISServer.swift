@@ -5,6 +5,7 @@ public import NIOCore
 internal import PEMISWire
 internal import PEMISProto
 internal import PEMISStore
+internal import PEMISRouting
 public import ServiceLifecycle
 
 /// The PEMIS server as a ServiceLifecycle `Service`: it prepares the data directory, serves every
@@ -36,14 +37,16 @@ public struct PEMISServer: Service {
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
       KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),
-      KindergartenDataService(tenancy: tenancy), ChildRecordsService(tenancy: tenancy),
+      KindergartenDataService(tenancy: tenancy), ChildRecordsService(tenancy: tenancy), TransfersService(tenancy: tenancy),
+      DuplicatesService(tenancy: tenancy), DistrictService(tenancy: tenancy),
     ]
     var names: Set<String> = [
       Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
       Pemis_V1_Accounts.descriptor.fullyQualifiedService, Pemis_V1_Onboarding.descriptor.fullyQualifiedService,
       Pemis_V1_Kindergartens.descriptor.fullyQualifiedService, Pemis_V1_Audit.descriptor.fullyQualifiedService,
       Pemis_V1_Deadlines.descriptor.fullyQualifiedService, Pemis_V1_KindergartenData.descriptor.fullyQualifiedService,
-      Pemis_V1_ChildRecords.descriptor.fullyQualifiedService,
+      Pemis_V1_ChildRecords.descriptor.fullyQualifiedService, Pemis_V1_Transfers.descriptor.fullyQualifiedService,
+      Pemis_V1_Duplicates.descriptor.fullyQualifiedService, Pemis_V1_District.descriptor.fullyQualifiedService,
     ]
     if configuration.diagnostics {
       services.append(EchoService())
@@ -84,6 +87,7 @@ public struct PEMISServer: Service {
     let filled = try await tenancy.registry.fillMissingDueDates(tenancy.calendar)
     if filled > 0 { logger.info("computed \(filled) due dates that waited for a calendar year") }
     try await tenancy.openMonthlyAudits()
+    try await tenancy.prepareRouting()
     let server = GRPCServer(
       transport: transport, services: services, interceptors: [AccessControlInterceptor(tenancy: tenancy)])
     logger.info(
@@ -93,7 +97,19 @@ public struct PEMISServer: Service {
         "server.diagnostics": "\(configuration.diagnostics)",
       ])
     try await withGracefulShutdownHandler {
-      try await server.serve()
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        // Recovery again now and then: a step that failed (a shard briefly unavailable) is
+        // retried without waiting for the next start.
+        group.addTask { [tenancy, logger] in
+          while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(60))
+            if Task.isCancelled { break }
+            do { try await tenancy.router.recover() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
+          }
+        }
+        try await server.serve()
+        group.cancelAll()
+      }
     } onGracefulShutdown: { [status, logger] in
       logger.info("graceful shutdown: finishing calls in flight")
       status.beginDraining()

@@ -143,6 +143,18 @@ extension Registry {
     }
   }
 
+  /// A value the registry keeps for itself (`registry_meta`).
+  public func meta(_ key: String) async throws -> String? {
+    try await writer.read { db in try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [key]) }
+  }
+
+  public func setMeta(_ key: String, _ value: String) async throws {
+    try await writer.write { db in
+      try db.execute(
+        sql: "INSERT INTO registry_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", arguments: [key, value])
+    }
+  }
+
   /// The subject of a month's audit obligation.
   public static func monthlyAuditSubject(_ month: YearMonth) -> String { "month:\(month)" }
 

@@ -95,6 +95,9 @@ public final class Registry: Sendable {
     registerDeadlineMigrations(&migrator)
     registerRecordNumberMigrations(&migrator)
     registerMonthlyAuditMigrations(&migrator)
+    registerChildIndexMigrations(&migrator)
+    registerTransferMigrations(&migrator)
+    registerDuplicateMigrations(&migrator)
     return migrator
   }
 

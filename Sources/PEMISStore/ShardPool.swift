@@ -19,6 +19,8 @@ public final class ShardPool: Sendable {
     var open: [InstitutionCode: (shard: TenantShard, lastUse: UInt64)] = [:]
     var opening: [InstitutionCode: [CheckedContinuation<TenantShard?, any Error>]] = [:]
     var tick: UInt64 = 0
+    /// Each kindergarten's write counter, kept while its shard is closed and reopened.
+    var generations: [InstitutionCode: ShardGeneration] = [:]
   }
 
   /// - Parameter directory: the shards folder, `<data>/shards`.
@@ -29,6 +31,12 @@ public final class ShardPool: Sendable {
   }
 
   public var openCount: Int { state.withLock { $0.open.count } }
+
+  /// How many writes a kindergarten's shard has committed since this process opened it first;
+  /// nil if it never was. Caches of what a shard holds compare it to know they are current.
+  public func generation(_ code: InstitutionCode) -> UInt64? {
+    state.withLock { $0.generations[code] }?.value
+  }
 
   /// Where shard files are opened and migrated, off the cooperative thread pool.
   static let openQueue = DispatchQueue(label: "pemis.shard-open", attributes: .concurrent)
@@ -98,6 +106,12 @@ public final class ShardPool: Sendable {
     case .open:
       let path = path(for: code)
       let configuration = self.configuration
+      let generation = state.withLock { state in
+        if let existing = state.generations[code] { return existing }
+        let made = ShardGeneration()
+        state.generations[code] = made
+        return made
+      }
       // Opening a file and running migrations blocks on the disk (fsync with synchronous=FULL):
       // do it on a thread of its own, never on the cooperative pool every call shares.
       let result: Result<TenantShard, any Error> = await withCheckedContinuation { continuation in
@@ -107,7 +121,7 @@ public final class ShardPool: Sendable {
               if !create && !FileManager.default.fileExists(atPath: path) {
                 throw StoreError(.notFound, "kindergarten \(code) has no shard")
               }
-              return try TenantShard(code: code, path: path, configuration: configuration)
+              return try TenantShard(code: code, path: path, configuration: configuration, generation: generation)
             })
         }
       }
@@ -128,4 +142,11 @@ public final class ShardPool: Sendable {
       return try result.get()
     }
   }
+}
+
+/// A shard's write counter (see ``ShardPool/generation(_:)``).
+final class ShardGeneration: Sendable {
+  private let counter = Atomic<UInt64>(0)
+  var value: UInt64 { counter.load(ordering: .acquiring) }
+  func bump() { counter.add(1, ordering: .releasing) }
 }

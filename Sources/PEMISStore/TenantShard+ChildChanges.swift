@@ -63,7 +63,7 @@ extension TenantShard {
     _ recordNumber: String, fields: [OtherField], from source: ChildRecord, validate: @escaping @Sendable (ChildRecord) throws -> Void, by: String,
     at: Int64
   ) async throws -> ChildRow {
-    try await writer.write { db in
+    try await write { db in
       var row = try Self.fetchChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       var changed = row.data
@@ -80,7 +80,7 @@ extension TenantShard {
   public func requestKeyChange(
     _ recordNumber: String, values: KeyChangeValues, evidence: String, templateSignedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (KeyChangeRecord, ChildRow) {
-    try await writer.write { db in
+    try await write { db in
       let row = try Self.fetchChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       let differences = values.differences(from: row.data)
@@ -115,7 +115,7 @@ extension TenantShard {
   public func decideKeyChange(
     _ id: Int64, approve: Bool, note: String, validate: @escaping @Sendable (ChildRecord) throws -> Void, by: String, at: Int64
   ) async throws -> (request: KeyChangeRecord, before: ChildRow, after: ChildRow) {
-    try await writer.write { db in
+    try await write { db in
       guard var request = try KeyChangeRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "id: no key-information change request #\(id) here")
       }
@@ -163,7 +163,7 @@ extension TenantShard {
   }
 
   public func signOff(month: YearMonth, note: String, by: String, at: Int64) async throws -> MonthlySignOff {
-    try await writer.write { db in
+    try await write { db in
       if let existing = try MonthlySignOff.fetchOne(db, key: month.description) {
         throw StoreError(.alreadyExists, "month: \(month) was already signed off by \(existing.signedBy)")
       }
@@ -177,7 +177,7 @@ extension TenantShard {
   public func recordPaperArchive(
     _ recordNumber: String, parentSignedOn: CalendarDate, checkedBy: String, checkedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (PaperArchiveRecord, ChildRow) {
-    try await writer.write { db in
+    try await write { db in
       let row = try Self.fetchChild(db, recordNumber)
       let old = try PaperArchiveRecord.fetchOne(db, key: recordNumber)
       let record = PaperArchiveRecord(

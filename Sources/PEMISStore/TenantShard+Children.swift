@@ -15,6 +15,8 @@ public struct ChildRow: Codable, Sendable, Hashable, FetchableRecord, Persistabl
   /// When the child left (graduated, left, transferred out, record closed): the paper archive
   /// may be shredded a year later.
   public var leftOn: String?
+  /// The transfer the row is (or was last) part of.
+  public var transferId: String?
 
   public init(recordNumber: String, data: ChildRecord, state: ChildState, classId: String?, createdAt: Int64) {
     self.recordNumber = recordNumber
@@ -24,6 +26,7 @@ public struct ChildRow: Codable, Sendable, Hashable, FetchableRecord, Persistabl
     self.createdAt = createdAt
     self.identityKey = data.identityKey
     self.leftOn = nil
+    self.transferId = nil
   }
 }
 
@@ -84,7 +87,7 @@ extension TenantShard {
   public func enroll(
     _ child: ChildRecord, recordNumber: String, classId: String?, midTerm: Bool = false, by: String, at: Int64
   ) async throws -> ChildRow {
-    try await writer.write { db in
+    try await write { db in
       if try ChildRow.exists(db, key: recordNumber) {
         throw StoreError(.alreadyExists, "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
       }
@@ -124,7 +127,7 @@ extension TenantShard {
 
   /// Places or moves a child, through the lifecycle's rules.
   public func assignClass(_ recordNumber: String, classId: String, by: String, at: Int64) async throws -> ChildRow {
-    try await writer.write { db in
+    try await write { db in
       guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(recordNumber) here")
       }
@@ -157,7 +160,7 @@ extension TenantShard {
   /// Promotes a class: grade up, school year on; its enrolled children stay in it. With
   /// `apply: false` nothing is written.
   public func promoteClass(_ classId: String, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
-    try await writer.write { db in
+    try await write { db in
       guard var record = try ClassRecord.fetchOne(db, key: classId) else {
         throw StoreError(.notFound, "class_id: no class \(classId)")
       }
@@ -186,7 +189,7 @@ extension TenantShard {
 
   /// Graduates the enrolled children of a class; they leave it, so the class can be reused.
   public func graduateClass(_ classId: String, on date: CalendarDate, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
-    try await writer.write { db in
+    try await write { db in
       guard let record = try ClassRecord.fetchOne(db, key: classId) else {
         throw StoreError(.notFound, "class_id: no class \(classId)")
       }
@@ -212,7 +215,7 @@ extension TenantShard {
   public func endAttendance(
     _ recordNumber: String, event: ChildEvent, on date: CalendarDate, reason: String, by: String, at: Int64
   ) async throws -> ChildRow {
-    try await writer.write { db in
+    try await write { db in
       guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
       }

@@ -114,7 +114,7 @@ extension TenantShard {
 
   public func updateProfile(_ profile: KindergartenProfile, by: String, at: Int64) async throws {
     let json = String(decoding: try JSONEncoder().encode(profile), as: UTF8.self)
-    try await writer.write { db in
+    try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM profile WHERE id = 1")
         .flatMap { try? JSONDecoder().decode(KindergartenProfile.self, from: Data($0.utf8)) }
       try Self.recordChanges(db, record: "profile", old: old, new: profile, by: by, at: at)
@@ -129,7 +129,7 @@ extension TenantShard {
   }
 
   public func createClass(_ data: KindergartenClass, by: String, at: Int64) async throws -> ClassRecord {
-    try await writer.write { db in
+    try await write { db in
       try Self.checkHeadTeacher(db, data.headTeacherStaffId)
       if try ClassRecord.fetchAll(db).contains(where: { $0.data.name == data.name && $0.data.schoolYear == data.schoolYear }) {
         throw StoreError(.alreadyExists, "class.name: \(data.schoolYear) already has a class named \(data.name)")
@@ -149,7 +149,7 @@ extension TenantShard {
   }
 
   public func updateClass(_ id: String, _ data: KindergartenClass, by: String, at: Int64) async throws -> ClassRecord {
-    try await writer.write { db in
+    try await write { db in
       guard var record = try ClassRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "class.class_id: no class \(id)")
       }
@@ -163,7 +163,7 @@ extension TenantShard {
 
   /// Deletes a class, refused while it holds children (the national practice).
   public func deleteClass(_ id: String, by: String, at: Int64) async throws {
-    try await writer.write { db in
+    try await write { db in
       guard let record = try ClassRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "class_id: no class \(id)")
       }
@@ -193,7 +193,7 @@ extension TenantShard {
   }
 
   public func createStaff(_ data: StaffMember, by: String, at: Int64) async throws -> StaffRecord {
-    try await writer.write { db in
+    try await write { db in
       if !data.idDocumentNumber.isEmpty,
         try StaffRecord.fetchAll(db).contains(where: { $0.data.idDocumentType == data.idDocumentType && $0.data.idDocumentNumber == data.idDocumentNumber })
       {
@@ -209,7 +209,7 @@ extension TenantShard {
   }
 
   public func updateStaff(_ id: String, _ data: StaffMember, by: String, at: Int64) async throws -> StaffRecord {
-    try await writer.write { db in
+    try await write { db in
       guard var record = try StaffRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "staff.staff_id: no staff member \(id)")
       }

@@ -65,7 +65,7 @@ extension TenantShard {
   /// Enters or corrects a year; a correction withdraws an earlier confirmation.
   public func putFinance(_ finance: FinanceYear, by: String, at: Int64) async throws {
     let json = try Self.encode(finance)
-    try await writer.write { db in
+    try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM finance WHERE year = ?", arguments: [finance.year])
         .map { try Self.decode(FinanceYear.self, $0) }
       try Self.recordChanges(db, record: "finance:\(finance.year)", old: old, new: finance, by: by, at: at)
@@ -89,7 +89,7 @@ extension TenantShard {
   }
 
   public func confirmFinance(year: Int, by: String, at: Int64) async throws {
-    try await writer.write { db in
+    try await write { db in
       guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM finance WHERE year = ?", arguments: [year]) == 1 else {
         throw StoreError(.notFound, "year: no finance information entered for \(year)")
       }
@@ -108,7 +108,7 @@ extension TenantShard {
 
   public func setLeadership(_ group: LeadershipGroup, by: String, at: Int64) async throws {
     let json = try Self.encode(group)
-    try await writer.write { db in
+    try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM leadership WHERE id = 1").map { try Self.decode(LeadershipGroup.self, $0) }
       try Self.recordChanges(db, record: "leadership", old: old, new: group, by: by, at: at)
       try db.execute(

@@ -87,7 +87,7 @@ extension TenantShard {
   /// Enrolls the new rows, each with its record number, in one transaction. Refuses the whole
   /// batch if any of them appeared since it was planned.
   public func applyImport(_ rows: [(row: ImportRow, recordNumber: String)], by: String, at: Int64) async throws {
-    try await writer.write { db in
+    try await write { db in
       for (row, recordNumber) in rows {
         let record = ChildRow(recordNumber: recordNumber, data: row.child, state: .enrolled, classId: row.classId, createdAt: at)
         if try ChildRow.exists(db, key: recordNumber)

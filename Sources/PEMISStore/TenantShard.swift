@@ -7,9 +7,11 @@ public import PEMISDomain
 public final class TenantShard: Sendable {
   public let code: InstitutionCode
   let writer: DatabaseQueue
+  let generation: ShardGeneration
 
-  init(code: InstitutionCode, path: String, configuration: StoreConfiguration) throws {
+  init(code: InstitutionCode, path: String, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration()) throws {
     self.code = code
+    self.generation = generation
     writer = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
     try Self.migrator.migrate(writer)
   }
@@ -27,6 +29,7 @@ public final class TenantShard: Sendable {
     registerDataMigrations(&migrator)
     registerFinanceMigrations(&migrator)
     registerChildMigrations(&migrator)
+    registerTransferMigrations(&migrator)
     return migrator
   }
 
@@ -34,6 +37,13 @@ public final class TenantShard: Sendable {
     public var code: String
     public var schemaVersion: Int
     public var createdAt: Int64
+  }
+
+  /// Every write of the shard's records goes through here, so caches of what it holds (the
+  /// district summary) see that it changed, even when a write fails halfway.
+  func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    defer { generation.bump() }
+    return try await writer.write(updates)
   }
 
   /// Writes the shard's identity the first time; later calls leave it.

@@ -23,6 +23,7 @@ struct SeedDistrict: AsyncParsableCommand {
   @Option(name: .customLong("data-dir"), help: "Data directory to fill (created if missing).") var dataDirectory: String
   @Option(help: "How many kindergartens.") var kindergartens: Int = 1000
   @Option(help: "Password of every seeded principal.") var password: String = "Seeded-principal-2026"
+  @Option(help: "Children per kindergarten (synthetic, valid unique IDs), in three classes.") var children: Int = 0
   @Option(help: "Shard files created at once.") var parallel: Int = 8
 
   func run() async throws {
@@ -53,13 +54,50 @@ struct SeedDistrict: AsyncParsableCommand {
           done += 1
           if done % 1000 == 0 { print("  \(done) shards created") }
         }
-        group.addTask { try await tenancy.shards.create(try InstitutionCode(validating: item.code), createdAt: now) }
+        let ordinal = existing + index
+        let children = self.children
+        group.addTask {
+          let shard = try await tenancy.shards.create(try InstitutionCode(validating: item.code), createdAt: now)
+          if children > 0 { try await Self.seedChildren(shard, kindergarten: ordinal, count: children, tenancy: tenancy, at: now) }
+        }
       }
       try await group.waitForAll()
     }
+    // The index was written with the children: the server need not build it from the shards.
+    try await tenancy.registry.setMeta("childIndexBuilt", String(now))
     let seconds = Double((ContinuousClock.now - started).components.seconds)
       + Double((ContinuousClock.now - started).components.attoseconds) / 1e18
-    print("seeded \(kindergartens) kindergartens in \(String(format: "%.1f", seconds)) s into \(dataDirectory)")
+    print("seeded \(kindergartens) kindergartens\(children > 0 ? " × \(children) children" : "") in \(String(format: "%.1f", seconds)) s into \(dataDirectory)")
+  }
+}
+
+extension SeedDistrict {
+  /// The `ordinal`-th kindergarten's children: synthetic children `ordinal × count …`, enrolled in
+  /// three classes (small, middle, large) in one shard transaction, and indexed in the registry.
+  static func seedChildren(_ shard: TenantShard, kindergarten ordinal: Int, count: Int, tenancy: Tenancy, at: Int64) async throws {
+    var classes: [String] = []
+    for (name, grade) in [("小一班", Grade.small), ("中一班", .middle), ("大一班", .large)] {
+      classes.append(
+        try await shard.createClass(
+          KindergartenClass(name: name, grade: grade, schoolYear: "2026-2027", headTeacherStaffId: nil, capacity: max(25, count / 3 + 1)), by: "seed",
+          at: at
+        ).id)
+    }
+    var rows: [(row: TenantShard.ImportRow, recordNumber: String)] = []
+    for i in 0..<count {
+      let c = SyntheticChildren.child(ordinal * count + i)
+      let child = ChildRecord(
+        name: c.name, gender: c.gender, birthDate: c.birthDate, idDocumentType: .residentID, idDocumentNumber: c.idNumber, nationality: "CHN",
+        ethnicity: "01", birthPlace: c.division, householdRegister: c.division, householdType: "resident", hmtStatus: "none", health: "healthy",
+        onlyChild: i % 3 == 0, guardians: [.init(name: c.guardianName, relation: c.guardianRelation, phone: c.phone)],
+        entryDate: CalendarDate(year: 2026, month: 9, day: 1))
+      rows.append((TenantShard.ImportRow(number: i + 1, child: child, classId: classes[i % 3]), "G" + c.idNumber))
+    }
+    try await shard.applyImport(rows, by: "seed", at: at)
+    try await tenancy.registry.syncIndex(
+      rows.map {
+        ChildIndexRecord(recordNumber: $0.recordNumber, kindergartenCode: shard.code.rawValue, state: .enrolled, child: $0.row.child, updatedAt: at)
+      })
   }
 }
 

@@ -11,7 +11,7 @@ struct PEMISCommand: AsyncParsableCommand {
     subcommands: [
       HealthCommand.self, LoginCommand.self, LogoutCommand.self, WhoAmICommand.self, PasswordCommand.self,
       OnboardingCommand.self, AccountCommand.self, KindergartenCommand.self, DataCommand.self, ChildCommand.self,
-      DeadlineCommand.self,
+      DeadlineCommand.self, TransferCommand.self, DuplicatesCommand.self, DistrictCommand.self,
       AuditQueryCommand.self,
       EchoCommand.self,
     ])

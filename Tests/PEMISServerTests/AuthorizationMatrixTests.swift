@@ -44,6 +44,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   static func data(_ client: Client) -> Pemis_V1_KindergartenData.Client<PEMISWireClientTransport> { .init(wrapping: client) }
   static func accounts(_ client: Client) -> Pemis_V1_Accounts.Client<PEMISWireClientTransport> { .init(wrapping: client) }
   static func children(_ client: Client) -> Pemis_V1_ChildRecords.Client<PEMISWireClientTransport> { .init(wrapping: client) }
+  static func transfers(_ client: Client) -> Pemis_V1_Transfers.Client<PEMISWireClientTransport> { .init(wrapping: client) }
 
   static var all: [MatrixCase] {
     var cases: [MatrixCase] = [
@@ -70,6 +71,18 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
       },
       MatrixCase(name: "Deadlines/ListOverdue", allowed: district) { client, _ in
         _ = try await Pemis_V1_Deadlines.Client(wrapping: client).listOverdue(.init())
+      },
+      MatrixCase(name: "Duplicates/SweepDuplicates", allowed: [.preschoolOffice, .districtAdmin]) { client, _ in
+        _ = try await Pemis_V1_Duplicates.Client(wrapping: client).sweepDuplicates(.init())
+      },
+      MatrixCase(name: "Duplicates/ArbitrateCase", allowed: [.preschoolOffice]) { client, _ in
+        _ = try await Pemis_V1_Duplicates.Client(wrapping: client).arbitrateCase(.with {
+          $0.id = 1
+          $0.accept = true
+        })
+      },
+      MatrixCase(name: "District/GetDistrictSummary", allowed: district) { client, _ in
+        _ = try await Pemis_V1_District.Client(wrapping: client).getDistrictSummary(.init())
       },
       MatrixCase(name: "Kindergartens/ListKindergartens", allowed: district) { client, _ in
         _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).listKindergartens(.init())
@@ -439,6 +452,57 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             },
             onResponse: { response in for try await _ in response.messages {} })
         },
+        MatrixCase(name: "Transfers/TransferOut from \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await transfers(client).transferOut(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.toKindergartenCode = isPublic ? b : a
+          })
+        },
+        MatrixCase(name: "Transfers/GetTransferArchive at \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await transfers(client).getTransferArchive(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+          })
+        },
+        MatrixCase(name: "Transfers/TransferIn at \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await transfers(client).transferIn(.with {
+            $0.kindergartenCode = code
+            $0.transferID = "T-unknown-1"
+          })
+        },
+        MatrixCase(name: "Transfers/CancelTransfer at \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await transfers(client).cancelTransfer(.with {
+            $0.kindergartenCode = code
+            $0.transferID = "T-unknown-1"
+          })
+        },
+        MatrixCase(name: "Transfers/DeclineTransfer at \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await transfers(client).declineTransfer(.with {
+            $0.kindergartenCode = code
+            $0.transferID = "T-unknown-1"
+            $0.reason = "no place"
+          })
+        },
+        MatrixCase(name: "Transfers/ListTransfers of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+          _ = try await transfers(client).listTransfers(.with { $0.kindergartenCode = code })
+        },
+        MatrixCase(name: "Duplicates/ListCases of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+          _ = try await Pemis_V1_Duplicates.Client(wrapping: client).listCases(.with { $0.kindergartenCode = code })
+        },
+        MatrixCase(name: "Duplicates/GetCase of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+          _ = try await Pemis_V1_Duplicates.Client(wrapping: client).getCase(.with {
+            $0.kindergartenCode = code
+            $0.id = 1
+          })
+        },
+        MatrixCase(name: "Duplicates/ResolveCase in \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await Pemis_V1_Duplicates.Client(wrapping: client).resolveCase(.with {
+            $0.kindergartenCode = code
+            $0.id = 1
+            $0.action = "modified"
+          })
+        },
         MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
           allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
@@ -493,12 +557,15 @@ struct AuthorizationMatrixTests {
       Pemis_V1_Session.descriptor, Pemis_V1_Accounts.descriptor, Pemis_V1_Onboarding.descriptor,
       Pemis_V1_Kindergartens.descriptor, Pemis_V1_Audit.descriptor, Pemis_V1_Health.descriptor, Pemis_V1_Echo.descriptor,
       Pemis_V1_Deadlines.descriptor, Pemis_V1_KindergartenData.descriptor, Pemis_V1_ChildRecords.descriptor,
+      Pemis_V1_Transfers.descriptor, Pemis_V1_Duplicates.descriptor, Pemis_V1_District.descriptor,
     ]
     let methods =
       Pemis_V1_Session.Method.descriptors + Pemis_V1_Accounts.Method.descriptors + Pemis_V1_Onboarding.Method.descriptors
       + Pemis_V1_Kindergartens.Method.descriptors + Pemis_V1_Audit.Method.descriptors
-      + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors
-    #expect(served.count == 10)
+      + Pemis_V1_Health.Method.descriptors + Pemis_V1_Echo.Method.descriptors + Pemis_V1_Deadlines.Method.descriptors
+      + Pemis_V1_KindergartenData.Method.descriptors + Pemis_V1_ChildRecords.Method.descriptors + Pemis_V1_Transfers.Method.descriptors
+      + Pemis_V1_Duplicates.Method.descriptors + Pemis_V1_District.Method.descriptors
+    #expect(served.count == 13)
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
 

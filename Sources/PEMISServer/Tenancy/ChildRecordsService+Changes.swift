@@ -2,6 +2,7 @@ internal import Foundation
 internal import GRPCCore
 internal import PEMISDomain
 internal import PEMISProto
+internal import PEMISRouting
 internal import PEMISStore
 internal import SwiftProtobuf
 
@@ -189,6 +190,8 @@ extension ChildRecordsService {
         request.id, approve: request.approve, note: note, validate: Self.validator(today: tenancy.today), by: caller.username,
         at: tenancy.now())
       if request.approve {
+        // A new ID document or name moves the child's entry in the district index.
+        try await tenancy.router.sync(shard.code.rawValue, [decided.after])
         try await tenancy.recordReported(
           .otherChange, kindergarten: shard.code, subject: "child:\(decided.after.recordNumber):key-change#\(request.id)",
           eventOn: tenancy.today, by: caller.username)

@@ -2,6 +2,7 @@ internal import Foundation
 internal import GRPCCore
 internal import PEMISDomain
 internal import PEMISProto
+internal import PEMISRouting
 internal import PEMISStore
 internal import SwiftProtobuf
 
@@ -73,29 +74,24 @@ extension ChildRecordsService {
       let valid = rows.compactMap { row in row.child.map { TenantShard.ImportRow(number: row.number, child: $0, classId: row.classId) } }
       let plan = try await shard.planImport(valid)
       failures += plan.failures
-      if !failures.isEmpty {
-        failures.sort { ($0.row, $0.error.field) < ($1.row, $1.error.field) }
-        for failure in failures {
-          try await response.write(
-            .with {
-              $0.failure = .with {
-                $0.row = Int32(failure.row)
-                $0.field = failure.error.field
-                $0.message = failure.error.message
-              }
-            })
-        }
-        let failingRows = Set(failures.map(\.row)).count
-        throw RPCError(
-          code: .invalidArgument,
-          message: "file: \(failingRows) of \(rows.count) rows fail (\(failures.count) problems); nothing was imported")
-      }
+      if !failures.isEmpty { try await reportFailures(failures, rows: rows.count, response: response) }
 
       let new = zip(valid, plan.outcomes).filter { $0.1 == .new }.map(\.0)
       let unchanged = valid.count - new.count
       if !first.dryRun && !new.isEmpty {
         let numbered = try await recordNumbers(for: new)
-        try await shard.applyImport(numbered, by: caller.username, at: tenancy.now())
+        // The district index first: a child active in another kindergarten fails its row.
+        let (reservation, duplicates) = try await tenancy.router.reserveImport(numbered, in: shard.code.rawValue)
+        if !duplicates.isEmpty {
+          try await reportFailures(duplicates, rows: rows.count, response: response)
+        }
+        do {
+          try await shard.applyImport(numbered, by: caller.username, at: tenancy.now())
+        } catch {
+          try? await tenancy.router.release(reservation: reservation)
+          throw error
+        }
+        try await tenancy.router.confirm(reservation: reservation, code: shard.code.rawValue)
         try await response.write(Self.progress("applied", numbered.count, numbered.count))
         // Art. 15(3): collected, entered and imported within 30 working days of entry.
         let now = tenancy.now()
@@ -117,6 +113,23 @@ extension ChildRecordsService {
           }
         })
     }
+  }
+
+  /// Writes every failure, then ends the call: nothing was imported.
+  private func reportFailures(_ failures: [(row: Int, error: DomainError)], rows: Int, response: RPCWriter<Event>) async throws -> Never {
+    for failure in failures.sorted(by: { ($0.row, $0.error.field) < ($1.row, $1.error.field) }) {
+      try await response.write(
+        .with {
+          $0.failure = .with {
+            $0.row = Int32(failure.row)
+            $0.field = failure.error.field
+            $0.message = failure.error.message
+          }
+        })
+    }
+    let failingRows = Set(failures.map(\.row)).count
+    throw RPCError(
+      code: .invalidArgument, message: "file: \(failingRows) of \(rows) rows fail (\(failures.count) problems); nothing was imported")
   }
 
   /// "G" numbers from the ID; "J" numbers for the others, their sequences taken from the

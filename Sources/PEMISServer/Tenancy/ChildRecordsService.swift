@@ -2,6 +2,7 @@ internal import Foundation
 internal import GRPCCore
 internal import PEMISDomain
 internal import PEMISProto
+internal import PEMISRouting
 internal import PEMISStore
 internal import SwiftProtobuf
 
@@ -86,8 +87,9 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         }
         recordNumber = j
       }
-      let row = try await shard.enroll(
-        child, recordNumber: recordNumber, classId: classId, midTerm: request.midTerm, by: caller.username, at: tenancy.now())
+      // Through the routing layer: refused if the child is active in another kindergarten.
+      let row = try await tenancy.router.enroll(
+        child, recordNumber: recordNumber, in: shard, classId: classId, midTerm: request.midTerm, by: caller.username)
       // Art. 15(3): entered within 30 working days of entry; entering it is the discharge.
       try await tenancy.recordReported(
         .enrollment, kindergarten: shard.code, subject: "child:\(recordNumber)", eventOn: child.entryDate, by: caller.username)
@@ -148,6 +150,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       ? try await shard.graduateClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
       : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
     if !request.preview {
+      if graduate { try await tenancy.router.sync(shard.code.rawValue, result.children) }
       let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
       try await tenancy.recordReported(.promotion, kindergarten: shard.code, subject: "class:\(request.classID) \(what)", eventOn: date, by: caller.username)
       AuditTargets.add("class:\(shard.code)/\(request.classID)")
@@ -178,6 +181,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       }
       let date = try effectiveDate(request.leftOn, field: "left_on")
       let row = try await shard.endAttendance(try await recordNumber(shard, request.recordNumber), event: .leave, on: date, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
+      try await tenancy.router.sync(shard.code.rawValue, [row])
       try await tenancy.recordReported(.otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):left", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
@@ -200,6 +204,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let row = try await shard.endAttendance(
         try await recordNumber(shard, request.recordNumber), event: .accidentalDeparture, on: date, reason: "\(request.kind) on \(date); \(evidence)",
         by: caller.username, at: tenancy.now())
+      try await tenancy.router.sync(shard.code.rawValue, [row])
       try await tenancy.recordReported(.accidentalDeparture, kindergarten: shard.code, subject: "child:\(row.recordNumber)", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)

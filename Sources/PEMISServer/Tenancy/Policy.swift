@@ -183,6 +183,39 @@ enum Policy {
     path(Pemis_V1_ChildRecords.Method.ImportChildren.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
 
+    // Transfers (Art. 16): each side acts for its own kindergarten; the district watches.
+    path(Pemis_V1_Transfers.Method.TransferOut.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Transfers.Method.GetTransferArchive.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Transfers.Method.TransferIn.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Transfers.Method.CancelTransfer.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Transfers.Method.DeclineTransfer.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Transfers.Method.ListTransfers.descriptor): .init(
+      access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
+      audit: .always),
+
+    // The duplicate check: the Preschool Education Office sweeps and arbitrates; kindergartens
+    // resolve their own cases.
+    path(Pemis_V1_Duplicates.Method.SweepDuplicates.descriptor): .init(
+      access: .roles([.preschoolOffice: .district, .districtAdmin: .district]), audit: .always),
+    path(Pemis_V1_Duplicates.Method.ListCases.descriptor): .init(
+      access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_Duplicates.Method.GetCase.descriptor): .init(
+      access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
+      audit: .always),
+    path(Pemis_V1_Duplicates.Method.ResolveCase.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_Duplicates.Method.ArbitrateCase.descriptor): .init(
+      access: .roles([.preschoolOffice: .district]), audit: .always),
+
+    // District oversight (Art. 4, 8): counts only, within scope.
+    path(Pemis_V1_District.Method.GetDistrictSummary.descriptor): .init(access: .roles(districtRead), audit: .always),
+
     // The audit log: district supervision and the district administrator.
     path(Pemis_V1_Audit.Method.QueryAuditLog.descriptor): .init(
       access: .roles([.districtAdmin: .district, .preschoolOffice: .district, .vocationalOffice: .privateKindergartens]),

@@ -153,3 +153,16 @@ extension Pemis_V1_PaperArchiveRequest: TargetedRequest { var target: RequestTar
 extension Pemis_V1_ListPaperArchiveRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 /// An import names its kindergarten in the first message, which is the one the interceptor reads.
 extension Pemis_V1_ImportChildrenRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_TransferOutRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_GetTransferArchiveRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_TransferInRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_TransferActionRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ListTransfersRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) } }
+/// District-wide: the roles table alone decides.
+extension Pemis_V1_SweepDuplicatesRequest: TargetedRequest { var target: RequestTarget { .none } }
+extension Pemis_V1_ListCasesRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) } }
+extension Pemis_V1_GetCaseRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) } }
+extension Pemis_V1_ResolveCaseRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_ArbitrateCaseRequest: TargetedRequest { var target: RequestTarget { .none } }
+/// The summary narrows itself to the caller's scope (ownership) and checks each code named.
+extension Pemis_V1_DistrictSummaryRequest: TargetedRequest { var target: RequestTarget { .none } }

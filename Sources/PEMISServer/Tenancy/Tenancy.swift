@@ -3,12 +3,15 @@ internal import GRPCCore
 internal import Synchronization
 public import Logging
 public import PEMISDomain
+public import PEMISRouting
 public import PEMISStore
 
 /// What the tenancy services share: the registry, the shard pool, password hashing and the clock.
 public final class Tenancy: Sendable {
   public let registry: Registry
   public let shards: ShardPool
+  /// What crosses kindergartens: the child index, transfers, the duplicate check, the summary.
+  public let router: Router
   let hasher: PasswordHasher
   /// A hash of a random password, checked when a login names no account, so the answer takes
   /// as long as for a real account and timing does not reveal which usernames exist.
@@ -32,6 +35,7 @@ public final class Tenancy: Sendable {
     decoyHash = try hasher.hash(Secrets.oneTimePassword())
     self.now = now
     self.logger = logger
+    router = Router(registry: registry, shards: shards, calendar: calendar, logger: logger, now: now)
   }
 
   /// Seconds since 1970 by the system clock.
@@ -77,6 +81,17 @@ public final class Tenancy: Sendable {
     let opened = try await registry.openMonthlyAudits(through: last, calendar: calendar, at: now())
     if opened > 0 { logger.info("opened \(opened) monthly audits through \(last)") }
     monthlyAuditsOpened.withLock { $0 = last }
+  }
+
+  /// At start: builds the district child index from the shards the first time (data written
+  /// before the index existed), then finishes what a crash interrupted.
+  func prepareRouting() async throws {
+    if try await registry.meta("childIndexBuilt") == nil {
+      let rows = try await router.rebuildIndex()
+      try await registry.setMeta("childIndexBuilt", String(now()))
+      if rows > 0 { logger.info("built the district child index from the shards: \(rows) records") }
+    }
+    try await router.recover()
   }
 
   /// `pemis-server init`: the first district administrator, with a one-time password.

@@ -1,0 +1,104 @@
+internal import PEMISDomain
+public import PEMISStore
+
+/// The district duplicate check (MISSION: 查重): a sweep over the child index finds the three kinds
+/// of problem records and opens a case for each; the kindergartens resolve them by deleting,
+/// modifying or giving evidence, which the Preschool Education Office arbitrates.
+extension Router {
+  /// The problems in these index rows: invalid IDs, the same ID in two active records, and
+  /// children without an ID sharing name, gender and birth date. Pure, for tests.
+  public static func problems(in rows: [ChildIndexRecord]) -> [(kind: ProblemKind, key: String, records: [CaseRecordRef])] {
+    var result: [(ProblemKind, String, [CaseRecordRef])] = []
+    let active = rows.filter(\.active)
+    func ref(_ row: ChildIndexRecord) -> CaseRecordRef { CaseRecordRef(kindergartenCode: row.kindergartenCode, recordNumber: row.recordNumber) }
+    for row in active {
+      guard let key = row.documentKey else { continue }
+      let parts = key.split(separator: "|", maxSplits: 1).map(String.init)
+      let person = row.personKey.split(separator: "|").map(String.init)
+      guard parts.count == 2, let type = IDDocumentType(rawValue: parts[0]), type != .other else { continue }
+      let birth = person.count == 3 ? CalendarDate(iso: person[2]) : nil
+      let gender = person.count == 3 ? Gender(rawValue: person[1]) : nil
+      do {
+        try IDDocuments.validate(type: type, number: parts[1], birthDate: birth, gender: gender, field: "id_document_number")
+      } catch {
+        result.append((.invalidID, "\(key)@\(row.recordNumber)", [ref(row)]))
+      }
+    }
+    // The same number in more than one active record, whatever the document type says.
+    let byNumber = Dictionary(grouping: active.filter { $0.documentKey != nil }) { $0.documentKey!.split(separator: "|").last.map(String.init) ?? "" }
+    for (number, group) in byNumber where group.count > 1 {
+      result.append((.sameID, number, group.sorted { $0.recordNumber < $1.recordNumber }.map(ref)))
+    }
+    let byPerson = Dictionary(grouping: active.filter { $0.documentKey == nil }, by: \.personKey)
+    for (person, group) in byPerson where group.count > 1 {
+      result.append((.samePerson, person, group.sorted { $0.recordNumber < $1.recordNumber }.map(ref)))
+    }
+    return result.sorted { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }
+  }
+
+  /// Runs the sweep over the whole district; returns what it opened, kept and resolved.
+  public func sweep(by: String) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
+    let rows = try await registry.allIndexRecords()
+    return try await registry.applySweep(Self.problems(in: rows), by: by, at: now())
+  }
+
+  /// The case, if `code` is one of its kindergartens (or `code` is nil: the district).
+  func caseFor(_ id: Int64, kindergarten code: String?) async throws -> DuplicateCaseRecord {
+    guard let (record, _) = try await registry.duplicateCase(id), code.map({ record.kindergartens.contains($0) }) ?? true else {
+      throw StoreError(.notFound, "case_id: no duplicate case \(id) of this kindergarten")
+    }
+    return record
+  }
+
+  /// Resolves by deleting one of the kindergarten's records in the case (soft: it stays
+  /// visible); the case is resolved when its problem is gone.
+  public func resolveByDeleting(_ id: Int64, recordNumber: String, at code: String, by: String) async throws -> DuplicateCaseRecord {
+    let record = try await caseFor(id, kindergarten: code)
+    guard record.state == .open else { throw StoreError(.failedPrecondition, "case_id: case \(id) is \(record.state.rawValue)") }
+    guard record.records.contains(CaseRecordRef(kindergartenCode: code, recordNumber: recordNumber)) else {
+      throw StoreError(.invalidArgument, "record_number: not one of this kindergarten's records in case \(id)")
+    }
+    let shard = try await shard(code)
+    let row = try await shard.softDelete(recordNumber, reason: "duplicate case \(id)", by: by, at: now())
+    try await sync(code, [row])
+    return try await recheck(id, resolution: "deleted", action: "deleted \(IDDocuments.mask(recordNumber))", code: code, by: by)
+  }
+
+  /// The kindergarten corrected its record (`child update` or a key-information change): the case
+  /// is resolved if its problem is gone, and refused if not.
+  public func resolveByModifying(_ id: Int64, at code: String, by: String) async throws -> DuplicateCaseRecord {
+    let record = try await caseFor(id, kindergarten: code)
+    guard record.state == .open else { throw StoreError(.failedPrecondition, "case_id: case \(id) is \(record.state.rawValue)") }
+    return try await recheck(id, resolution: "modified", action: "modified", code: code, by: by)
+  }
+
+  func recheck(_ id: Int64, resolution: String, action: String, code: String, by: String) async throws -> DuplicateCaseRecord {
+    let record = try await caseFor(id, kindergarten: code)
+    let rows = try await registry.allIndexRecords()
+    let stillThere = Self.problems(in: rows).contains { $0.kind == record.kind && $0.key == record.key }
+    let event = CaseEventRecord(caseId: id, action: action, actor: by, kindergartenCode: code, note: stillThere ? "the problem remains" : "", at: now())
+    if stillThere {
+      if action == "modified" {
+        throw StoreError(.failedPrecondition, "case_id: case \(id) still shows the problem; correct the record first (pemis child update / request-change)")
+      }
+      return try await registry.advanceCase(id, from: [.open], to: .open, event: event)
+    }
+    return try await registry.advanceCase(id, from: [.open], to: .resolved, resolution: resolution, event: event)
+  }
+
+  /// The kindergarten gives evidence (from the parents) that the records are right.
+  public func submitEvidence(_ id: Int64, evidence: String, at code: String, by: String) async throws -> DuplicateCaseRecord {
+    _ = try await caseFor(id, kindergarten: code)
+    return try await registry.advanceCase(
+      id, from: [.open], to: .evidence, evidence: evidence,
+      event: CaseEventRecord(caseId: id, action: "evidence", actor: by, kindergartenCode: code, note: evidence, at: now()))
+  }
+
+  /// The Preschool Education Office arbitrates: accepted keeps the records and resolves the
+  /// case; rejected sends it back to be deleted or modified.
+  public func arbitrate(_ id: Int64, accept: Bool, note: String, by: String) async throws -> DuplicateCaseRecord {
+    try await registry.advanceCase(
+      id, from: [.evidence], to: accept ? .resolved : .open, resolution: accept ? "evidence_accepted" : nil,
+      event: CaseEventRecord(caseId: id, action: accept ? "evidence accepted" : "evidence rejected", actor: by, kindergartenCode: "", note: note, at: now()))
+  }
+}

@@ -1,0 +1,51 @@
+public import Logging
+public import PEMISDomain
+public import PEMISStore
+
+/// The routing layer: everything that crosses kindergartens (docs/ROUTING.md). It owns the order
+/// of writes between the registry and the shards, since two SQLite files cannot commit together:
+/// the district child index, the transfer saga and its recovery, the duplicate sweep, and the
+/// district summary fanned out over the shards.
+public final class Router: Sendable {
+  public let registry: Registry
+  public let shards: ShardPool
+  let calendar: WorkingDayCalendar
+  /// Seconds since 1970 (injected for tests).
+  let now: @Sendable () -> Int64
+  let logger: Logger
+  let summaries = SummaryCache()
+
+  public init(
+    registry: Registry, shards: ShardPool, calendar: WorkingDayCalendar, logger: Logger, now: @escaping @Sendable () -> Int64
+  ) {
+    self.registry = registry
+    self.shards = shards
+    self.calendar = calendar
+    self.logger = logger
+    self.now = now
+  }
+
+  var today: CalendarDate { CalendarDate(beijingTimeOf: now()) }
+
+  func shard(_ code: String) async throws -> TenantShard {
+    try await shards.shard(try InstitutionCode(validating: code))
+  }
+
+  /// Finishes what a crash interrupted: reservations of new children, then transfers mid-step.
+  /// Run at start and periodically. Returns how many items it finished.
+  @discardableResult
+  public func recover() async throws -> Int {
+    var finished = 0
+    finished += try await recoverReservations()
+    for transfer in try await registry.inFlightTransfers() {
+      do {
+        _ = try await drive(transfer.id)
+        finished += 1
+      } catch {
+        logger.error("transfer recovery failed", metadata: ["transfer.id": "\(transfer.id)", "error": "\(error)"])
+      }
+    }
+    if finished > 0 { logger.info("recovery finished \(finished) interrupted steps") }
+    return finished
+  }
+}

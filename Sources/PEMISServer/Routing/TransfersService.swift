@@ -1,0 +1,151 @@
+internal import Foundation
+internal import GRPCCore
+internal import PEMISDomain
+internal import PEMISProto
+internal import PEMISRouting
+internal import PEMISStore
+internal import SwiftProtobuf
+
+/// `pemis.v1.Transfers`: the transfer saga of the routing layer, for the two kindergartens.
+struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
+  let tenancy: Tenancy
+  var router: Router { tenancy.router }
+
+  static func proto(_ t: TransferRecord) -> Pemis_V1_Transfer {
+    .with {
+      $0.id = t.id
+      $0.recordNumber = IDDocuments.mask(t.recordNumber)
+      $0.fromKindergartenCode = t.fromCode
+      $0.toKindergartenCode = t.toCode
+      if let applied = CalendarDate(iso: t.appliedOn) { $0.appliedOn = applied.proto }
+      $0.state = t.state.rawValue
+      $0.requestedBy = t.requestedBy
+      $0.requestedAt = t.requestedAt
+      $0.classID = t.classId ?? ""
+      $0.decidedBy = t.decidedBy ?? ""
+      $0.decidedAt = t.decidedAt ?? 0
+      $0.reason = t.reason ?? ""
+    }
+  }
+
+  /// The acting kindergarten (the interceptor held the caller to it).
+  func code(_ requested: String) throws -> (String, Caller) {
+    let caller = try Caller.required()
+    return (try tenancy.requestedKindergarten(requested, caller: caller).rawValue, caller)
+  }
+
+  func transferOut(request: Pemis_V1_TransferOutRequest, context: ServerContext) async throws -> Pemis_V1_Transfer {
+    try await handling {
+      let (code, caller) = try code(request.kindergartenCode)
+      let destination = try InstitutionCode(validating: request.toKindergartenCode).rawValue
+      var applied = tenancy.today
+      if request.appliedOn.year != 0 {
+        applied = CalendarDate(request.appliedOn)
+        guard applied.isValid, applied <= tenancy.today else {
+          throw RPCError(code: .invalidArgument, message: "applied_on: must be a valid date, not after today")
+        }
+      }
+      if !request.transferID.isEmpty && !Router.validTransferID(request.transferID) {
+        throw RPCError(code: .invalidArgument, message: "transfer_id: \"T\" and 6-40 letters, digits or '-'")
+      }
+      let shard = try await tenancy.shards.shard(try InstitutionCode(validating: code))
+      let number = try await ChildRecordsService(tenancy: tenancy).recordNumber(shard, request.recordNumber)
+      let transfer = try await router.transferOut(
+        from: code, recordNumber: number, to: destination, appliedOn: applied, id: request.transferID.isEmpty ? nil : request.transferID,
+        by: caller.username)
+      AuditTargets.add("transfer:\(transfer.id)")
+      AuditTargets.add("child:\(IDDocuments.mask(number))")
+      return Self.proto(transfer)
+    }
+  }
+
+  func getTransferArchive(request: Pemis_V1_GetTransferArchiveRequest, context: ServerContext) async throws -> Pemis_V1_TransferArchive {
+    try await handling {
+      let (code, _) = try code(request.kindergartenCode)
+      var documentKey: String?
+      if !request.idDocumentNumber.isEmpty {
+        guard let type = IDDocumentType(rawValue: request.idDocumentType.isEmpty ? "resident_id" : request.idDocumentType) else {
+          throw RPCError(code: .invalidArgument, message: "id_document_type: must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        documentKey = "\(type.rawValue)|\(request.idDocumentNumber.uppercased())"
+      }
+      guard !request.recordNumber.isEmpty || documentKey != nil else {
+        throw RPCError(code: .invalidArgument, message: "record_number: give the record number or the ID document")
+      }
+      let found = try await router.archiveForReceiver(
+        at: code, recordNumber: request.recordNumber.isEmpty ? nil : request.recordNumber.uppercased(), documentKey: documentKey)
+      AuditTargets.add("transfer:\(found.transfer.id)")
+      AuditTargets.add("child:\(IDDocuments.mask(found.child.recordNumber)) archive")
+      return .with {
+        $0.transfer = Self.proto(found.transfer)
+        $0.child = ChildRecordsService.proto(found.child, fullID: false)
+        $0.history = found.history.map { entry in
+          .with {
+            $0.record = "child:" + IDDocuments.mask(found.child.recordNumber)
+            $0.field = entry.field
+            $0.oldValue = entry.oldValue
+            $0.newValue = entry.newValue
+            $0.changedBy = entry.changedBy
+            $0.changedAt = entry.changedAt
+          }
+        }
+      }
+    }
+  }
+
+  func transferIn(request: Pemis_V1_TransferInRequest, context: ServerContext) async throws -> Pemis_V1_Transfer {
+    try await handling {
+      let (code, caller) = try code(request.kindergartenCode)
+      let transfer = try await router.transferIn(
+        request.transferID, at: code, classId: request.classID.isEmpty ? nil : request.classID, by: caller.username)
+      AuditTargets.add("transfer:\(transfer.id)")
+      return Self.proto(transfer)
+    }
+  }
+
+  func cancelTransfer(request: Pemis_V1_TransferActionRequest, context: ServerContext) async throws -> Pemis_V1_Transfer {
+    try await handling {
+      let (code, caller) = try code(request.kindergartenCode)
+      let transfer = try await router.cancel(request.transferID, at: code, by: caller.username)
+      AuditTargets.add("transfer:\(transfer.id)")
+      return Self.proto(transfer)
+    }
+  }
+
+  func declineTransfer(request: Pemis_V1_TransferActionRequest, context: ServerContext) async throws -> Pemis_V1_Transfer {
+    try await handling {
+      let (code, caller) = try code(request.kindergartenCode)
+      let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !reason.isEmpty, reason.count <= 200 else {
+        throw RPCError(code: .invalidArgument, message: "reason: a decline says why, at most 200 characters")
+      }
+      let transfer = try await router.decline(request.transferID, at: code, reason: reason, by: caller.username)
+      AuditTargets.add("transfer:\(transfer.id)")
+      return Self.proto(transfer)
+    }
+  }
+
+  func listTransfers(request: Pemis_V1_ListTransfersRequest, context: ServerContext) async throws -> Pemis_V1_ListTransfersResponse {
+    try await handling {
+      let caller = try Caller.required()
+      let page = try Page(request.page)
+      var state: TransferState?
+      if !request.state.isEmpty {
+        state = TransferState(rawValue: request.state)
+        if state == nil { throw RPCError(code: .invalidArgument, message: "state: one of \(TransferState.allCases.map(\.rawValue).joined(separator: ", "))") }
+      }
+      var code: String? = request.kindergartenCode.isEmpty ? caller.kindergarten?.rawValue : request.kindergartenCode
+      if caller.scope == .ownKindergarten { code = caller.kindergarten?.rawValue }
+      var scoped: Set<String>?
+      if code == nil, let ownership = caller.scope.ownershipFilter {
+        scoped = Set(try await tenancy.registry.kindergartens(ownership: ownership, offset: 0, limit: 100_000).kindergartens.map(\.code))
+      }
+      let (transfers, total) = try await tenancy.registry.transfers(
+        kindergarten: code, state: state, ownershipCodes: scoped, offset: page.offset, limit: page.limit)
+      return .with {
+        $0.transfers = transfers.map(Self.proto)
+        $0.page = page.info(total: total, returned: transfers.count)
+      }
+    }
+  }
+}

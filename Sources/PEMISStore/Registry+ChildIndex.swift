@@ -1,0 +1,186 @@
+internal import Foundation
+public import GRDB
+public import PEMISDomain
+
+/// The district child index (registry): where each record number lives and in what state, with
+/// the child's ID document and, for the duplicate check, name + gender + birth date. Derived
+/// from the shards: every write to a child updates it after the shard commits, a new child is
+/// reserved here first (so two kindergartens cannot enroll the same ID at once), and it can be
+/// rebuilt from the shards alone (`pemis-server check --repair`).
+public struct ChildIndexRecord: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
+  public static let databaseTableName = "child_index"
+  public var recordNumber: String
+  public var kindergartenCode: String
+  public var state: ChildState
+  /// "resident_id|1201…" when the child has a document number, else nil.
+  public var documentKey: String?
+  /// "name|gender|birth date".
+  public var personKey: String
+  /// Whether the record is active (enrolled or pending transfer-out): an ID is active in one
+  /// kindergarten at most.
+  public var active: Bool
+  /// Set while a new child is reserved here and not yet confirmed in its shard: the reservation's
+  /// id. Recovery confirms or releases it.
+  public var reservation: String?
+  /// What the row was before the reservation (JSON of the previous row), to restore on release.
+  public var previous: String?
+  public var updatedAt: Int64
+
+  public init(recordNumber: String, kindergartenCode: String, state: ChildState, child: ChildRecord, updatedAt: Int64) {
+    self.recordNumber = recordNumber
+    self.kindergartenCode = kindergartenCode
+    self.state = state
+    self.documentKey = Self.documentKey(child)
+    self.personKey = Self.personKey(child)
+    self.active = state.isActive
+    self.updatedAt = updatedAt
+  }
+
+  public static func documentKey(_ child: ChildRecord) -> String? {
+    child.idDocumentNumber.isEmpty ? nil : "\(child.idDocumentType.rawValue)|\(child.idDocumentNumber.uppercased())"
+  }
+
+  public static func personKey(_ child: ChildRecord) -> String { "\(child.name)|\(child.gender.rawValue)|\(child.birthDate)" }
+
+  /// The same facts as `other`, ignoring bookkeeping (time, reservation).
+  public func agrees(with other: ChildIndexRecord) -> Bool {
+    recordNumber == other.recordNumber && kindergartenCode == other.kindergartenCode && state == other.state
+      && documentKey == other.documentKey && personKey == other.personKey
+  }
+}
+
+extension ChildState {
+  /// Enrolled or pending transfer-out: the record lives here.
+  public var isActive: Bool { self == .enrolled || self == .pendingTransferOut }
+}
+
+extension Registry {
+  static func registerChildIndexMigrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v5-child-index") { db in
+      try db.create(table: "child_index") { t in
+        t.primaryKey("recordNumber", .text)
+        t.column("kindergartenCode", .text).notNull().indexed()
+        t.column("state", .text).notNull()
+        t.column("documentKey", .text)
+        t.column("personKey", .text).notNull().indexed()
+        t.column("active", .boolean).notNull()
+        t.column("reservation", .text)
+        t.column("previous", .text)
+        t.column("updatedAt", .integer).notNull()
+      }
+      // An ID document is active in one kindergarten at most: `reserve` checks it inside the
+      // registry's (serialized) write transaction. Not a UNIQUE index, so records from before the
+      // rule (or repaired from shards) can still be indexed and found by the duplicate sweep.
+      try db.execute(sql: "CREATE INDEX child_index_document ON child_index(documentKey) WHERE documentKey IS NOT NULL")
+      try db.execute(sql: "CREATE INDEX child_index_reserved ON child_index(reservation) WHERE reservation IS NOT NULL")
+    }
+  }
+
+  /// Where an ID document is active, if anywhere.
+  public func activeRecord(documentKey: String) async throws -> ChildIndexRecord? {
+    try await writer.read { db in
+      try ChildIndexRecord.filter(Column("documentKey") == documentKey && Column("active") == true).fetchOne(db)
+    }
+  }
+
+  public func indexRecord(_ recordNumber: String) async throws -> ChildIndexRecord? {
+    try await writer.read { db in try ChildIndexRecord.fetchOne(db, key: recordNumber) }
+  }
+
+  /// A conflict found while reserving: the new child is already active somewhere.
+  public struct IndexConflict: Sendable, Hashable {
+    /// Which of the reserved children (its position in the request).
+    public var position: Int
+    public var existing: ChildIndexRecord
+  }
+
+  /// Reserves new children of a kindergarten in the index, all or none, before they are written
+  /// to its shard. Returns the conflicts (ID document or record number active in another
+  /// kindergarten, or here); when there are any, nothing is reserved.
+  public func reserve(
+    _ children: [(recordNumber: String, child: ChildRecord)], kindergarten code: String, reservation: String, at: Int64
+  ) async throws -> [IndexConflict] {
+    try await writer.write { db in
+      var conflicts: [IndexConflict] = []
+      for (position, item) in children.enumerated() {
+        let row = ChildIndexRecord(recordNumber: item.recordNumber, kindergartenCode: code, state: .enrolled, child: item.child, updatedAt: at)
+        if let key = row.documentKey,
+          let existing = try ChildIndexRecord.filter(Column("documentKey") == key && Column("active") == true).fetchOne(db)
+        {
+          conflicts.append(IndexConflict(position: position, existing: existing))
+          continue
+        }
+        if let existing = try ChildIndexRecord.fetchOne(db, key: item.recordNumber), existing.active || existing.reservation != nil {
+          conflicts.append(IndexConflict(position: position, existing: existing))
+        }
+      }
+      guard conflicts.isEmpty else { return conflicts }
+      for item in children {
+        var row = ChildIndexRecord(recordNumber: item.recordNumber, kindergartenCode: code, state: .enrolled, child: item.child, updatedAt: at)
+        row.reservation = reservation
+        if let existing = try ChildIndexRecord.fetchOne(db, key: item.recordNumber) {
+          row.previous = String(decoding: try JSONEncoder().encode(existing), as: UTF8.self)
+        }
+        try row.save(db)
+      }
+      return []
+    }
+  }
+
+  /// The children reserved under `reservation` were written to their shard.
+  public func confirm(reservation: String) async throws {
+    try await writer.write { db in
+      try db.execute(sql: "UPDATE child_index SET reservation = NULL, previous = NULL WHERE reservation = ?", arguments: [reservation])
+    }
+  }
+
+  /// The shard write failed (or never happened): the reserved rows go back to what they were.
+  public func release(reservation: String) async throws {
+    try await writer.write { db in try Self.release(db, reservation: reservation) }
+  }
+
+  static func release(_ db: Database, reservation: String) throws {
+    for row in try ChildIndexRecord.filter(Column("reservation") == reservation).fetchAll(db) {
+      if let previous = row.previous, let old = try? JSONDecoder().decode(ChildIndexRecord.self, from: Data(previous.utf8)) {
+        try old.update(db)
+      } else {
+        try row.delete(db)
+      }
+    }
+  }
+
+  /// Reservations left by a crash between the registry and the shard, for recovery.
+  public func openReservations() async throws -> [ChildIndexRecord] {
+    try await writer.read { db in try ChildIndexRecord.filter(Column("reservation") != nil).fetchAll(db) }
+  }
+
+  /// Brings index rows in line with the shard rows they describe (after a shard write).
+  public func syncIndex(_ rows: [ChildIndexRecord]) async throws {
+    guard !rows.isEmpty else { return }
+    try await writer.write { db in
+      for row in rows {
+        if let existing = try ChildIndexRecord.fetchOne(db, key: row.recordNumber), existing.kindergartenCode != row.kindergartenCode,
+          existing.active, !row.active
+        {
+          // The record lives elsewhere now (re-enrolled or transferred in): an old kindergarten's
+          // closed row does not take the index back.
+          continue
+        }
+        try row.save(db)
+      }
+    }
+  }
+
+  /// Every index row, for the check and the duplicate sweep.
+  public func allIndexRecords() async throws -> [ChildIndexRecord] {
+    try await writer.read { db in try ChildIndexRecord.order(Column("recordNumber")).fetchAll(db) }
+  }
+
+  /// Replaces the whole index (repair after `pemis-server check`).
+  public func replaceIndex(_ rows: [ChildIndexRecord]) async throws {
+    try await writer.write { db in
+      try ChildIndexRecord.deleteAll(db)
+      for row in rows { try row.insert(db) }
+    }
+  }
+}

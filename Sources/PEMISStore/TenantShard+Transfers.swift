@@ -1,0 +1,139 @@
+internal import Foundation
+internal import GRDB
+public import PEMISDomain
+
+/// A shard's side of a transfer (docs/TRANSFERS.md). Every step is idempotent and keyed by the
+/// transfer id, so recovery can repeat it after a crash: a step already done returns the row as
+/// it is.
+extension TenantShard {
+  static func registerTransferMigrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v6-transfers") { db in
+      try db.alter(table: "child") { t in t.add(column: "transferId", .text) }
+    }
+  }
+
+  private static func row(_ db: Database, _ recordNumber: String) throws -> ChildRow {
+    guard let row = try ChildRow.fetchOne(db, key: recordNumber) else {
+      throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
+    }
+    return row
+  }
+
+  /// Step 1 at the sender: the child becomes pending transfer-out under this transfer.
+  public func markPendingTransferOut(_ recordNumber: String, transfer: String, to: String, by: String, at: Int64) async throws -> ChildRow {
+    try await write { db in
+      var row = try Self.row(db, recordNumber)
+      if row.state == .pendingTransferOut && row.transferId == transfer { return row }
+      row.state = try ChildEvent.requestTransferOut.apply(to: row.state)
+      row.transferId = transfer
+      try row.update(db)
+      try HistoryRecord(
+        record: "child:\(recordNumber)", field: "state", oldValue: "enrolled", newValue: "pending_transfer_out: transfer \(transfer) to \(to)",
+        changedBy: by, changedAt: at
+      ).insert(db)
+      return row
+    }
+  }
+
+  /// Cancelled or declined: the child is enrolled here again (nothing if already so).
+  public func revertPendingTransferOut(_ recordNumber: String, transfer: String, why: String, by: String, at: Int64) async throws -> ChildRow {
+    try await write { db in
+      var row = try Self.row(db, recordNumber)
+      guard row.state == .pendingTransferOut && row.transferId == transfer else { return row }
+      row.state = try ChildEvent.cancelTransferOut.apply(to: row.state)
+      row.transferId = nil
+      try row.update(db)
+      try HistoryRecord(
+        record: "child:\(recordNumber)", field: "state", oldValue: "pending_transfer_out", newValue: "enrolled: transfer \(transfer) \(why)",
+        changedBy: by, changedAt: at
+      ).insert(db)
+      return row
+    }
+  }
+
+  /// The receiver took the child in: transferred out here, and out of its class.
+  public func completeTransferOut(_ recordNumber: String, transfer: String, on date: CalendarDate, by: String, at: Int64) async throws -> ChildRow {
+    try await write { db in
+      var row = try Self.row(db, recordNumber)
+      if row.state == .transferredOut && row.transferId == transfer { return row }
+      guard row.transferId == transfer else {
+        throw StoreError(.failedPrecondition, "record_number: the child is not pending transfer \(transfer) here")
+      }
+      row.state = try ChildEvent.completeTransferOut.apply(to: row.state)
+      row.classId = nil
+      row.leftOn = date.description
+      try row.update(db)
+      try HistoryRecord(
+        record: "child:\(recordNumber)", field: "state", oldValue: "pending_transfer_out", newValue: "transferred_out: transfer \(transfer)",
+        changedBy: by, changedAt: at
+      ).insert(db)
+      return row
+    }
+  }
+
+  /// The child's electronic archive: the record and its whole history.
+  public func archive(_ recordNumber: String) async throws -> (child: ChildRow, history: [HistoryRecord]) {
+    try await writer.read { db in
+      let row = try Self.row(db, recordNumber)
+      let history = try HistoryRecord.filter(Column("record") == "child:\(recordNumber)").order(Column("id")).fetchAll(db)
+      return (row, history)
+    }
+  }
+
+  /// The receiver's step: the child enrolled here under the same record number, in `classId`,
+  /// with the history it brings. Repeating it for the same transfer changes nothing.
+  public func receiveTransfer(
+    _ child: ChildRecord, recordNumber: String, history: [HistoryRecord], transfer: String, from: String, classId: String?, by: String,
+    at: Int64
+  ) async throws -> ChildRow {
+    try await write { db in
+      if let existing = try ChildRow.fetchOne(db, key: recordNumber) {
+        if existing.transferId == transfer && existing.state == .enrolled { return existing }
+        if existing.state.isActive {
+          throw StoreError(.alreadyExists, "record_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
+        }
+      }
+      if let classId, try !ClassRecord.exists(db, key: classId) {
+        throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
+      }
+      var row = ChildRow(recordNumber: recordNumber, data: child, state: .enrolled, classId: classId, createdAt: at)
+      row.transferId = transfer
+      // A child coming back keeps one row: the earlier stay's row is replaced, its history kept.
+      try row.save(db)
+      for entry in history {
+        var copy = entry
+        copy.id = nil
+        copy.changedBy = "\(entry.changedBy) @\(from)"
+        try copy.insert(db)
+      }
+      try HistoryRecord(
+        record: "child:\(recordNumber)", field: "state", oldValue: "", newValue: "enrolled: transferred in from \(from), transfer \(transfer)",
+        changedBy: by, changedAt: at
+      ).insert(db)
+      if let classId {
+        try HistoryRecord(record: "child:\(recordNumber)", field: "class", oldValue: "", newValue: classId, changedBy: by, changedAt: at).insert(db)
+      }
+      return row
+    }
+  }
+
+  /// Every child row (for the index check and its repair).
+  public func allChildren() async throws -> [ChildRow] {
+    try await writer.read { db in try ChildRow.order(Column("recordNumber")).fetchAll(db) }
+  }
+
+  /// Deletes a record to resolve a duplicate case: soft, the row stays and says so.
+  public func softDelete(_ recordNumber: String, reason: String, by: String, at: Int64) async throws -> ChildRow {
+    try await write { db in
+      var row = try Self.row(db, recordNumber)
+      let old = row.state
+      row.state = try ChildEvent.delete.apply(to: row.state)
+      row.classId = nil
+      try row.update(db)
+      try HistoryRecord(
+        record: "child:\(recordNumber)", field: "state", oldValue: old.rawValue, newValue: "deleted: \(reason)", changedBy: by, changedAt: at
+      ).insert(db)
+      return row
+    }
+  }
+}

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PEMISClient
+import PEMISDomain
+import PEMISRouting
+import PEMISStore
+import Synchronization
+
+/// `pemis-load kill-harness`: kills the server (SIGKILL) at random moments while clients run
+/// transfers, restarts it, and at the end checks the invariant from the shards up: every record
+/// number active in exactly one shard, the index in agreement, no transfer stuck, no child lost
+/// or doubled.
+struct KillHarness: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "kill-harness",
+    abstract: "SIGKILL the server at random moments during concurrent transfers; check nothing is lost or doubled.",
+    discussion: "Runs small in the test suite; tools/kill-harness.sh runs it large.")
+
+  @Option(help: "The pemis-server executable (default: next to this one).") var serverBinary: String?
+  @Option(help: "Data directory to create (default: a new temporary one).") var dataDir: String?
+  @Option(help: "Working-day calendars for the server.") var calendarDir: String = "Config/calendar"
+  @Option(help: "Kindergartens to seed.") var kindergartens: Int = 8
+  @Option(help: "Children per kindergarten.") var children: Int = 30
+  @Option(help: "Concurrent clients.") var clients: Int = 8
+  @Option(help: "How many times to kill the server.") var kills: Int = 5
+  @Option(help: "Shortest run before a kill, ms.") var minMs: Int = 300
+  @Option(help: "Longest run before a kill, ms.") var maxMs: Int = 2000
+  @Option(help: "The server's durability: full or normal.") var durability: String = "full"
+
+  func run() async throws {
+    let binary = serverBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pemis-server").path
+    guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no pemis-server at \(binary)") }
+    let data = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("pemis-kill-\(UUID().uuidString)").path
+    let seed = try SeedDistrict.parse(["--data-dir", data, "--kindergartens", "\(kindergartens)", "--children", "\(children)"])
+    try await seed.run()
+    let seeded = kindergartens * children
+
+    var completed = 0
+    var interrupted = 0
+    var errors: [String: Int] = [:]
+    let numbers = Dictionary(uniqueKeysWithValues: (0..<seeded).map { ("G" + SyntheticChildren.child($0).idNumber, $0) })
+    // One pool for the whole run: children keep their places across restarts.
+    let driver = TransferDriver(kindergartens: kindergartens, childrenEach: children, password: "Seeded-principal-2026", readShare: 0)
+    for round in 0...kills {
+      let server = try ServerProcess(binary: binary, dataDirectory: data, calendarDirectory: calendarDir, durability: durability)
+      let address = try ServerAddress(parsing: try await server.waitUntilListening())
+      if round == kills {
+        // The last start: recovery has run; stop it gracefully and check.
+        server.terminate()
+        try server.waitForExit()
+        break
+      }
+      let stopped = Atomic<Bool>(false)
+      let delay = Int.random(in: minMs...max(minMs, maxMs))
+      async let outcome = driver.drive(address: address, clients: clients, seconds: 3600, progress: false, stop: { stopped.load(ordering: .relaxed) })
+      try await Task.sleep(for: .milliseconds(delay))
+      server.kill()
+      try server.waitForExit()
+      stopped.store(true, ordering: .relaxed)
+      let result = await outcome
+      completed += result.transfers
+      errors.merge(result.errors, uniquingKeysWith: +)
+      // What the kill interrupted, read while the server is down: recovery's work at the restart.
+      let registry = try Registry(directory: data)
+      let midStep = try await registry.inFlightTransfers().count
+      let reservations = try await registry.openReservations().count
+      interrupted += midStep
+      // Children set aside by errors come back, where the shards say they are enrolled.
+      let report = try await Self.report(dataDirectory: data)
+      var enrolled: [Int: Int] = [:]
+      for row in report.expectedIndex where row.state == .enrolled {
+        if let child = numbers[row.recordNumber], let code = Int(row.kindergartenCode.dropFirst(2)) { enrolled[child] = code - 1 }
+      }
+      await driver.pool.reset(enrolled)
+      print("kill \(round + 1) after \(delay) ms: \(result.transfers) transfers completed before it; \(midStep) transfers mid-step, \(reservations) reservations open")
+    }
+    let report = try await Self.report(dataDirectory: data)
+    print("errors seen by clients while the server died: \(errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+    print("after \(kills) kills: \(completed) transfers completed, \(interrupted) caught mid-step and finished by recovery; \(report.activeChildren) active children of \(seeded) seeded; \(report.findings.count) disagreements")
+    for finding in report.findings { print("  \(finding)") }
+    guard report.findings.isEmpty, report.activeChildren == seeded else {
+      print("FAILED: \(report.activeChildren == seeded ? "" : "children lost or doubled; ")the invariant does not hold")
+      throw ExitCode(1)
+    }
+    print("survived \(kills) kills: nothing lost or doubled, the index agrees, no transfer stuck")
+  }
+
+  /// The routing layer's check on a data directory (read only).
+  static func report(dataDirectory: String) async throws -> Router.CheckReport {
+    let registry = try Registry(directory: dataDirectory)
+    let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"))
+    let router = Router(
+      registry: registry, shards: shards, calendar: try WorkingDayCalendar(years: []), logger: Logger(label: "check", factory: { _ in SwiftLogNoOpLogHandler() }),
+      now: { Int64(Date().timeIntervalSince1970) })
+    return try await router.check()
+  }
+
+  static func check(dataDirectory: String) async throws -> [String] {
+    try await report(dataDirectory: dataDirectory).findings.map(\.description)
+  }
+}
+
+/// A `pemis-server serve` child process on a free port.
+final class ServerProcess: Sendable {
+  let process: Process
+  let output: String
+
+  init(binary: String, dataDirectory: String, calendarDirectory: String, durability: String) throws {
+    process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = [
+      "serve", "--data-dir", dataDirectory, "--port", "0", "--log-level", "warning", "--calendar-dir", calendarDirectory, "--durability", durability,
+    ]
+    output = (dataDirectory as NSString).appendingPathComponent("../server-\(UUID().uuidString).out")
+    _ = FileManager.default.createFile(atPath: output, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+  }
+
+  func waitUntilListening() async throws -> String {
+    for _ in 0..<600 {
+      if let text = try? String(contentsOfFile: output, encoding: .utf8), let range = text.range(of: "listening on ") {
+        let rest = text[range.upperBound...]
+        if let end = rest.firstIndex(of: " ") { return String(rest[..<end]) }
+      }
+      guard process.isRunning else { throw ValidationError("pemis-server exited with status \(process.terminationStatus)") }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    throw ValidationError("pemis-server did not start listening")
+  }
+
+  func kill() { Foundation.kill(process.processIdentifier, SIGKILL) }
+  func terminate() { process.terminate() }
+
+  func waitForExit() throws {
+    process.waitUntilExit()
+    try? FileManager.default.removeItem(atPath: output)
+  }
+}
