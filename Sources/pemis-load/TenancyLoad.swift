@@ -17,7 +17,9 @@ struct SeedDistrict: AsyncParsableCommand {
     abstract: "Fill a (new) data directory with N active kindergartens and their shards, offline.",
     discussion: """
       Each kindergarten gets a shard, a registry entry and a principal account p<code> with the \
-      password given by --password. For load runs only: real kindergartens come through onboarding.
+      password given by --password; with --children, that many synthetic children in three \
+      classes, indexed in the registry. A Preschool Education Office account district.seed gets \
+      the same password. For load runs only: real kindergartens come through onboarding.
       """)
 
   @Option(name: .customLong("data-dir"), help: "Data directory to fill (created if missing).") var dataDirectory: String
@@ -62,6 +64,14 @@ struct SeedDistrict: AsyncParsableCommand {
         }
       }
       try await group.waitForAll()
+    }
+    // A district account for the district console and the summary benchmark.
+    if try await tenancy.registry.account("district.seed") == nil {
+      var district = AccountRecord(
+        username: "district.seed", role: .preschoolOffice, kindergartenCode: nil, displayName: "seeded Preschool Education Office",
+        passwordHash: hash, createdAt: now)
+      district.mustChangePassword = false
+      try await tenancy.registry.createAccount(district)
     }
     // The index was written with the children: the server need not build it from the shards.
     try await tenancy.registry.setMeta("childIndexBuilt", String(now))
@@ -147,5 +157,43 @@ struct FirstCall: AsyncParsableCommand {
     print("         p50 ms   p90 ms   p99 ms   max ms")
     print("cold  " + [cold.valueAtPercentile(50), cold.valueAtPercentile(90), cold.valueAtPercentile(99), cold.max].map { ms($0).padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
     print("warm  " + [warm.valueAtPercentile(50), warm.valueAtPercentile(90), warm.valueAtPercentile(99), warm.max].map { ms($0).padding(toLength: 9, withPad: " ", startingAt: 0) }.joined())
+  }
+}
+
+/// `pemis-load district-summary`: the district summary's time, cold (the first after a start:
+/// every shard read) and warm (nothing changed: every count current in the cache).
+struct DistrictSummaryLoad: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "district-summary", abstract: "Time the district summary cold (first after the server started) and warm.",
+    discussion: "Against a freshly started server on a seeded district (tools/bench-district-summary.sh).")
+
+  @Option(help: "Server as HOST:PORT.") var server: String = "127.0.0.1:7400"
+  @Option(help: "Password of district.seed.") var password: String = "Seeded-principal-2026"
+  @Option(help: "Warm repetitions.") var warm: Int = 20
+
+  func run() async throws {
+    let address = try ServerAddress(parsing: server)
+    let token = try await Sessions.login(address: address, username: "district.seed", password: password)
+    try await withPEMISClient(address, token: token) { client in
+      let district = Pemis_V1_District.Client(wrapping: client)
+      _ = try await Pemis_V1_Session.Client(wrapping: client).whoAmI(.init())
+      func timed() async throws -> (Double, Pemis_V1_DistrictSummaryResponse) {
+        let start = ContinuousClock.now
+        let r = try await district.getDistrictSummary(.init())
+        let e = (ContinuousClock.now - start).components
+        return (Double(e.seconds) * 1000 + Double(e.attoseconds) / 1e15, r)
+      }
+      let (cold, first) = try await timed()
+      print(String(format: "cold: %.1f ms (%lld kindergartens, %lld children, %lld shards read)", cold, first.kindergartens, first.total.children, first.shardsRead))
+      var times: [Double] = []
+      var read: Int64 = 0
+      for _ in 0..<warm {
+        let (t, r) = try await timed()
+        times.append(t)
+        read += r.shardsRead
+      }
+      times.sort()
+      print(String(format: "warm: p50 %.1f ms, max %.1f ms over %d calls (%lld shards read)", times[times.count / 2], times.last ?? 0, warm, read))
+    }
   }
 }

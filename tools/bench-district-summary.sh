@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The district summary with many kindergartens: seeds KINDERGARTENS × CHILDREN (default
+# 1,000 × 300) offline, starts a release pemis-server, and times GetDistrictSummary cold (the
+# first after the start: no shard open, every one read) and warm (nothing changed: counts from
+# the cache). Targets (issue 6): warm < 100 ms, cold < 3 s. Not part of the test suite.
+#
+# Usage: tools/bench-district-summary.sh [KINDERGARTENS] [CHILDREN]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+n="${1:-1000}"
+m="${2:-300}"
+swift build -c release --product pemis-server >&2
+swift build -c release --product pemis-load >&2
+bin="$(swift build -c release --show-bin-path)"
+work="$(mktemp -d)"
+server=0
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+"$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m"
+"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --log-level warning --calendar-dir "$root/Config/calendar" \
+  >"$work/server.out" 2>&1 &
+server=$!
+for _ in $(seq 300); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
+address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+"$bin/pemis-load" district-summary --server "$address"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Transfer throughput: seeds KINDERGARTENS × CHILDREN offline, starts a release pemis-server
+# (durability full by default), measures the raw SQLite commit rate on the same disk, then runs
+# full transfers (out and in) with CLIENTS concurrent clients for SECONDS, and checks the
+# invariant at the end. Not part of the test suite.
+#
+# Usage: tools/load-transfers.sh [CLIENTS] [SECONDS] [KINDERGARTENS] [CHILDREN] [DURABILITY]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+clients="${1:-16}"
+seconds="${2:-20}"
+n="${3:-100}"
+m="${4:-30}"
+durability="${5:-full}"
+swift build -c release --product pemis-server >&2
+swift build -c release --product pemis-load >&2
+bin="$(swift build -c release --show-bin-path)"
+work="$(mktemp -d)"
+server=0
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+"$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m"
+"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --log-level warning --durability "$durability" \
+  --calendar-dir "$root/Config/calendar" >"$work/server.out" 2>&1 &
+server=$!
+for _ in $(seq 300); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
+address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+"$bin/pemis-load" transfers --server "$address" --kindergartens "$n" --children "$m" --clients "$clients" \
+  --duration "$seconds" --data-dir "$work/data" --durability "$durability" ${JSON:+--json "$JSON"}
