@@ -153,6 +153,28 @@ step "the principal's monthly audit (Art. 11): this month's changes; a month is 
 as wang.li child month "$(date -u +%Y-%m)" | tail -4
 if as wang.li child month "$(date -u +%Y-%m)" --sign-off; then echo "UNEXPECTED: signed off a running month"; exit 1; fi
 
+step "a transfer (Art. 16): the private kindergarten makes a class; the public one transfers a child out to it"
+first_login li.qiang "$(grep '^li.qiang' private-accounts.out | awk '{print $NF}')"
+first_login sun.yue "$(grep '^sun.yue' private-accounts.out | awk '{print $NF}')"
+as li.qiang data class create --name "中一班" --grade middle --year 2026-2027 --capacity 28
+as zhao.min transfer out G120116202205201228 --to 1112000102 --applied "$(date -u +%Y-%m-%d)" --id T-demo-0001
+step "…the receiver finds it by ID number, reads the archive, and takes the child in"
+as sun.yue transfer archive --id-number 120116202205201228 | head -8
+as sun.yue transfer in T-demo-0001 --class-id C0001
+as sun.yue child list
+as zhao.min transfer list
+step "the duplicate check: a child active at one kindergarten cannot be enrolled at another"
+if as sun.yue child enroll --name "陈浩宇" --gender male --born 2022-01-08 --id-number 120101202201081252 \
+  --birth-place 120101 --household 120116 --guardian 陈刚:father:13700137000 --entered 2026-09-01; then
+  echo "UNEXPECTED: enrolled twice"; exit 1
+fi
+as preschool duplicates sweep
+as preschool duplicates list
+
+step "district oversight: counts within each office's scope"
+as preschool district summary --by-kindergarten
+as vocational district summary
+
 step "the district: the Planning & Finance Office confirms the finance; the Preschool Office reads the group"
 as admin account create finance --role finance_office --name "计划财务室 周老师" | otp_of > finance.otp
 first_login finance "$(cat finance.otp)"
@@ -169,8 +191,9 @@ as vocational kindergarten list
 as admin onboarding show "$private_id"
 as admin audit query --kindergarten 1112000102
 
-step "pemis-server audit verify"
+step "pemis-server audit verify; pemis-server check (every record active in one shard, the index agrees)"
 "$bin/pemis-server" audit verify --data-dir ./data
+"$bin/pemis-server" check --data-dir ./data
 
 echo
 echo "demo complete: $work"

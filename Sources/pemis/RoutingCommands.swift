@@ -316,7 +316,7 @@ struct DistrictCommand: AsyncParsableCommand {
         func line(_ counts: [Pemis_V1_Count]) -> String { counts.map { "\($0.key) \($0.count)" }.joined(separator: ", ") }
         let t = r.total
         print("\(r.kindergartens) kindergartens, \(t.children) children (\(line(r.childrenByOwnership)))")
-        print("by age on \(formatDate(r.agesOn)): \(line(t.byAge))")
+        print("by age on \(formatDate(r.agesOn)): \(t.byAge.map { "\($0.key) years \($0.count)" }.joined(separator: ", "))")
         print("by grade: \(line(t.byGrade))")
         print("by gender: \(line(t.byGender))")
         print("by ID document: \(line(t.byDocumentType))")
