@@ -1,24 +1,38 @@
 internal import Crypto
 internal import Foundation
 internal import GRDB
+internal import Synchronization
 
 extension Registry {
   /// The hash before the first entry.
   public static let genesisHash = String(repeating: "0", count: 64)
 
-  /// Appends an entry, chaining its hash to the last one. Appends are serialized by the write
-  /// transaction, so the chain has no forks.
+  /// Appends an entry, chaining its hash to the last one, and returns once it is committed.
+  /// Entries that arrive while a commit is under way are written together in the next one
+  /// (group commit): under load one transaction carries many calls' entries, in arrival order,
+  /// and the chain has no forks because only one batch is written at a time.
   @discardableResult
   public func appendAudit(_ entry: AuditRecord) async throws -> AuditRecord {
+    try await auditAppender.append(entry, registry: self)
+  }
+
+  /// Writes one batch of entries in one transaction, chained in order.
+  func writeAuditBatch(_ entries: [AuditRecord]) async throws -> [AuditRecord] {
     try await writer.write { db in
-      var entry = entry
       let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-      let seq: Int64 = (last?["seq"] ?? 0) + 1
-      entry.seq = seq
-      entry.prevHash = last?["hash"] ?? Self.genesisHash
-      entry.hash = Self.chainHash(entry)
-      try entry.insert(db)
-      return entry
+      var seq: Int64 = last?["seq"] ?? 0
+      var previous: String = last?["hash"] ?? Self.genesisHash
+      var written: [AuditRecord] = []
+      for var entry in entries {
+        seq += 1
+        entry.seq = seq
+        entry.prevHash = previous
+        entry.hash = Self.chainHash(entry)
+        try entry.insert(db)
+        previous = entry.hash
+        written.append(entry)
+      }
+      return written
     }
   }
 
@@ -90,6 +104,46 @@ extension Registry {
         expectedSeq += 1
       }
       return .intact(entries: Int(expectedSeq - 1), head: previous)
+    }
+  }
+}
+
+/// Group commit for the audit log: the first caller to find no commit under way writes
+/// everything queued, then whatever queued meanwhile, until the queue is empty.
+final class AuditAppender: Sendable {
+  private struct State {
+    var pending: [(AuditRecord, CheckedContinuation<AuditRecord, any Error>)] = []
+    var writing = false
+  }
+  private let state = Mutex(State())
+
+  func append(_ entry: AuditRecord, registry: Registry) async throws -> AuditRecord {
+    try await withCheckedThrowingContinuation { continuation in
+      let leads = state.withLock { state -> Bool in
+        state.pending.append((entry, continuation))
+        guard !state.writing else { return false }
+        state.writing = true
+        return true
+      }
+      if leads { Task { await self.drain(registry) } }
+    }
+  }
+
+  private func drain(_ registry: Registry) async {
+    while true {
+      let batch = state.withLock { state -> [(AuditRecord, CheckedContinuation<AuditRecord, any Error>)] in
+        let batch = state.pending
+        state.pending = []
+        if batch.isEmpty { state.writing = false }
+        return batch
+      }
+      if batch.isEmpty { return }
+      do {
+        let written = try await registry.writeAuditBatch(batch.map(\.0))
+        for (entry, (_, continuation)) in zip(written, batch) { continuation.resume(returning: entry) }
+      } catch {
+        for (_, continuation) in batch { continuation.resume(throwing: error) }
+      }
     }
   }
 }

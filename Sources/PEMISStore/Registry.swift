@@ -8,6 +8,8 @@ internal import PEMISDomain
 public final class Registry: Sendable {
   let writer: DatabasePool
   public let path: String
+  /// Batches audit entries into shared commits (``appendAudit(_:)``).
+  let auditAppender = AuditAppender()
 
   /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
   public init(directory: String, configuration: StoreConfiguration = .defaults) throws {

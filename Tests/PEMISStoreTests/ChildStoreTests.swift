@@ -52,3 +52,29 @@ struct ChildStoreTests {
     #expect(september?.dueOn.map { $0 > "2026-10-08" } == true)
   }
 }
+
+@Suite("Audit group commit")
+struct AuditGroupCommitTests {
+  @Test("concurrent appends share commits and still form one unbroken chain, one entry each")
+  func concurrentAppends() async throws {
+    let registry = try Registry(directory: temporaryDirectory())
+    let written = try await withThrowingTaskGroup(of: AuditRecord.self) { group in
+      for i in 0..<200 {
+        group.addTask {
+          try await registry.appendAudit(
+            AuditRecord(atMs: Int64(i), username: "u\(i)", role: "principal", kindergartenCode: "", method: "/m", targets: [], result: "OK", peer: ""))
+        }
+      }
+      var all: [AuditRecord] = []
+      for try await entry in group { all.append(entry) }
+      return all
+    }
+    #expect(Set(written.compactMap(\.seq)) == Set(1...200))
+    #expect(Set(written.map(\.username)).count == 200)
+    guard case .intact(let entries, _) = try await registry.verifyAuditChain() else {
+      Issue.record("the chain is broken")
+      return
+    }
+    #expect(entries == 200)
+  }
+}
