@@ -23,3 +23,11 @@ func makePrivateDirectory(_ path: String) throws {
   try FileManager.default.createDirectory(
     atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
 }
+
+extension Database {
+  /// One record by a query whose prepared statement the connection keeps: the calls every
+  /// request makes (session, kindergarten, transfer, child) skip SQL generation and parsing.
+  func cachedRecord<Record: FetchableRecord>(_ type: Record.Type, _ sql: String, _ arguments: StatementArguments) throws -> Record? {
+    try Record.fetchOne(cachedStatement(sql: sql), arguments: arguments)
+  }
+}

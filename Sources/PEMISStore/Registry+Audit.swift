@@ -19,7 +19,7 @@ extension Registry {
   /// Writes one batch of entries in one transaction, chained in order.
   func writeAuditBatch(_ entries: [AuditRecord]) async throws -> [AuditRecord] {
     try await writer.write { db in
-      let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+      let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))
       var seq: Int64 = last?["seq"] ?? 0
       var previous: String = last?["hash"] ?? Self.genesisHash
       var written: [AuditRecord] = []

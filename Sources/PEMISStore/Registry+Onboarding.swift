@@ -89,7 +89,7 @@ extension Registry {
   }
 
   public func kindergarten(_ code: String) async throws -> KindergartenRecord? {
-    try await writer.read { db in try KindergartenRecord.fetchOne(db, key: code) }
+    try await writer.read { db in try db.cachedRecord(KindergartenRecord.self, "SELECT * FROM kindergarten WHERE code = ?", [code]) }
   }
 
   public func kindergartens(ownership: Ownership?, offset: Int, limit: Int) async throws -> (kindergartens: [KindergartenRecord], total: Int) {

@@ -81,9 +81,11 @@ extension Registry {
   /// Records a new transfer (state `requested`); refused while the child has an open one.
   public func createTransfer(_ transfer: TransferRecord) async throws {
     try await writer.write { db in
-      if let open = try TransferRecord.filter(
-        Column("recordNumber") == transfer.recordNumber && ![TransferState.completed, .cancelled, .declined, .failed].map(\.rawValue).contains(Column("state"))
-      ).fetchOne(db) {
+      if let open = try db.cachedRecord(
+        TransferRecord.self,
+        "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN ('completed', 'cancelled', 'declined', 'failed') LIMIT 1",
+        [transfer.recordNumber])
+      {
         throw StoreError(.failedPrecondition, "record_number: transfer \(open.id) of this child is still open (\(open.state.rawValue))")
       }
       try transfer.insert(db)
@@ -91,7 +93,7 @@ extension Registry {
   }
 
   public func transfer(_ id: String) async throws -> TransferRecord? {
-    try await writer.read { db in try TransferRecord.fetchOne(db, key: id) }
+    try await writer.read { db in try db.cachedRecord(TransferRecord.self, "SELECT * FROM transfer WHERE id = ?", [id]) }
   }
 
   /// Moves a transfer from one of `from` to `to`, with the changes `update` makes, in one
@@ -105,7 +107,7 @@ extension Registry {
     on day: CalendarDate? = nil, update: @escaping @Sendable (inout TransferRecord) -> Void = { _ in }
   ) async throws -> TransferRecord {
     try await writer.write { db in
-      guard var transfer = try TransferRecord.fetchOne(db, key: id) else {
+      guard var transfer = try db.cachedRecord(TransferRecord.self, "SELECT * FROM transfer WHERE id = ?", [id]) else {
         throw StoreError(.notFound, "transfer_id: no transfer \(id)")
       }
       if transfer.state == to { return transfer }
@@ -119,9 +121,9 @@ extension Registry {
       for row in index { try row.save(db) }
       for obligation in obligations { try obligation.insert(db, onConflict: .ignore) }
       for item in complete {
-        try db.execute(
-          sql: "UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ? WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND doneAt IS NULL",
-          arguments: [at, by, (day ?? CalendarDate(beijingTimeOf: at)).description, item.code, item.kind.rawValue, item.subject])
+        try db.cachedStatement(
+          sql: "UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ? WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND doneAt IS NULL"
+        ).execute(arguments: [at, by, (day ?? CalendarDate(beijingTimeOf: at)).description, item.code, item.kind.rawValue, item.subject])
       }
       return transfer
     }

@@ -156,8 +156,8 @@ public final class Registry: Sendable {
   /// The session with this token hash and its account, if both exist.
   public func session(tokenHash: String) async throws -> (SessionRecord, AccountRecord)? {
     try await writer.read { db in
-      guard let session = try SessionRecord.fetchOne(db, key: tokenHash),
-        let account = try AccountRecord.fetchOne(db, key: session.username)
+      guard let session = try db.cachedRecord(SessionRecord.self, "SELECT * FROM session WHERE tokenHash = ?", [tokenHash]),
+        let account = try db.cachedRecord(AccountRecord.self, "SELECT * FROM account WHERE username = ?", [session.username])
       else { return nil }
       return (session, account)
     }

@@ -122,7 +122,7 @@ extension TenantShard {
   }
 
   public func child(_ recordNumber: String) async throws -> ChildRow? {
-    try await writer.read { db in try ChildRow.fetchOne(db, key: recordNumber) }
+    try await writer.read { db in try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) }
   }
 
   /// Places or moves a child, through the lifecycle's rules.

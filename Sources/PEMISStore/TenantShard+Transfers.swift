@@ -13,7 +13,7 @@ extension TenantShard {
   }
 
   private static func row(_ db: Database, _ recordNumber: String) throws -> ChildRow {
-    guard let row = try ChildRow.fetchOne(db, key: recordNumber) else {
+    guard let row = try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) else {
       throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
     }
     return row
