@@ -131,7 +131,9 @@ extension Router {
     case .accepting:
       let source = try await shard(transfer.fromCode)
       let destination = try await shard(transfer.toCode)
-      let archive = try await source.archive(transfer.recordNumber)
+      // A child coming back brings only what happened elsewhere since it left.
+      let known = try await destination.lastHistoryTime(transfer.recordNumber)
+      let archive = try await source.archive(transfer.recordNumber, since: known.map { $0 + 1 })
       let by = transfer.decidedBy ?? "recovery"
       let arrived = try await destination.receiveTransfer(
         archive.child.data, recordNumber: transfer.recordNumber, history: archive.child.transferId == id ? archive.history : [],

@@ -71,12 +71,22 @@ extension TenantShard {
     }
   }
 
-  /// The child's electronic archive: the record and its whole history.
-  public func archive(_ recordNumber: String) async throws -> (child: ChildRow, history: [HistoryRecord]) {
+  /// The child's electronic archive: the record and its history (entries from `since` on, when
+  /// given: a receiver that had the child before has the older ones).
+  public func archive(_ recordNumber: String, since: Int64? = nil) async throws -> (child: ChildRow, history: [HistoryRecord]) {
     try await writer.read { db in
       let row = try Self.row(db, recordNumber)
-      let history = try HistoryRecord.filter(Column("record") == "child:\(recordNumber)").order(Column("id")).fetchAll(db)
-      return (row, history)
+      var request = HistoryRecord.filter(Column("record") == "child:\(recordNumber)")
+      if let since { request = request.filter(Column("changedAt") >= since) }
+      return (row, try request.order(Column("id")).fetchAll(db))
+    }
+  }
+
+  /// When this shard last recorded anything about the child (nil: never), so a child coming
+  /// back brings only the history made elsewhere since.
+  public func lastHistoryTime(_ recordNumber: String) async throws -> Int64? {
+    try await writer.read { db in
+      try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(changedAt) FROM history WHERE record = ?"), arguments: ["child:\(recordNumber)"])
     }
   }
 
