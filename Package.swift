@@ -22,6 +22,10 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
   .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
   .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+  // Standard gRPC over HTTP/2 (plaintext), the optional second listener: clients that speak only
+  // standard gRPC (grpcio, grpcurl, other languages' stubs) reach the same services, and
+  // pemis-load compares both transports against one server (docs/PERFORMANCE.md).
+  .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -31,6 +35,8 @@ let settings: [SwiftSetting] = [
   .enableUpcomingFeature("InternalImportsByDefault"),
   .enableUpcomingFeature("MemberImportVisibility"),
 ]
+
+let http2: Target.Dependency = .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")
 
 let nio: [Target.Dependency] = [
   .product(name: "NIOCore", package: "swift-nio"),
@@ -105,6 +111,7 @@ let targets: [Target] = [
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      http2,
     ],
     swiftSettings: settings
   ),
@@ -116,6 +123,7 @@ let targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
+      http2,
     ],
     swiftSettings: settings
   ),
@@ -159,6 +167,7 @@ let targets: [Target] = [
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Histogram", package: "hdrhistogram-swift"),
+      http2,
     ],
     swiftSettings: settings
   ),
