@@ -21,10 +21,16 @@ struct ProcessOutput {
 }
 
 /// Runs a program to completion (with a time limit) and captures its output.
-func run(_ executable: URL, _ arguments: [String], timeout: Double = 120) throws -> ProcessOutput {
+/// - Parameter environment: variables added to (or replacing) this process's environment.
+func run(
+  _ executable: URL, _ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]
+) throws -> ProcessOutput {
   let process = Process()
   process.executableURL = executable
   process.arguments = arguments
+  if !environment.isEmpty {
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+  }
   let out = Pipe()
   let err = Pipe()
   process.standardOutput = out
