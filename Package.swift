@@ -9,6 +9,9 @@ let products: [Product] = [
   .executable(name: "pemis-load", targets: ["pemis-load"]),
   .library(name: "PEMISWire", targets: ["PEMISWire"]),
   .library(name: "PEMISProto", targets: ["PEMISProto"]),
+  // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
+  .library(name: "PEMISDomain", targets: ["PEMISDomain"]),
+  .library(name: "PEMISStore", targets: ["PEMISStore"]),
 ]
 
 let dependencies: [Package.Dependency] = [
