@@ -9,6 +9,9 @@ let products: [Product] = [
   .executable(name: "pemis-load", targets: ["pemis-load"]),
   .library(name: "PEMISWire", targets: ["PEMISWire"]),
   .library(name: "PEMISProto", targets: ["PEMISProto"]),
+  // For the micro-benchmarks in Benchmarks/, a package of their own that depends on this one.
+  .library(name: "PEMISDomain", targets: ["PEMISDomain"]),
+  .library(name: "PEMISStore", targets: ["PEMISStore"]),
 ]
 
 let dependencies: [Package.Dependency] = [
@@ -23,6 +26,10 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
   .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
   .package(url: "https://github.com/yaslab/CSV.swift.git", from: "2.5.2"),
+  // Standard gRPC over HTTP/2 (plaintext), the optional second listener: clients that speak only
+  // standard gRPC (grpcio, grpcurl, other languages' stubs) reach the same services, and
+  // pemis-load compares both transports against one server (docs/PERFORMANCE.md).
+  .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -32,6 +39,8 @@ let settings: [SwiftSetting] = [
   .enableUpcomingFeature("InternalImportsByDefault"),
   .enableUpcomingFeature("MemberImportVisibility"),
 ]
+
+let http2: Target.Dependency = .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")
 
 let nio: [Target.Dependency] = [
   .product(name: "NIOCore", package: "swift-nio"),
@@ -115,6 +124,7 @@ let targets: [Target] = [
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      http2,
     ],
     swiftSettings: settings
   ),
@@ -126,6 +136,7 @@ let targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
+      http2,
     ],
     swiftSettings: settings
   ),
@@ -169,6 +180,7 @@ let targets: [Target] = [
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Histogram", package: "hdrhistogram-swift"),
+      http2,
     ],
     swiftSettings: settings
   ),

@@ -5,12 +5,13 @@
 #   protobuf-c-compiler protoc-c, which generates the C client's messages
 #   protobuf-compiler   protoc, for tools/generate-protos.sh
 #   make, gcc           to build the C client
+#   zlib1g-dev          zlib, which grpc-swift-nio-transport (the HTTP/2 listener) links for compression
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc; do
+for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc zlib1g-dev; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -9,13 +9,16 @@ internal import PEMISRouting
 public import ServiceLifecycle
 
 /// The PEMIS server as a ServiceLifecycle `Service`: it prepares the data directory, serves every
-/// PEMIS service over PEMIS wire, and on graceful shutdown (SIGTERM/SIGINT through the
-/// `ServiceGroup`) stops accepting calls, lets calls in flight finish within the grace period and
-/// returns.
+/// PEMIS service over PEMIS wire — and, when `http2Port` is set, over standard gRPC on HTTP/2 as
+/// well: the same services, interceptors and tenancy — and on graceful shutdown (SIGTERM/SIGINT
+/// through the `ServiceGroup`) stops accepting calls on both, lets calls in flight finish within
+/// the grace period and returns.
 public struct PEMISServer: Service {
   public let configuration: ServerConfiguration
   private let logger: Logger
   private let transport: PEMISWireServerTransport
+  /// The optional standard gRPC listener (`http2Port`).
+  private let http2: HTTP2Listener?
   private let status: ServerStatus
   private let services: [any RegistrableRPCService]
   /// The registry, the shards and what the tenancy services share.
@@ -67,6 +70,9 @@ public struct PEMISServer: Service {
         handshakeTimeout: .seconds(10),
         gracePeriod: .milliseconds(Int64(configuration.gracePeriodSeconds * 1000))),
       logger: logger)
+    self.http2 = try configuration.http2Port.map { port in
+      try HTTP2Listener(host: configuration.host, port: port, configuration: configuration)
+    }
   }
 
   /// The address the server listens on, once it is listening (useful with port 0).
@@ -83,18 +89,28 @@ public struct PEMISServer: Service {
     }
   }
 
+  /// "127.0.0.1:7401": where standard gRPC (HTTP/2) clients reach the server, once it is
+  /// listening; nil when the HTTP/2 listener is off (`http2Port` not set).
+  public var http2ListeningHostAndPort: String? {
+    get async throws { try await http2?.listeningHostAndPort }
+  }
+
   public func run() async throws {
     let filled = try await tenancy.registry.fillMissingDueDates(tenancy.calendar)
     if filled > 0 { logger.info("computed \(filled) due dates that waited for a calendar year") }
     try await tenancy.openMonthlyAudits()
     try await tenancy.prepareRouting()
-    let server = GRPCServer(
-      transport: transport, services: services, interceptors: [AccessControlInterceptor(tenancy: tenancy)])
+    // One interceptor instance, one set of services, one tenancy: both listeners are the same
+    // server to a caller, down to the audit log.
+    let interceptors: [any ServerInterceptor] = [AccessControlInterceptor(tenancy: tenancy)]
+    let wire = GRPCServer(transport: transport, services: services, interceptors: interceptors)
+    let standard = http2?.server(services: services, interceptors: interceptors)
     logger.info(
       "pemis-server starting",
       metadata: [
         "server.version": "\(ServerStatus.version)", "server.data": "\(configuration.dataDirectory)",
         "server.diagnostics": "\(configuration.diagnostics)",
+        "server.http2": "\(configuration.http2Port.map(String.init) ?? "off")",
       ])
     try await withGracefulShutdownHandler {
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -107,13 +123,22 @@ public struct PEMISServer: Service {
             do { try await tenancy.router.recover() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
           }
         }
-        try await server.serve()
+        // Either listener failing (a port in use) stops the other: the server runs whole or not.
+        try await withThrowingTaskGroup(of: Void.self) { listeners in
+          listeners.addTask { try await wire.serve() }
+          if let http2, let standard { listeners.addTask { try await http2.serve(standard) } }
+          // Not waitForAll(): it would wait for the other listener before rethrowing. Leaving the
+          // group by throwing cancels the other one.
+          while try await listeners.next() != nil {}
+        }
         group.cancelAll()
       }
     } onGracefulShutdown: { [status, logger] in
       logger.info("graceful shutdown: finishing calls in flight")
       status.beginDraining()
-      server.beginGracefulShutdown()
+      // Both drain at once within the same grace period (the HTTP/2 transport's maxGraceTime).
+      wire.beginGracefulShutdown()
+      standard?.beginGracefulShutdown()
     }
     logger.info("pemis-server stopped")
   }

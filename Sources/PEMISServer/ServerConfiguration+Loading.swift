@@ -7,6 +7,7 @@ extension ServerConfiguration {
   static let settings: [(key: String, environment: String)] = [
     ("host", "PEMIS_HOST"),
     ("port", "PEMIS_PORT"),
+    ("http2Port", "PEMIS_HTTP2_PORT"),
     ("dataDirectory", "PEMIS_DATA_DIR"),
     ("maxFrameSize", "PEMIS_MAX_FRAME_SIZE"),
     ("maxConcurrentCallsPerConnection", "PEMIS_MAX_CONCURRENT_CALLS"),
@@ -106,6 +107,17 @@ extension ServerConfiguration {
     switch key {
     case "host": host = text
     case "port": port = try integer()
+    case "http2Port":
+      // "off" (or an empty value) turns the HTTP/2 listener off again, e.g. over a file's port.
+      let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+      if trimmed == "off" || trimmed.isEmpty {
+        http2Port = nil
+      } else {
+        guard let value = Int(trimmed) else {
+          throw ConfigurationError(key: key, message: "must be a whole number or off, got '\(text)'", source: source)
+        }
+        http2Port = value
+      }
     case "dataDirectory": dataDirectory = text
     case "maxFrameSize": maxFrameSize = try integer()
     case "maxConcurrentCallsPerConnection": maxConcurrentCallsPerConnection = try integer()

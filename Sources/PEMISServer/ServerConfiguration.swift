@@ -10,6 +10,10 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var host: String
   /// PEMIS wire port. Default 7400; 0 picks a free port (tests).
   public var port: Int
+  /// Port of the optional second listener, standard gRPC over HTTP/2 (plaintext) on the same
+  /// host, serving the same services behind the same access control. Default nil: off. 0 picks a
+  /// free port (tests).
+  public var http2Port: Int?
   /// Where the registry and the kindergarten shards live. Default "./data".
   public var dataDirectory: String
   /// Largest frame payload accepted, in bytes. Default 4 MiB.
@@ -39,14 +43,14 @@ public struct ServerConfiguration: Sendable, Equatable {
       host: "127.0.0.1", port: 7400, dataDirectory: "./data", maxFrameSize: 4 * 1024 * 1024,
       maxConcurrentCallsPerConnection: 100, idleTimeoutSeconds: 300, gracePeriodSeconds: 10,
       logLevel: .info, diagnostics: true, durability: .full, maxOpenShards: 256, passwordHashCost: 15,
-      calendarDirectory: "Config/calendar")
+      calendarDirectory: "Config/calendar", http2Port: nil)
   }
 
   public init(
     host: String, port: Int, dataDirectory: String, maxFrameSize: Int,
     maxConcurrentCallsPerConnection: Int, idleTimeoutSeconds: Double, gracePeriodSeconds: Double,
     logLevel: Logger.Level, diagnostics: Bool, durability: StoreConfiguration.Durability, maxOpenShards: Int,
-    passwordHashCost: Int, calendarDirectory: String
+    passwordHashCost: Int, calendarDirectory: String, http2Port: Int? = nil
   ) {
     self.host = host
     self.port = port
@@ -61,6 +65,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     self.maxOpenShards = maxOpenShards
     self.passwordHashCost = passwordHashCost
     self.calendarDirectory = calendarDirectory
+    self.http2Port = http2Port
   }
 
   var storeConfiguration: StoreConfiguration {
@@ -74,6 +79,12 @@ public struct ServerConfiguration: Sendable, Equatable {
     }
     try check(!host.isEmpty, "host", "must not be empty")
     try check((0...65535).contains(port), "port", "must be between 0 and 65535, got \(port)")
+    if let http2Port {
+      try check((0...65535).contains(http2Port), "http2Port", "must be between 0 and 65535 (or off), got \(http2Port)")
+      try check(
+        http2Port == 0 || http2Port != port, "http2Port",
+        "must differ from port (\(port)): PEMIS wire and HTTP/2 cannot share one port")
+    }
     try check(!dataDirectory.isEmpty, "dataDirectory", "must not be empty")
     try check(
       (1024...(64 * 1024 * 1024)).contains(maxFrameSize), "maxFrameSize",

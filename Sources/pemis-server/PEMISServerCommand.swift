@@ -35,7 +35,7 @@ struct PEMISServerCommand: AsyncParsableCommand {
 
 struct Serve: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Serve PEMIS over PEMIS wire until SIGTERM or SIGINT.",
+    abstract: "Serve PEMIS over PEMIS wire (and, with --http2-port, standard gRPC) until SIGTERM or SIGINT.",
     discussion: """
       Settings come from Config/pemis-server.json (or --config), then PEMIS_* environment \
       variables, then these flags. See docs/CONFIGURATION.md.
@@ -75,6 +75,10 @@ struct Serve: AsyncParsableCommand {
         if let address = try? await server.listeningHostAndPort {
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (PEMIS wire v1)\n".utf8))
         }
+        // Always after the PEMIS wire line, so the first line keeps meaning what it meant.
+        if let address = try? await server.http2ListeningHostAndPort {
+          FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (gRPC over HTTP/2)\n".utf8))
+        }
       }
       try await tasks.waitForAll()
     }
@@ -88,6 +92,10 @@ struct ServerOptions: ParsableArguments {
   var config: String?
   @Option(help: "Address to listen on (PEMIS_HOST).") var host: String?
   @Option(help: "PEMIS wire port; 0 picks a free one (PEMIS_PORT).") var port: Int?
+  @Option(
+    name: .customLong("http2-port"),
+    help: "Also serve standard gRPC over HTTP/2 (plaintext) on this port; 0 picks a free one, off turns it off (PEMIS_HTTP2_PORT).")
+  var http2Port: String?
   @Option(name: .customLong("data-dir"), help: "Data directory (PEMIS_DATA_DIR).") var dataDirectory: String?
   @Option(help: "Largest frame payload accepted, in bytes (PEMIS_MAX_FRAME_SIZE).") var maxFrameSize: Int?
   @Option(help: "Calls open at once on one connection (PEMIS_MAX_CONCURRENT_CALLS).") var maxConcurrentCalls: Int?
@@ -103,7 +111,7 @@ struct ServerOptions: ParsableArguments {
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
     let flags: [(String, String?)] = [
-      ("host", host), ("port", port.map(String.init)), ("dataDirectory", dataDirectory),
+      ("host", host), ("port", port.map(String.init)), ("http2Port", http2Port), ("dataDirectory", dataDirectory),
       ("maxFrameSize", maxFrameSize.map(String.init)),
       ("maxConcurrentCallsPerConnection", maxConcurrentCalls.map(String.init)),
       ("idleTimeoutSeconds", idleTimeout.map { String($0) }),

@@ -98,11 +98,11 @@ extension ChildCommand {
           try await ChildCommand.client(client).requestKeyChange(.with {
             $0.kindergartenCode = target.kindergarten
             $0.recordNumber = recordNumber
-            if let name { $0.name = name }
-            if let gender { $0.gender = gender }
-            if let birth { $0.birthDate = birth }
-            if let idType { $0.idDocumentType = idType }
-            if let idNumber { $0.idDocumentNumber = idNumber }
+            if let name { $0.name = name; $0.fields.append("name") }
+            if let gender { $0.gender = gender; $0.fields.append("gender") }
+            if let birth { $0.birthDate = birth; $0.fields.append("birth_date") }
+            if let idType { $0.idDocumentType = idType; $0.fields.append("id_document_type") }
+            if let idNumber { $0.idDocumentNumber = idNumber; $0.fields.append("id_document_number") }
             $0.evidence = evidence
             $0.templateSignedOn = signedOn
           })

@@ -401,6 +401,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             $0.kindergartenCode = code
             $0.recordNumber = "G" + KindergartenDataFixtures.childID
             $0.name = "张晓明"
+            $0.fields = ["name"]
             $0.evidence = "户口簿"
             $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
           })

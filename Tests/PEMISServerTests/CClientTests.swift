@@ -36,6 +36,55 @@ struct CClientTests {
     #expect(server.stop().status == 0)
   }
 
+  @Test("logs in and lists a seeded kindergarten's children, ID numbers masked, over one connection")
+  func children() async throws {
+    try Self.build()
+    let seeded = try await SeededServer.start()
+    let port = "\(seeded.server.port)"
+    let password = ["PEMIS_PASSWORD": SeededServer.password]
+    let listed = try run(
+      Self.client, ["127.0.0.1", port, "children", "--user", SeededServer.user], environment: password)
+    #expect(listed.status == 0, "stderr: \(listed.stderr)")
+    let id = SeededServer.childID
+    func mask(_ text: String) -> String {
+      String(text.prefix(4)) + String(repeating: "*", count: text.count - 8) + String(text.suffix(4))
+    }
+    #expect(
+      listed.stdout
+        == "child record=\(mask("G" + id)) id=\(mask(id)) type=resident_id name=张小明 gender=male born=2022-03-15 state=enrolled class=\n"
+        + "children=1 total=1\n")
+    #expect(!listed.stdout.contains(id), "a full ID number in a list")
+
+    // The kindergarten named explicitly: the same list.
+    let named = try run(
+      Self.client, ["127.0.0.1", port, "children", "--user", SeededServer.user, "--kindergarten", SeededServer.kindergarten],
+      environment: password)
+    #expect(named.stdout == listed.stdout, "stderr: \(named.stderr)")
+
+    // Another kindergarten: refused, the rule named.
+    let other = try run(
+      Self.client,
+      ["127.0.0.1", port, "children", "--user", SeededServer.user, "--kindergarten", SeededServer.otherKindergarten],
+      environment: password)
+    #expect(other.status == 2)
+    #expect(other.stderr.hasPrefix("error: code=7 (PERMISSION_DENIED) message="), "\(other.stderr)")
+    #expect(other.stderr.contains("/pemis.v1.ChildRecords/ListChildren"))
+    #expect(other.stdout.isEmpty)
+
+    // A wrong password: the login is refused and nothing is listed.
+    let wrong = try run(
+      Self.client, ["127.0.0.1", port, "children", "--user", SeededServer.user], environment: ["PEMIS_PASSWORD": "wrong"])
+    #expect(wrong.status == 2)
+    #expect(wrong.stderr.hasPrefix("error: code=16 (UNAUTHENTICATED)"), "\(wrong.stderr)")
+    #expect(wrong.stdout.isEmpty)
+
+    // Usage: the user is required.
+    let usage = try run(Self.client, ["127.0.0.1", port, "children"])
+    #expect(usage.status == 1)
+    #expect(usage.stderr.contains("children needs --user NAME"))
+    #expect(seeded.server.stop().status == 0)
+  }
+
   @Test("no server: the C client says so and exits 3")
   func refused() throws {
     try Self.build()

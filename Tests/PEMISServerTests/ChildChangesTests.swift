@@ -100,6 +100,7 @@ struct ChildChangesTests {
           try await $0.requestKeyChange(.with {
             $0.recordNumber = number
             $0.name = "张晓明"
+            $0.fields = ["name"]
             $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
           })
         }
@@ -111,6 +112,7 @@ struct ChildChangesTests {
           try await $0.requestKeyChange(.with {
             $0.recordNumber = number
             $0.idDocumentNumber = "120116202203151230"
+            $0.fields = ["id_document_number"]
             $0.evidence = "户口簿"
             $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
           })
@@ -123,6 +125,7 @@ struct ChildChangesTests {
           try await $0.requestKeyChange(.with {
             $0.recordNumber = number
             $0.birthDate = .with { $0.year = 2022; $0.month = 3; $0.day = 16 }
+            $0.fields = ["birth_date"]
             $0.evidence = "出生医学证明"
             $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
           })
@@ -134,6 +137,7 @@ struct ChildChangesTests {
         try await $0.requestKeyChange(.with {
           $0.recordNumber = number
           $0.name = "张晓明"
+          $0.fields = ["name"]
           $0.evidence = "户口簿变更页"
           $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
         })
@@ -147,6 +151,7 @@ struct ChildChangesTests {
           try await $0.requestKeyChange(.with {
             $0.recordNumber = number
             $0.name = "张大明"
+            $0.fields = ["name"]
             $0.evidence = "x"
             $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
           })
@@ -189,6 +194,7 @@ struct ChildChangesTests {
         try await $0.requestKeyChange(.with {
           $0.recordNumber = number
           $0.name = "张大明"
+          $0.fields = ["name"]
           $0.evidence = "家长申请"
           $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 21 }
         })

@@ -72,6 +72,31 @@ struct ConfigurationTests {
     #expect(throws: ConfigurationError.self) { try ServerConfiguration.load(file: try file("[1,2]"), environment: [:]) }
   }
 
+  @Test("http2Port: off by default; file, environment and 'off' each set it; bad values name the key")
+  func http2Port() throws {
+    #expect(try ServerConfiguration.load(file: nil, environment: [:]).http2Port == nil)
+    let path = try file(#"{"http2Port": 7401}"#)
+    #expect(try ServerConfiguration.load(file: path, environment: [:]).http2Port == 7401)
+    #expect(try ServerConfiguration.load(file: path, environment: ["PEMIS_HTTP2_PORT": "0"]).http2Port == 0)
+    #expect(try ServerConfiguration.load(file: path, environment: ["PEMIS_HTTP2_PORT": "off"]).http2Port == nil)
+    let error = #expect(throws: ConfigurationError.self) {
+      try ServerConfiguration.load(file: nil, environment: ["PEMIS_HTTP2_PORT": "http2"])
+    }
+    #expect(error?.key == "http2Port")
+    #expect(error?.source == "environment variable PEMIS_HTTP2_PORT")
+    #expect(error?.message == "must be a whole number or off, got 'http2'")
+
+    var samePort = ServerConfiguration.defaults
+    samePort.http2Port = samePort.port
+    let clash = #expect(throws: ConfigurationError.self) { try samePort.validate() }
+    #expect(clash?.key == "http2Port")
+    #expect(clash?.message.contains("must differ from port (7400)") == true)
+    var bothFree = ServerConfiguration.defaults
+    bothFree.port = 0
+    bothFree.http2Port = 0
+    try bothFree.validate()
+  }
+
   @Test("a named configuration file must exist")
   func missingFile() {
     let error = #expect(throws: ConfigurationError.self) {
@@ -85,7 +110,7 @@ struct ConfigurationTests {
     arguments: [
       ("port", "70000"), ("maxFrameSize", "100"), ("maxFrameSize", "999999999"),
       ("maxConcurrentCallsPerConnection", "0"), ("idleTimeoutSeconds", "0"), ("gracePeriodSeconds", "-1"),
-      ("host", ""),
+      ("host", ""), ("http2Port", "65536"), ("http2Port", "-1"),
     ])
   func outOfRange(key: String, value: String) throws {
     var configuration = ServerConfiguration.defaults

@@ -21,10 +21,16 @@ struct ProcessOutput {
 }
 
 /// Runs a program to completion (with a time limit) and captures its output.
-func run(_ executable: URL, _ arguments: [String], timeout: Double = 120) throws -> ProcessOutput {
+/// - Parameter environment: variables added to (or replacing) this process's environment.
+func run(
+  _ executable: URL, _ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]
+) throws -> ProcessOutput {
   let process = Process()
   process.executableURL = executable
   process.arguments = arguments
+  if !environment.isEmpty {
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+  }
   let out = Pipe()
   let err = Pipe()
   process.standardOutput = out
@@ -52,33 +58,47 @@ func run(_ executable: URL, _ arguments: [String], timeout: Double = 120) throws
 final class ServerProcess: @unchecked Sendable {
   let process = Process()
   let port: Int
+  /// The standard gRPC (HTTP/2) port, when started with --http2-port.
+  let http2Port: Int?
   let dataDirectory: String
   private let stdout = Pipe()
   private let stderr = Pipe()
 
-  init(extraArguments: [String] = []) throws {
-    dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-proc-\(UUID())/data").path
+  /// - Parameter dataDirectory: an existing data directory (e.g. seeded), or nil for a new one.
+  init(dataDirectory: String? = nil, extraArguments: [String] = []) throws {
+    self.dataDirectory =
+      dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("pemis-proc-\(UUID())/data").path
     process.executableURL = productsDirectory.appendingPathComponent("pemis-server")
-    process.arguments = ["serve", "--port", "0", "--data-dir", dataDirectory, "--log-level", "warning"] + extraArguments
+    process.arguments = ["serve", "--port", "0", "--data-dir", self.dataDirectory, "--log-level", "warning"] + extraArguments
     process.standardOutput = stdout
     process.standardError = stderr
     try process.run()
-    // The first line says where it listens.
-    var line = Data()
+    // The first line says where it listens; with --http2-port, a second line says where the
+    // HTTP/2 listener is.
+    let lines = extraArguments.contains("--http2-port") ? 2 : 1
+    var output = Data()
     let handle = stdout.fileHandleForReading
-    while !line.contains(UInt8(ascii: "\n")) {
+    while output.filter({ $0 == UInt8(ascii: "\n") }).count < lines {
       let chunk = handle.availableData
       if chunk.isEmpty { break }
-      line.append(chunk)
+      output.append(chunk)
     }
-    let text = String(decoding: line, as: UTF8.self)
-    guard let range = text.range(of: #"listening on 127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-      let port = Int(text[range].split(separator: ":").last!)
-    else {
+    let text = String(decoding: output, as: UTF8.self)
+    func reported(_ pattern: String) -> Int? {
+      text.range(of: pattern, options: .regularExpression).flatMap { range in
+        text[range].split(separator: " ")[2].split(separator: ":").last.flatMap { Int($0) }
+      }
+    }
+    guard let port = reported(#"listening on 127\.0\.0\.1:(\d+) \(PEMIS wire"#) else {
       process.terminate()
       throw ServerProcessError(message: "pemis-server did not report its address: \(text)")
     }
     self.port = port
+    self.http2Port = reported(#"listening on 127\.0\.0\.1:(\d+) \(gRPC over HTTP/2"#)
+    if lines == 2 && http2Port == nil {
+      process.terminate()
+      throw ServerProcessError(message: "pemis-server did not report its HTTP/2 address: \(text)")
+    }
   }
 
   var address: String { "127.0.0.1:\(port)" }

@@ -27,6 +27,8 @@ struct District: Sendable {
   let server: PEMISServer
   let clock: TestClock
   let dataDirectory: String
+  /// The standard gRPC (HTTP/2) listener, when the test asked for one.
+  var http2Address: ServerAddress? = nil
 
   static let password = "Pemis-test-2026"
   static let kindergartenA = "1112000101"  // public
@@ -155,9 +157,12 @@ struct District: Sendable {
 }
 
 /// Starts a server with a fresh data directory and builds the district described on ``District``.
-func withDistrict<R: Sendable>(_ body: (District) async throws -> R) async throws -> R {
+func withDistrict<R: Sendable>(
+  _ configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (District) async throws -> R
+) async throws -> R {
   var configuration = ServerConfiguration.defaults
   configuration.port = 0
+  configure(&configuration)
   configuration.passwordHashCost = 10
   configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path
   configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
@@ -168,7 +173,10 @@ func withDistrict<R: Sendable>(_ body: (District) async throws -> R) async throw
   return try await withThrowingTaskGroup(of: Void.self) { group in
     group.addTask { try await server.run() }
     let address = try ServerAddress(parsing: try await server.listeningHostAndPort)
-    let district = District(address: address, server: server, clock: clock, dataDirectory: configuration.dataDirectory)
+    let http2Address = try await server.http2ListeningHostAndPort.map { try ServerAddress(parsing: $0) }
+    let district = District(
+      address: address, server: server, clock: clock, dataDirectory: configuration.dataDirectory,
+      http2Address: http2Address)
     for role in Role.district { try await district.seedAccount(District.user(role), role) }
     // Two active kindergartens through the real onboarding calls, then their staff.
     for (code, ownership) in [(District.kindergartenA, Pemis_V1_Ownership.public), (District.kindergartenB, .private)] {

@@ -3,9 +3,13 @@
  *
  *   pemis-c-client HOST PORT health
  *   pemis-c-client HOST PORT echo TEXT [--timeout-ms N] [--delay-ms N]
+ *   pemis-c-client HOST PORT children --user NAME [--kindergarten CODE] [--class-id ID]
  *
- * One connection, one unary call on stream 1, blocking I/O. Exit status: 0 success, 1 usage,
- * 2 the call ended with a non-OK status, 3 connection or protocol failure.
+ * One connection, unary calls one after another on streams 1, 3, 5, ..., blocking I/O. `children`
+ * logs in (password from PEMIS_PASSWORD, else the first line of standard input), then lists the
+ * kindergarten's children page by page with the session token in the call metadata.
+ * Exit status: 0 success, 1 usage, 2 a call ended with a non-OK status, 3 connection or protocol
+ * failure.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -19,8 +23,10 @@
 #include <sys/socket.h>
 
 #include "wire.h"
+#include "pemis/v1/children.pb-c.h"
 #include "pemis/v1/echo.pb-c.h"
 #include "pemis/v1/health.pb-c.h"
+#include "pemis/v1/session.pb-c.h"
 #include "pemis/wire/v1/wire.pb-c.h"
 
 #define EXIT_USAGE 1
@@ -31,7 +37,8 @@
 #define CLIENT_MAX_FRAME_SIZE (4u * 1024u * 1024u) /* 4 MiB, announced in our HELLO */
 #define CLIENT_STREAM_WINDOW 64u                   /* MESSAGE frames the server may send per call */
 #define CLIENT_AGENT "pemis-c-client/1"
-#define CALL_STREAM_ID 1u
+#define FIRST_STREAM_ID 1u /* client stream ids: odd, increasing (section 5) */
+#define MAX_PASSWORD 1024
 #define HANDSHAKE_TIMEOUT_US (10 * 1000000LL) /* waiting for the server's HELLO */
 #define DRAIN_TIMEOUT_US (1000000LL)          /* waiting for the server to close after our GOAWAY */
 
@@ -64,14 +71,17 @@ static const char *goaway_code_name(uint32_t code)
 
 /* ------------------------------------------------------------------ options */
 
-enum command { CMD_HEALTH, CMD_ECHO };
+enum command { CMD_HEALTH, CMD_ECHO, CMD_CHILDREN };
 
 typedef struct {
     const char *host;
     const char *port;
     enum command cmd;
     const char *text;
-    const char *method; /* full method path */
+    const char *method; /* full method path (health, echo) */
+    const char *user;         /* children: who logs in */
+    const char *kindergarten; /* children: institution code, or NULL for the user's own */
+    const char *class_id;     /* children: one class only, or NULL */
     int has_timeout;
     uint64_t timeout_ms;
     uint32_t delay_ms;
@@ -83,6 +93,8 @@ static void usage(FILE *out)
 {
     fputs("usage: pemis-c-client HOST PORT health [--timeout-ms N]\n"
           "       pemis-c-client HOST PORT echo TEXT [--timeout-ms N] [--delay-ms N]\n"
+          "       pemis-c-client HOST PORT children --user NAME [--kindergarten CODE] [--class-id ID]\n"
+          "                      [--timeout-ms N]   (password: PEMIS_PASSWORD, else a line on stdin)\n"
           "exit status: 0 ok, 1 usage, 2 call failed (non-OK status), 3 connection/protocol error\n",
           out);
 }
@@ -129,6 +141,9 @@ static int parse_args(int argc, char **argv, options *o)
     } else if (strcmp(argv[3], "echo") == 0) {
         o->cmd = CMD_ECHO;
         o->method = "/pemis.v1.Echo/Get";
+    } else if (strcmp(argv[3], "children") == 0) {
+        o->cmd = CMD_CHILDREN;
+        o->method = "/pemis.v1.ChildRecords/ListChildren";
     } else {
         fprintf(stderr, "error: unknown command '%s'\n", argv[3]);
         usage(stderr);
@@ -166,7 +181,14 @@ static int parse_args(int argc, char **argv, options *o)
             int is_timeout = name_len == 12 && strncmp(name, "--timeout-ms", 12) == 0;
             int is_delay = name_len == 10 && strncmp(name, "--delay-ms", 10) == 0;
             int is_method = name_len == 8 && strncmp(name, "--method", 8) == 0; /* hidden, debug */
-            if (!is_timeout && !is_delay && !is_method) {
+            int is_user = name_len == 6 && strncmp(name, "--user", 6) == 0;
+            int is_kindergarten = name_len == 14 && strncmp(name, "--kindergarten", 14) == 0;
+            int is_class = name_len == 10 && strncmp(name, "--class-id", 10) == 0;
+            if ((is_user || is_kindergarten || is_class) && o->cmd != CMD_CHILDREN) {
+                fprintf(stderr, "error: option '%.*s' applies to children only\n", (int)name_len, name);
+                return EXIT_USAGE;
+            }
+            if (!is_timeout && !is_delay && !is_method && !is_user && !is_kindergarten && !is_class) {
                 fprintf(stderr, "error: unknown option '%s'\n", a);
                 return EXIT_USAGE;
             }
@@ -180,6 +202,12 @@ static int parse_args(int argc, char **argv, options *o)
             uint64_t v;
             if (is_method) {
                 o->method = value;
+            } else if (is_user) {
+                o->user = value;
+            } else if (is_kindergarten) {
+                o->kindergarten = value;
+            } else if (is_class) {
+                o->class_id = value;
             } else if (is_timeout) {
                 if (parse_uint(value, UINT64_MAX / 1000, &v) != 0) {
                     fprintf(stderr, "error: invalid --timeout-ms '%s'\n", value);
@@ -208,8 +236,12 @@ static int parse_args(int argc, char **argv, options *o)
         fprintf(stderr, "error: echo needs a TEXT argument\n");
         return EXIT_USAGE;
     }
-    if (o->cmd == CMD_HEALTH && has_delay) {
+    if (o->cmd != CMD_ECHO && has_delay) {
         fprintf(stderr, "error: --delay-ms applies to echo only\n");
+        return EXIT_USAGE;
+    }
+    if (o->cmd == CMD_CHILDREN && (o->user == NULL || *o->user == '\0')) {
+        fprintf(stderr, "error: children needs --user NAME\n");
         return EXIT_USAGE;
     }
     return 0;
@@ -223,6 +255,7 @@ typedef struct {
     uint32_t server_stream_window;    /* MESSAGE frames we may send per call */
     uint32_t server_max_streams;
     uint32_t server_version;
+    uint32_t next_stream_id;          /* the id of our next call */
 } client;
 
 /* Prints "error: ..." to stderr. */
@@ -276,8 +309,11 @@ static int io_failure(client *c, wire_status st, const char *when)
     return EXIT_CONN_FAILED;
 }
 
-/* Handles a GOAWAY frame's payload; prints and returns EXIT_CONN_FAILED, or 0 to go on. */
-static int handle_goaway(client *c, const wire_frame *f, int handshake)
+/*
+ * Handles a GOAWAY frame's payload; prints and returns EXIT_CONN_FAILED, or 0 to go on.
+ * stream_id is the call in progress (0 during the handshake).
+ */
+static int handle_goaway(client *c, const wire_frame *f, int handshake, uint32_t stream_id)
 {
     Pemis__Wire__V1__GoAway *ga = pemis__wire__v1__go_away__unpack(NULL, f->length, f->payload);
     if (ga == NULL)
@@ -289,12 +325,12 @@ static int handle_goaway(client *c, const wire_frame *f, int handshake)
                (unsigned)ga->code, goaway_code_name((uint32_t)ga->code), ga->last_stream_id,
                ga->reason);
         rc = EXIT_CONN_FAILED;
-    } else if (ga->last_stream_id < CALL_STREAM_ID) {
+    } else if (ga->last_stream_id < stream_id) {
         /* Section 8: our call was not processed; it fails with UNAVAILABLE and may be retried. */
         report("server is going away (GOAWAY NO_ERROR, last_stream_id=%" PRIu32
-               ", reason=%s): the call on stream %u was not processed (UNAVAILABLE); retry on a new "
-               "connection",
-               ga->last_stream_id, ga->reason, CALL_STREAM_ID);
+               ", reason=%s): the call on stream %" PRIu32 " was not processed (UNAVAILABLE); retry "
+               "on a new connection",
+               ga->last_stream_id, ga->reason, stream_id);
         rc = EXIT_CONN_FAILED;
     }
     /* Otherwise a graceful shutdown that still covers our call: it runs to completion. */
@@ -337,7 +373,7 @@ static int handshake(client *c)
                             wire_kind_name(f.kind), f.stream_id);
     } else if (f.kind == WIRE_GOAWAY) {
         /* e.g. UNSUPPORTED_VERSION: the server refuses the connection. */
-        rc = handle_goaway(c, &f, 1);
+        rc = handle_goaway(c, &f, 1, 0);
     } else {
         Pemis__Wire__V1__Hello *h = pemis__wire__v1__hello__unpack(NULL, f.length, f.payload);
         if (h == NULL) {
@@ -409,29 +445,20 @@ static int set_status(call_result *r, uint32_t code, const char *fmt, ...)
     return 0;
 }
 
-static void send_cancel(client *c, const char *reason)
+static void send_cancel(client *c, uint32_t stream_id, const char *reason)
 {
     Pemis__Wire__V1__Cancel cancel = PEMIS__WIRE__V1__CANCEL__INIT;
     cancel.reason = (char *)reason;
     /* Best effort: the call is over for us whether or not this reaches the server. */
-    (void)wire_send_message(&c->conn, WIRE_CANCEL, 0, CALL_STREAM_ID, &cancel.base);
+    (void)wire_send_message(&c->conn, WIRE_CANCEL, 0, stream_id, &cancel.base);
 }
 
-/*
- * Runs one unary call on stream 1: CALL_START + MESSAGE + CLOSE_SEND in one write, then frames
- * until CALL_END. Returns 0 when the call has a final status in *res (possibly non-OK, possibly
- * decided locally: deadline, oversized response), or an exit status after reporting a connection
- * or protocol failure.
- */
-static int run_call(client *c, const options *o, const ProtobufCMessage *request, call_result *res)
+/* The frames of one call on stream_id; see run_call. */
+static int run_call_frames(client *c, const options *o, uint32_t stream_id,
+                           const Pemis__Wire__V1__CallStart *start, const ProtobufCMessage *request,
+                           call_result *res)
 {
-    memset(res, 0, sizeof *res);
-
-    Pemis__Wire__V1__CallStart start = PEMIS__WIRE__V1__CALL_START__INIT;
-    start.method = (char *)o->method;
-    start.timeout_micros = o->has_timeout ? o->timeout_ms * 1000u : 0;
-
-    size_t start_len = protobuf_c_message_get_packed_size(&start.base);
+    size_t start_len = protobuf_c_message_get_packed_size(&start->base);
     size_t req_len = protobuf_c_message_get_packed_size(request);
     if (start_len > c->server_max_frame_size || req_len > c->server_max_frame_size) {
         /* Section 2: never send a frame over the peer's limit; fail the call locally. */
@@ -444,9 +471,9 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
     }
 
     wire_buf out = { NULL, 0, 0 };
-    if (wire_buf_message(&out, WIRE_CALL_START, 0, CALL_STREAM_ID, &start.base) != 0 ||
-        wire_buf_message(&out, WIRE_MESSAGE, 0, CALL_STREAM_ID, request) != 0 ||
-        wire_buf_frame(&out, WIRE_CLOSE_SEND, 0, CALL_STREAM_ID, NULL, 0) != 0) {
+    if (wire_buf_message(&out, WIRE_CALL_START, 0, stream_id, &start->base) != 0 ||
+        wire_buf_message(&out, WIRE_MESSAGE, 0, stream_id, request) != 0 ||
+        wire_buf_frame(&out, WIRE_CLOSE_SEND, 0, stream_id, NULL, 0) != 0) {
         wire_buf_free(&out);
         report("out of memory");
         return EXIT_CONN_FAILED;
@@ -468,7 +495,7 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
         wire_frame f;
         st = wire_read_frame(&c->conn, &f, CLIENT_MAX_FRAME_SIZE, deadline);
         if (st == WIRE_TIMEOUT) {
-            send_cancel(c, "deadline exceeded");
+            send_cancel(c, stream_id, "deadline exceeded");
             return set_status(res, STATUS_DEADLINE_EXCEEDED,
                               "deadline of %" PRIu64 " ms exceeded (client side); call cancelled",
                               o->timeout_ms);
@@ -498,7 +525,7 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
                         rc = io_failure(c, st, "answering PING");
                 } /* an ACK is never answered */
             } else {
-                int g = handle_goaway(c, &f, 0);
+                int g = handle_goaway(c, &f, 0, stream_id);
                 if (g != 0)
                     rc = g;
             }
@@ -520,7 +547,7 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
                 rc = protocol_error(c, GOAWAY_PROTOCOL_ERROR, "%s on stream 0", wire_kind_name(f.kind));
                 break;
             }
-            if (f.stream_id != CALL_STREAM_ID) {
+            if (f.stream_id != stream_id) {
                 if (c->conn.trace)
                     fprintf(stderr, "trace: ignoring %s for stream %" PRIu32 "\n",
                             wire_kind_name(f.kind), f.stream_id);
@@ -548,10 +575,10 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
                 if (++res->responses > CLIENT_STREAM_WINDOW) {
                     rc = protocol_error(c, GOAWAY_PROTOCOL_ERROR,
                                         "MESSAGE beyond the stream window of %u on stream %u",
-                                        CLIENT_STREAM_WINDOW, CALL_STREAM_ID);
+                                        CLIENT_STREAM_WINDOW, stream_id);
                 } else if (f.oversized) {
                     /* Section 9: skip it, fail the call with RESOURCE_EXHAUSTED, send CANCEL. */
-                    send_cancel(c, "response message over max_frame_size");
+                    send_cancel(c, stream_id, "response message over max_frame_size");
                     rc = set_status(res, STATUS_RESOURCE_EXHAUSTED,
                                     "response message of %" PRIu32
                                     " bytes exceeds this client's max_frame_size of %u",
@@ -585,6 +612,46 @@ static int run_call(client *c, const options *o, const ProtobufCMessage *request
 }
 
 /*
+ * Runs one unary call of `method` on a new stream (the next odd id): CALL_START + MESSAGE +
+ * CLOSE_SEND in one write, then frames until CALL_END. With a session token, CALL_START carries
+ * the metadata entry "authorization: Bearer TOKEN" (section 5). Returns 0 when the call has a
+ * final status in *res (possibly non-OK, possibly decided locally: deadline, oversized response),
+ * or an exit status after reporting a connection or protocol failure.
+ */
+static int run_call(client *c, const options *o, const char *method, const char *token,
+                    const ProtobufCMessage *request, call_result *res)
+{
+    memset(res, 0, sizeof *res);
+    const uint32_t stream_id = c->next_stream_id;
+    c->next_stream_id += 2;
+
+    Pemis__Wire__V1__CallStart start = PEMIS__WIRE__V1__CALL_START__INIT;
+    start.method = (char *)method;
+    start.timeout_micros = o->has_timeout ? o->timeout_ms * 1000u : 0;
+
+    char *bearer = NULL;
+    Pemis__Wire__V1__MetadataEntry authorization = PEMIS__WIRE__V1__METADATA_ENTRY__INIT;
+    Pemis__Wire__V1__MetadataEntry *metadata[1] = { &authorization };
+    if (token != NULL) {
+        size_t len = strlen("Bearer ") + strlen(token) + 1;
+        bearer = malloc(len);
+        if (bearer == NULL) {
+            report("out of memory");
+            return EXIT_CONN_FAILED;
+        }
+        snprintf(bearer, len, "Bearer %s", token);
+        authorization.key = "authorization";
+        authorization.value_case = PEMIS__WIRE__V1__METADATA_ENTRY__VALUE_TEXT;
+        authorization.text = bearer;
+        start.n_metadata = 1;
+        start.metadata = metadata;
+    }
+    int rc = run_call_frames(c, o, stream_id, &start, request, res);
+    free(bearer);
+    return rc;
+}
+
+/*
  * Graceful end of the connection: GOAWAY NO_ERROR, half-close, then wait (briefly) for the server
  * to close its side so that nothing is left unread (which would make close() send a reset).
  */
@@ -607,6 +674,161 @@ static void finish_connection(client *c)
     wire_close(&c->conn);
 }
 
+/* ------------------------------------------------------------------ results */
+
+/*
+ * A unary call is over: 0 when it ended OK with exactly one response (section 5), else the exit
+ * status after printing why (a non-OK status as "error: code=<n> (<NAME>) message=<message>").
+ */
+static int check_unary(const call_result *res)
+{
+    if (res->code != STATUS_OK) {
+        fprintf(stderr, "error: code=%" PRIu32 " (%s) message=%s\n", res->code, status_name(res->code),
+                res->message != NULL ? res->message : "");
+        return EXIT_CALL_FAILED;
+    }
+    if (res->responses != 1) {
+        report("protocol error: unary call ended OK with %" PRIu32 " response messages instead of 1",
+               res->responses);
+        return EXIT_CONN_FAILED;
+    }
+    return 0;
+}
+
+static int print_health(const call_result *res)
+{
+    Pemis__V1__HealthCheckResponse *hr =
+        pemis__v1__health_check_response__unpack(NULL, res->response_len, res->response);
+    if (hr == NULL) {
+        report("malformed HealthCheckResponse (%zu bytes)", res->response_len);
+        return EXIT_CONN_FAILED;
+    }
+    const ProtobufCEnumValue *sv = protobuf_c_enum_descriptor_get_value(
+        &pemis__v1__health_check_response__serving_status__descriptor, (int)hr->status);
+    if (sv != NULL)
+        printf("status=%s", sv->name);
+    else
+        printf("status=%d", (int)hr->status);
+    printf(" version=%s protocol=%" PRIu32 "\n", hr->version, hr->protocol_version);
+    pemis__v1__health_check_response__free_unpacked(hr, NULL);
+    return 0;
+}
+
+static int print_echo(const call_result *res)
+{
+    Pemis__V1__EchoResponse *er = pemis__v1__echo_response__unpack(NULL, res->response_len, res->response);
+    if (er == NULL) {
+        report("malformed EchoResponse (%zu bytes)", res->response_len);
+        return EXIT_CONN_FAILED;
+    }
+    printf("echo=%s\n", er->text);
+    pemis__v1__echo_response__free_unpacked(er, NULL);
+    return 0;
+}
+
+/* The password: PEMIS_PASSWORD if set (kept out of the process list), else one line of stdin. */
+static int read_password(char *out, size_t size)
+{
+    const char *env = getenv("PEMIS_PASSWORD");
+    if (env != NULL) {
+        if (strlen(env) >= size) {
+            fprintf(stderr, "error: PEMIS_PASSWORD is longer than %zu bytes\n", size - 1);
+            return EXIT_USAGE;
+        }
+        strcpy(out, env);
+        return 0;
+    }
+    if (fgets(out, (int)size, stdin) == NULL) {
+        fprintf(stderr, "error: no password: set PEMIS_PASSWORD or give it on standard input\n");
+        return EXIT_USAGE;
+    }
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+/*
+ * children: Session/Login, then ChildRecords/ListChildren page by page on the same connection,
+ * each call carrying the session token. One line per child, ID and record numbers as the server
+ * sends them (masked in lists), then "children=<count> total=<total>".
+ */
+static int list_children(client *c, const options *o, const char *password)
+{
+    Pemis__V1__LoginRequest login = PEMIS__V1__LOGIN_REQUEST__INIT;
+    login.username = (char *)o->user;
+    login.password = (char *)password;
+    call_result res;
+    int rc = run_call(c, o, "/pemis.v1.Session/Login", NULL, &login.base, &res);
+    if (rc == 0)
+        rc = check_unary(&res);
+    if (rc != 0) {
+        call_result_free(&res);
+        return rc;
+    }
+    Pemis__V1__LoginResponse *session = pemis__v1__login_response__unpack(NULL, res.response_len, res.response);
+    call_result_free(&res);
+    if (session == NULL) {
+        report("malformed LoginResponse");
+        return EXIT_CONN_FAILED;
+    }
+
+    size_t listed = 0;
+    int64_t total = 0;
+    char *page_token = strdup("");
+    if (page_token == NULL) {
+        report("out of memory");
+        rc = EXIT_CONN_FAILED;
+    }
+    while (rc == 0) {
+        Pemis__V1__PageRequest page = PEMIS__V1__PAGE_REQUEST__INIT;
+        page.page_size = 500;
+        page.page_token = page_token;
+        Pemis__V1__ListChildrenRequest request = PEMIS__V1__LIST_CHILDREN_REQUEST__INIT;
+        request.kindergarten_code = (char *)(o->kindergarten != NULL ? o->kindergarten : "");
+        request.class_id = (char *)(o->class_id != NULL ? o->class_id : "");
+        request.page = &page;
+        rc = run_call(c, o, o->method, session->token, &request.base, &res);
+        if (rc == 0)
+            rc = check_unary(&res);
+        if (rc != 0) {
+            call_result_free(&res);
+            break;
+        }
+        Pemis__V1__ListChildrenResponse *children =
+            pemis__v1__list_children_response__unpack(NULL, res.response_len, res.response);
+        call_result_free(&res);
+        if (children == NULL) {
+            report("malformed ListChildrenResponse");
+            rc = EXIT_CONN_FAILED;
+            break;
+        }
+        for (size_t i = 0; i < children->n_children; i++) {
+            const Pemis__V1__Child *child = children->children[i];
+            printf("child record=%s id=%s type=%s name=%s gender=%s", child->record_number,
+                   child->id_document_number, child->id_document_type, child->name, child->gender);
+            if (child->birth_date != NULL)
+                printf(" born=%04d-%02d-%02d", child->birth_date->year, child->birth_date->month,
+                       child->birth_date->day);
+            printf(" state=%s class=%s\n", child->state, child->class_id);
+        }
+        listed += children->n_children;
+        free(page_token);
+        page_token = NULL;
+        if (children->page != NULL) {
+            total = children->page->total_count;
+            if (children->page->next_page_token[0] != '\0')
+                page_token = strdup(children->page->next_page_token);
+        }
+        pemis__v1__list_children_response__free_unpacked(children, NULL);
+        if (page_token == NULL)
+            break; /* the last page (or out of memory for the next token: stop) */
+    }
+    free(page_token);
+    pemis__v1__login_response__free_unpacked(session, NULL);
+    if (rc == 0)
+        printf("children=%zu total=%" PRId64 "\n", listed, total);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
@@ -616,11 +838,19 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
+    char password[MAX_PASSWORD];
+    if (o.cmd == CMD_CHILDREN) {
+        rc = read_password(password, sizeof password);
+        if (rc != 0)
+            return rc;
+    }
+
     signal(SIGPIPE, SIG_IGN); /* a closed connection shows up as EPIPE from send() */
 
     client c;
     memset(&c, 0, sizeof c);
     c.conn.trace = o.trace;
+    c.next_stream_id = FIRST_STREAM_ID;
     if (wire_connect(&c.conn, o.host, o.port) != 0) {
         report("%s", c.conn.error);
         return EXIT_CONN_FAILED;
@@ -632,66 +862,35 @@ int main(int argc, char **argv)
         return rc;
     }
 
-    Pemis__V1__HealthCheckRequest health_req = PEMIS__V1__HEALTH_CHECK_REQUEST__INIT;
-    Pemis__V1__EchoRequest echo_req = PEMIS__V1__ECHO_REQUEST__INIT;
-    const ProtobufCMessage *request = &health_req.base;
-    if (o.cmd == CMD_ECHO) {
-        echo_req.text = (char *)o.text;
-        echo_req.delay_ms = o.delay_ms;
-        request = &echo_req.base;
-    }
-
-    call_result res;
-    rc = run_call(&c, &o, request, &res);
-    if (rc != 0) {
-        call_result_free(&res);
-        wire_close(&c.conn);
-        return rc;
-    }
-    finish_connection(&c);
-
-    if (res.code != STATUS_OK) {
-        fprintf(stderr, "error: code=%" PRIu32 " (%s) message=%s\n", res.code, status_name(res.code),
-                res.message != NULL ? res.message : "");
-        call_result_free(&res);
-        return EXIT_CALL_FAILED;
-    }
-    if (res.responses != 1) {
-        report("protocol error: unary call ended OK with %" PRIu32 " response messages instead of 1",
-               res.responses);
-        call_result_free(&res);
-        return EXIT_CONN_FAILED;
-    }
-
-    rc = 0;
-    if (o.cmd == CMD_HEALTH) {
-        Pemis__V1__HealthCheckResponse *hr =
-            pemis__v1__health_check_response__unpack(NULL, res.response_len, res.response);
-        if (hr == NULL) {
-            report("malformed HealthCheckResponse (%zu bytes)", res.response_len);
-            rc = EXIT_CONN_FAILED;
-        } else {
-            const ProtobufCEnumValue *sv = protobuf_c_enum_descriptor_get_value(
-                &pemis__v1__health_check_response__serving_status__descriptor, (int)hr->status);
-            if (sv != NULL)
-                printf("status=%s", sv->name);
-            else
-                printf("status=%d", (int)hr->status);
-            printf(" version=%s protocol=%" PRIu32 "\n", hr->version, hr->protocol_version);
-            pemis__v1__health_check_response__free_unpacked(hr, NULL);
-        }
+    if (o.cmd == CMD_CHILDREN) {
+        rc = list_children(&c, &o, password);
+        memset(password, 0, sizeof password);
+        if (rc == EXIT_CONN_FAILED)
+            wire_close(&c.conn);
+        else
+            finish_connection(&c); /* success, or a call that ended with a non-OK status */
     } else {
-        Pemis__V1__EchoResponse *er =
-            pemis__v1__echo_response__unpack(NULL, res.response_len, res.response);
-        if (er == NULL) {
-            report("malformed EchoResponse (%zu bytes)", res.response_len);
-            rc = EXIT_CONN_FAILED;
-        } else {
-            printf("echo=%s\n", er->text);
-            pemis__v1__echo_response__free_unpacked(er, NULL);
+        Pemis__V1__HealthCheckRequest health_req = PEMIS__V1__HEALTH_CHECK_REQUEST__INIT;
+        Pemis__V1__EchoRequest echo_req = PEMIS__V1__ECHO_REQUEST__INIT;
+        const ProtobufCMessage *request = &health_req.base;
+        if (o.cmd == CMD_ECHO) {
+            echo_req.text = (char *)o.text;
+            echo_req.delay_ms = o.delay_ms;
+            request = &echo_req.base;
         }
+        call_result res;
+        rc = run_call(&c, &o, o.method, NULL, request, &res);
+        if (rc != 0) {
+            call_result_free(&res);
+            wire_close(&c.conn);
+            return rc;
+        }
+        finish_connection(&c);
+        rc = check_unary(&res);
+        if (rc == 0)
+            rc = o.cmd == CMD_HEALTH ? print_health(&res) : print_echo(&res);
+        call_result_free(&res);
     }
-    call_result_free(&res);
     if (fflush(stdout) != 0 && rc == 0) {
         report("writing the result: %s", strerror(errno));
         rc = EXIT_CONN_FAILED;

@@ -77,24 +77,10 @@ public nonisolated struct Pemis_V1_RequestKeyChangeRequest: Sendable {
 
   public var recordNumber: String = String()
 
-  /// The new values; only those set are changed.
-  public var name: String {
-    get {_name ?? String()}
-    set {_name = newValue}
-  }
-  /// Returns true if `name` has been explicitly set.
-  public var hasName: Bool {self._name != nil}
-  /// Clears the value of `name`. Subsequent reads from it will return its default value.
-  public mutating func clearName() {self._name = nil}
+  /// The new values of the fields named in `fields`; the others are ignored.
+  public var name: String = String()
 
-  public var gender: String {
-    get {_gender ?? String()}
-    set {_gender = newValue}
-  }
-  /// Returns true if `gender` has been explicitly set.
-  public var hasGender: Bool {self._gender != nil}
-  /// Clears the value of `gender`. Subsequent reads from it will return its default value.
-  public mutating func clearGender() {self._gender = nil}
+  public var gender: String = String()
 
   public var birthDate: Pemis_V1_Date {
     get {_birthDate ?? Pemis_V1_Date()}
@@ -105,23 +91,9 @@ public nonisolated struct Pemis_V1_RequestKeyChangeRequest: Sendable {
   /// Clears the value of `birthDate`. Subsequent reads from it will return its default value.
   public mutating func clearBirthDate() {self._birthDate = nil}
 
-  public var idDocumentType: String {
-    get {_idDocumentType ?? String()}
-    set {_idDocumentType = newValue}
-  }
-  /// Returns true if `idDocumentType` has been explicitly set.
-  public var hasIDDocumentType: Bool {self._idDocumentType != nil}
-  /// Clears the value of `idDocumentType`. Subsequent reads from it will return its default value.
-  public mutating func clearIDDocumentType() {self._idDocumentType = nil}
+  public var idDocumentType: String = String()
 
-  public var idDocumentNumber: String {
-    get {_idDocumentNumber ?? String()}
-    set {_idDocumentNumber = newValue}
-  }
-  /// Returns true if `idDocumentNumber` has been explicitly set.
-  public var hasIDDocumentNumber: Bool {self._idDocumentNumber != nil}
-  /// Clears the value of `idDocumentNumber`. Subsequent reads from it will return its default value.
-  public mutating func clearIDDocumentNumber() {self._idDocumentNumber = nil}
+  public var idDocumentNumber: String = String()
 
   /// The written request and its proof (e.g. "household register page, police certificate 2026-0412").
   public var evidence: String = String()
@@ -136,15 +108,15 @@ public nonisolated struct Pemis_V1_RequestKeyChangeRequest: Sendable {
   /// Clears the value of `templateSignedOn`. Subsequent reads from it will return its default value.
   public mutating func clearTemplateSignedOn() {self._templateSignedOn = nil}
 
+  /// Which key fields change: name, gender, birth_date, id_document_type, id_document_number.
+  /// (A list rather than proto3 `optional`, which protobuf-c clients cannot generate.)
+  public var fields: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _name: String? = nil
-  fileprivate var _gender: String? = nil
   fileprivate var _birthDate: Pemis_V1_Date? = nil
-  fileprivate var _idDocumentType: String? = nil
-  fileprivate var _idDocumentNumber: String? = nil
   fileprivate var _templateSignedOn: Pemis_V1_Date? = nil
 }
 
@@ -1062,7 +1034,7 @@ nonisolated extension Pemis_V1_UpdateChildRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Pemis_V1_RequestKeyChangeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".RequestKeyChangeRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}name\0\u{1}gender\0\u{3}birth_date\0\u{3}id_document_type\0\u{3}id_document_number\0\u{1}evidence\0\u{3}template_signed_on\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{1}name\0\u{1}gender\0\u{3}birth_date\0\u{3}id_document_type\0\u{3}id_document_number\0\u{1}evidence\0\u{3}template_signed_on\0\u{1}fields\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1072,13 +1044,14 @@ nonisolated extension Pemis_V1_RequestKeyChangeRequest: SwiftProtobuf.Message, S
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
-      case 3: try { try decoder.decodeSingularStringField(value: &self._name) }()
-      case 4: try { try decoder.decodeSingularStringField(value: &self._gender) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.gender) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._birthDate) }()
-      case 6: try { try decoder.decodeSingularStringField(value: &self._idDocumentType) }()
-      case 7: try { try decoder.decodeSingularStringField(value: &self._idDocumentNumber) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.idDocumentType) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.idDocumentNumber) }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.evidence) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._templateSignedOn) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.fields) }()
       default: break
       }
     }
@@ -1095,40 +1068,44 @@ nonisolated extension Pemis_V1_RequestKeyChangeRequest: SwiftProtobuf.Message, S
     if !self.recordNumber.isEmpty {
       try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
     }
-    try { if let v = self._name {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._gender {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
-    } }()
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 3)
+    }
+    if !self.gender.isEmpty {
+      try visitor.visitSingularStringField(value: self.gender, fieldNumber: 4)
+    }
     try { if let v = self._birthDate {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
-    try { if let v = self._idDocumentType {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 6)
-    } }()
-    try { if let v = self._idDocumentNumber {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 7)
-    } }()
+    if !self.idDocumentType.isEmpty {
+      try visitor.visitSingularStringField(value: self.idDocumentType, fieldNumber: 6)
+    }
+    if !self.idDocumentNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.idDocumentNumber, fieldNumber: 7)
+    }
     if !self.evidence.isEmpty {
       try visitor.visitSingularStringField(value: self.evidence, fieldNumber: 8)
     }
     try { if let v = self._templateSignedOn {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
     } }()
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fields, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Pemis_V1_RequestKeyChangeRequest, rhs: Pemis_V1_RequestKeyChangeRequest) -> Bool {
     if lhs.kindergartenCode != rhs.kindergartenCode {return false}
     if lhs.recordNumber != rhs.recordNumber {return false}
-    if lhs._name != rhs._name {return false}
-    if lhs._gender != rhs._gender {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.gender != rhs.gender {return false}
     if lhs._birthDate != rhs._birthDate {return false}
-    if lhs._idDocumentType != rhs._idDocumentType {return false}
-    if lhs._idDocumentNumber != rhs._idDocumentNumber {return false}
+    if lhs.idDocumentType != rhs.idDocumentType {return false}
+    if lhs.idDocumentNumber != rhs.idDocumentNumber {return false}
     if lhs.evidence != rhs.evidence {return false}
     if lhs._templateSignedOn != rhs._templateSignedOn {return false}
+    if lhs.fields != rhs.fields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

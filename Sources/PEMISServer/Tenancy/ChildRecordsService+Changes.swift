@@ -135,19 +135,26 @@ extension ChildRecordsService {
       let signedOn = try date(request.templateSignedOn, field: "template_signed_on")
       var values = KeyChangeValues()
       var errors: [DomainError] = []
-      if request.hasName { values.name = request.name.trimmingCharacters(in: .whitespacesAndNewlines) }
-      if request.hasGender {
-        values.gender = Gender(rawValue: request.gender)
-        if values.gender == nil { errors.append(DomainError(field: "gender", rule: "enum", "must be male or female")) }
+      guard !request.fields.isEmpty else {
+        throw RPCError(code: .invalidArgument, message: "fields: name the key fields to change (\(KeyField.allCases.map(\.rawValue).joined(separator: ", ")))")
       }
-      if request.hasBirthDate { values.birthDate = CalendarDate(request.birthDate) }
-      if request.hasIDDocumentType {
-        values.idDocumentType = IDDocumentType(rawValue: request.idDocumentType)
-        if values.idDocumentType == nil {
-          errors.append(DomainError(field: "id_document_type", rule: "enum", "must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))"))
+      for name in request.fields {
+        switch KeyField(rawValue: name) {
+        case .name: values.name = request.name.trimmingCharacters(in: .whitespacesAndNewlines)
+        case .gender:
+          values.gender = Gender(rawValue: request.gender)
+          if values.gender == nil { errors.append(DomainError(field: "gender", rule: "enum", "must be male or female")) }
+        case .birthDate: values.birthDate = CalendarDate(request.birthDate)
+        case .idDocumentType:
+          values.idDocumentType = IDDocumentType(rawValue: request.idDocumentType)
+          if values.idDocumentType == nil {
+            errors.append(DomainError(field: "id_document_type", rule: "enum", "must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))"))
+          }
+        case .idDocumentNumber: values.idDocumentNumber = request.idDocumentNumber.uppercased()
+        case nil:
+          errors.append(DomainError(field: "fields", rule: "enum", "'\(name)' is not key information; other fields change with UpdateChild"))
         }
       }
-      if request.hasIDDocumentNumber { values.idDocumentNumber = request.idDocumentNumber.uppercased() }
       if !errors.isEmpty { throw FieldViolationsError(errors) }
       let current = try await child(shard, request.recordNumber, caller: caller)
       // The record as the change would leave it must keep every rule (ID check character, birth
