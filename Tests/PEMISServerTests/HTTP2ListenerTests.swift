@@ -160,31 +160,70 @@ struct HTTP2ListenerTests {
     #expect(try await server.http2ListeningHostAndPort == nil)
   }
 
+  /// A bidirectional Echo call known to be running on the server when `inFlight` is called (its
+  /// first answer has come back); its second message is answered after `delayMs`. Returns the
+  /// texts answered. No sleeping on the client's side: the order is what the test relies on.
+  static func callInFlight<T: ClientTransport>(
+    _ client: GRPCClient<T>, delayMs: UInt32, inFlight: @escaping @Sendable () -> Void
+  ) async throws -> [String] {
+    let (answered, firstAnswer) = AsyncStream<Void>.makeStream()
+    return try await Pemis_V1_Echo.Client(wrapping: client).update(
+      requestProducer: { writer in
+        try await writer.write(.with { $0.text = "started" })
+        for await _ in answered { break }
+        try await writer.write(.with {
+          $0.text = "finished"
+          $0.delayMs = delayMs
+        })
+      },
+      onResponse: { response in
+        var texts: [String] = []
+        for try await message in response.messages {
+          texts.append(message.text)
+          if texts.count == 1 {
+            inFlight()
+            firstAnswer.yield()
+          }
+        }
+        return texts
+      })
+  }
+
+  /// Sends SIGTERM to `server` once `calls` calls are in flight; returns its exit status and log.
+  static func terminate(_ server: ServerProcess, after calls: Int, signals: AsyncStream<Void>) async -> (
+    status: Int32, log: String
+  ) {
+    var seen = 0
+    for await _ in signals {
+      seen += 1
+      if seen == calls { break }
+    }
+    return await withCheckedContinuation { continuation in
+      DispatchQueue.global().async { continuation.resume(returning: server.stop(signal: SIGTERM)) }
+    }
+  }
+
   @Test("pemis-server --http2-port 0 prints both addresses; SIGTERM lets calls in flight on both finish")
   func processBothListenersAndGracefulShutdown() async throws {
     let server = try ServerProcess(extraArguments: ["--http2-port", "0"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
     #expect(http2.port != server.port)
-    let slow = Pemis_V1_EchoRequest.with {
-      $0.text = "finished"
-      $0.delayMs = 6000
-    }
+    let (signals, inFlight) = AsyncStream<Void>.makeStream()
     async let overHTTP2 = Result {
-      try await withHTTP2Client(http2) { client in try await Pemis_V1_Echo.Client(wrapping: client).get(slow).text }
+      try await withHTTP2Client(http2) { client in
+        try await Self.callInFlight(client, delayMs: 2000) { inFlight.yield() }
+      }
     }
     async let overWire = Result {
       try await withPEMISClient(ServerAddress(host: "127.0.0.1", port: server.port)) { client in
-        try await Pemis_V1_Echo.Client(wrapping: client).get(slow).text
+        try await Self.callInFlight(client, delayMs: 2000) { inFlight.yield() }
       }
     }
-    // Time for both calls to reach the server, even on a busy machine (not asserted on).
-    try await Task.sleep(for: .seconds(3))
-    let (status, log) = await withCheckedContinuation { continuation in
-      DispatchQueue.global().async { continuation.resume(returning: server.stop(signal: SIGTERM)) }
-    }
+    // Both calls are running on the server (each has had its first answer) when SIGTERM goes.
+    let (status, log) = await Self.terminate(server, after: 2, signals: signals)
     let (http2Result, wireResult) = await (overHTTP2, overWire)
-    #expect(throws: Never.self, "over HTTP/2") { try #require(try http2Result.get() == "finished") }
-    #expect(throws: Never.self, "over PEMIS wire") { try #require(try wireResult.get() == "finished") }
+    #expect(throws: Never.self, "over HTTP/2") { try #require(try http2Result.get() == ["started", "finished"]) }
+    #expect(throws: Never.self, "over PEMIS wire") { try #require(try wireResult.get() == ["started", "finished"]) }
     #expect(status == 0, "log: \(log)")
   }
 
@@ -192,19 +231,14 @@ struct HTTP2ListenerTests {
   func graceExpires() async throws {
     let server = try ServerProcess(extraArguments: ["--http2-port", "0", "--grace-period", "1"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
+    let (signals, inFlight) = AsyncStream<Void>.makeStream()
     // 60 s: far longer than stop() waits (30 s) before it would kill the server.
     async let call = Result {
       try await withHTTP2Client(http2) { client in
-        try await Pemis_V1_Echo.Client(wrapping: client).get(.with {
-          $0.text = "never"
-          $0.delayMs = 60_000
-        }).text
+        try await Self.callInFlight(client, delayMs: 60_000) { inFlight.yield() }
       }
     }
-    try await Task.sleep(for: .seconds(3))
-    let (status, log) = await withCheckedContinuation { continuation in
-      DispatchQueue.global().async { continuation.resume(returning: server.stop(signal: SIGTERM)) }
-    }
+    let (status, log) = await Self.terminate(server, after: 1, signals: signals)
     #expect(status == 0, "log: \(log)")
     let outcome = await call
     #expect(throws: RPCError.self) { try outcome.get() }
