@@ -47,5 +47,13 @@ let package = Package(
         .product(name: "PEMISStore", package: "pemis"),
       ],
       path: "Benchmarks/ShardOpen", swiftSettings: settings, plugins: plugins),
+    // The district child index: the lookups of the duplicate check and of transfers.
+    .executableTarget(
+      name: "IndexLookup",
+      dependencies: benchmark + [
+        .product(name: "PEMISDomain", package: "pemis"),
+        .product(name: "PEMISStore", package: "pemis"),
+      ],
+      path: "Benchmarks/IndexLookup", swiftSettings: settings, plugins: plugins),
   ]
 )
