@@ -25,21 +25,21 @@ extension Router {
       throw StoreError(.notFound, "to_kindergarten_code: no active kindergarten \(destination)")
     }
     let id = requested ?? "T" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16)
-    if let existing = try await registry.transfer(id) {
-      // A retry: the same request finds its transfer; another one is refused.
-      guard existing.recordNumber == recordNumber && existing.fromCode == code && existing.toCode == destination else {
-        throw StoreError(.alreadyExists, "transfer_id: \(id) is another transfer")
-      }
-      return try await drive(id)
-    }
     let source = try await shard(code)
     guard let child = try await source.child(recordNumber) else {
       throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
     }
-    _ = try ChildEvent.requestTransferOut.apply(to: child.state)
-    try await registry.createTransfer(
-      TransferRecord(id: id, recordNumber: recordNumber, fromCode: code, toCode: destination, appliedOn: appliedOn, requestedBy: by, at: now()))
-    return try await drive(id)
+    let created = TransferRecord(
+      id: id, recordNumber: recordNumber, fromCode: code, toCode: destination, appliedOn: appliedOn, requestedBy: by, at: now())
+    // A retry with the same id finds its transfer (the child may be pending already).
+    if child.transferId != id { _ = try ChildEvent.requestTransferOut.apply(to: child.state) }
+    if let existing = try await registry.createTransfer(created) {
+      guard existing.recordNumber == recordNumber && existing.fromCode == code && existing.toCode == destination else {
+        throw StoreError(.alreadyExists, "transfer_id: \(id) is another transfer")
+      }
+      return try await drive(existing)
+    }
+    return try await drive(created)
   }
 
   /// The receiver takes the child in, placing it in one of its classes.
@@ -47,38 +47,37 @@ extension Router {
     let transfer = try await transferFor(id, side: code, receiving: true)
     if transfer.state == .out, let classId {
       // Checked before the intention is written, so a missing class refuses cleanly.
-      let destination = try await shard(code)
-      guard try await destination.classes().contains(where: { $0.id == classId }) else {
+      guard try await shard(code).classExists(classId) else {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
       }
     }
-    try await registry.advanceTransfer(id, from: [.out], to: .accepting, at: now()) {
+    let accepting = try await registry.advanceTransfer(id, from: [.out], to: .accepting, at: now()) {
       $0.classId = classId
       $0.decidedBy = by
       $0.decidedAt = self.now()
     }
-    return try await drive(id)
+    return try await drive(accepting)
   }
 
   /// The sender cancels before the receiver took the child in.
   public func cancel(_ id: String, at code: String, by: String) async throws -> TransferRecord {
     _ = try await transferFor(id, side: code, receiving: false)
-    try await registry.advanceTransfer(id, from: [.out], to: .cancelling, at: now()) {
+    let cancelling = try await registry.advanceTransfer(id, from: [.out], to: .cancelling, at: now()) {
       $0.decidedBy = by
       $0.decidedAt = self.now()
     }
-    return try await drive(id)
+    return try await drive(cancelling)
   }
 
   /// The receiver declines, saying why.
   public func decline(_ id: String, at code: String, reason: String, by: String) async throws -> TransferRecord {
     _ = try await transferFor(id, side: code, receiving: true)
-    try await registry.advanceTransfer(id, from: [.out], to: .declining, at: now()) {
+    let declining = try await registry.advanceTransfer(id, from: [.out], to: .declining, at: now()) {
       $0.decidedBy = by
       $0.decidedAt = self.now()
       $0.reason = reason
     }
-    return try await drive(id)
+    return try await drive(declining)
   }
 
   /// The transfer, if `code` is the side `side` names; otherwise as if it did not exist.
@@ -96,7 +95,14 @@ extension Router {
   /// ends. Safe to repeat at any point: that is how recovery works.
   @discardableResult
   public func drive(_ id: String) async throws -> TransferRecord {
-    guard var transfer = try await registry.transfer(id) else { throw StoreError(.notFound, "transfer_id: no transfer \(id)") }
+    guard let transfer = try await registry.transfer(id) else { throw StoreError(.notFound, "transfer_id: no transfer \(id)") }
+    return try await drive(transfer)
+  }
+
+  /// `drive` for a transfer just read or written (saves reading it again).
+  func drive(_ current: TransferRecord) async throws -> TransferRecord {
+    var transfer = current
+    let id = transfer.id
     let at = now()
     switch transfer.state {
     case .requested:

@@ -1,5 +1,6 @@
 internal import Foundation
 public import GRDB
+internal import Synchronization
 public import PEMISDomain
 
 extension Registry {
@@ -88,8 +89,15 @@ extension Registry {
     }
   }
 
+  /// An active kindergarten. Found ones are kept in memory: a kindergarten row is written once,
+  /// when its accounts are issued, and never changed, and every call's authorization asks.
   public func kindergarten(_ code: String) async throws -> KindergartenRecord? {
-    try await writer.read { db in try db.cachedRecord(KindergartenRecord.self, "SELECT * FROM kindergarten WHERE code = ?", [code]) }
+    if let known = knownKindergartens.withLock({ $0[code] }) { return known }
+    let found = try await writer.read { db in
+      try db.cachedRecord(KindergartenRecord.self, "SELECT * FROM kindergarten WHERE code = ?", [code])
+    }
+    if let found { knownKindergartens.withLock { $0[code] = found } }
+    return found
   }
 
   public func kindergartens(ownership: Ownership?, offset: Int, limit: Int) async throws -> (kindergartens: [KindergartenRecord], total: Int) {

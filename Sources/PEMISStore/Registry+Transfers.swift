@@ -79,8 +79,11 @@ extension Registry {
   }
 
   /// Records a new transfer (state `requested`); refused while the child has an open one.
-  public func createTransfer(_ transfer: TransferRecord) async throws {
+  /// When a transfer with this id exists already (a client's retry), returns it instead.
+  @discardableResult
+  public func createTransfer(_ transfer: TransferRecord) async throws -> TransferRecord? {
     try await writer.write { db in
+      if let existing = try db.cachedRecord(TransferRecord.self, "SELECT * FROM transfer WHERE id = ?", [transfer.id]) { return existing }
       if let open = try db.cachedRecord(
         TransferRecord.self,
         "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN ('completed', 'cancelled', 'declined', 'failed') LIMIT 1",
@@ -89,6 +92,7 @@ extension Registry {
         throw StoreError(.failedPrecondition, "record_number: transfer \(open.id) of this child is still open (\(open.state.rawValue))")
       }
       try transfer.insert(db)
+      return nil
     }
   }
 

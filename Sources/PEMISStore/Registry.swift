@@ -2,6 +2,7 @@ internal import Crypto
 internal import Foundation
 internal import GRDB
 internal import PEMISDomain
+internal import Synchronization
 
 /// The district-level database, `registry.sqlite`: kindergartens and their onboarding, accounts,
 /// sessions and the audit log. Each public method is one transaction.
@@ -10,6 +11,8 @@ public final class Registry: Sendable {
   public let path: String
   /// Batches audit entries into shared commits (``appendAudit(_:)``).
   let auditAppender = AuditAppender()
+  /// Kindergartens already read (``kindergarten(_:)``); rows of that table never change.
+  let knownKindergartens = Mutex<[String: KindergartenRecord]>([:])
 
   /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
   public init(directory: String, configuration: StoreConfiguration = .defaults) throws {

@@ -124,6 +124,11 @@ extension TenantShard {
     }
   }
 
+  /// Whether the class exists (without reading every class).
+  public func classExists(_ id: String) async throws -> Bool {
+    try await writer.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM class WHERE id = ?"), arguments: [id]) ?? false }
+  }
+
   public func classes() async throws -> [ClassRecord] {
     try await writer.read { db in try ClassRecord.order(Column("id")).fetchAll(db) }
   }
