@@ -13,15 +13,12 @@ samples="${2:-200}"
 swift build -c release --product pemis-server >&2
 swift build -c release --product pemis-load >&2
 bin="$(swift build -c release --show-bin-path)"
+. "$root/tools/lib/server.sh"
 
 work="$(mktemp -d)"
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 server=0
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n"
-"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --max-open-shards 64 --log-level warning \
-  >"$work/server.out" 2>&1 &
-server=$!
-for _ in $(seq 200); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
-address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+start_server "$bin" "$work" "$work/data" --max-open-shards 64
 echo "shard files: $(ls "$work/data/shards" | grep -c 'sqlite$'); server keeps at most 64 open"
 "$bin/pemis-load" first-call --server "$address" --kindergartens "$n" --samples "$samples"

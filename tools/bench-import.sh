@@ -14,16 +14,13 @@ swift build -c release --product pemis-server >&2
 swift build -c release --product pemis >&2
 swift build -c release --product pemis-load >&2
 bin="$(swift build -c release --show-bin-path)"
+. "$root/tools/lib/server.sh"
 
 work="$(mktemp -d)"
 server=0
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens 1 --password "Seeded-principal-2026" >/dev/null
-"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --log-level warning --calendar-dir "$root/Config/calendar" \
-  >"$work/server.out" 2>&1 &
-server=$!
-for _ in $(seq 200); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
-address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+start_server "$bin" "$work" "$work/data"
 export PEMIS_CONFIG_DIR="$work/client"
 echo "Seeded-principal-2026" | "$bin/pemis" login --server "$address" --user p1100000001 >/dev/null
 

@@ -12,6 +12,7 @@ seconds="${1:-10}"
 swift build -c release --product pemis-server >&2
 swift build -c release --product pemis-load >&2
 bin="$(swift build -c release --show-bin-path)"
+. "$root/tools/lib/server.sh"
 echo "| kindergartens | clients | transfers/s | p50 ms | p99 ms | errors |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for n in 100 1000 10000; do
@@ -19,11 +20,7 @@ for n in 100 1000 10000; do
     # A fresh district for each point: the clients start from where the seed put the children.
     work="$(mktemp -d)"
     "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children 10 >/dev/null
-    "$bin/pemis-server" serve --data-dir "$work/data" --port 0 --log-level warning --calendar-dir "$root/Config/calendar" \
-      >"$work/server.out" 2>&1 &
-    server=$!
-    for _ in $(seq 300); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
-    address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+    start_server "$bin" "$work" "$work/data"
     "$bin/pemis-load" transfers --server "$address" --kindergartens "$n" --children 10 --clients "$c" \
       --duration "$seconds" --json "$work/r.json" >/dev/null 2>&1
     python3 - "$n" "$c" "$work/r.json" <<'PY'

@@ -16,14 +16,11 @@ durability="${5:-full}"
 swift build -c release --product pemis-server >&2
 swift build -c release --product pemis-load >&2
 bin="$(swift build -c release --show-bin-path)"
+. "$root/tools/lib/server.sh"
 work="$(mktemp -d)"
 server=0
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m"
-"$bin/pemis-server" serve --data-dir "$work/data" --port 0 --log-level warning --durability "$durability" \
-  --calendar-dir "$root/Config/calendar" >"$work/server.out" 2>&1 &
-server=$!
-for _ in $(seq 300); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
-address="$(grep -o 'listening on [^ ]*' "$work/server.out" | cut -d' ' -f3)"
+start_server "$bin" "$work" "$work/data" --durability "$durability"
 "$bin/pemis-load" transfers --server "$address" --kindergartens "$n" --children "$m" --clients "$clients" \
   --duration "$seconds" --data-dir "$work/data" --durability "$durability" ${JSON:+--json "$JSON"}

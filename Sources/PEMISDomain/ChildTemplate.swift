@@ -173,7 +173,7 @@ public enum ChildTemplate {
   }
 
   /// "child.guardians[1].phone" → "guardian2_phone"; "child.birth_date" → "birth_date".
-  static func column(ofField field: String) -> String {
+  public static func column(ofField field: String) -> String {
     var name = field.hasPrefix("child.") ? String(field.dropFirst(6)) : field
     if name.hasPrefix("guardians["), let close = name.firstIndex(of: "]"),
       let i = Int(name[name.index(name.startIndex, offsetBy: 10)..<close])

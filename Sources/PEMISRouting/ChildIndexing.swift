@@ -12,10 +12,12 @@ extension Router {
   public struct DuplicateError: Error, Sendable, CustomStringConvertible {
     public var field: String
     public var existing: ChildIndexRecord
-    public var description: String {
-      "\(field): this child is already enrolled at kindergarten \(existing.kindergartenCode) as \(IDDocuments.mask(existing.recordNumber))"
+    /// Where the child is, and what to do instead.
+    public var message: String {
+      "this child is already enrolled at kindergarten \(existing.kindergartenCode) as \(IDDocuments.mask(existing.recordNumber))"
         + " (\(existing.state.rawValue)); to move the child here, that kindergarten transfers it out (pemis transfer out)"
     }
+    public var description: String { "\(field): \(message)" }
   }
 
   /// Enrolls one child: index reservation, shard write, confirmation.
@@ -34,7 +36,6 @@ extension Router {
     do {
       let row = try await shard.enroll(child, recordNumber: recordNumber, classId: classId, midTerm: midTerm, by: by, at: now())
       try await registry.confirm(reservation: reservation)
-      summaries.invalidate(shard.code.rawValue)
       return row
     } catch {
       try? await registry.release(reservation: reservation)
@@ -51,14 +52,13 @@ extension Router {
       rows.map { ($0.recordNumber, $0.row.child) }, kindergarten: code, reservation: reservation, at: now())
     let failures = conflicts.map { conflict in
       let row = rows[conflict.position].row
-      return (row.number, DomainError(field: "id_document_number", rule: "duplicate", DuplicateError(field: "", existing: conflict.existing).description.dropFirst(2).description))
+      return (row.number, DomainError(field: "id_document_number", rule: "duplicate", DuplicateError(field: "id_document_number", existing: conflict.existing).message))
     }
     return (reservation, failures)
   }
 
-  public func confirm(reservation: String, code: String) async throws {
+  public func confirm(reservation: String) async throws {
     try await registry.confirm(reservation: reservation)
-    summaries.invalidate(code)
   }
 
   public func release(reservation: String) async throws {
@@ -67,12 +67,8 @@ extension Router {
 
   /// After a shard write that changed children's state or identity: the index follows.
   public func sync(_ code: String, _ rows: [ChildRow]) async throws {
-    summaries.invalidate(code)
     try await registry.syncIndex(rows.map { Self.indexRow($0, code: code, at: now()) })
   }
-
-  /// The shard changed in ways the index does not hold (classes, staff): only the summary.
-  public func changed(_ code: String) { summaries.invalidate(code) }
 
   static func indexRow(_ row: ChildRow, code: String, at: Int64) -> ChildIndexRecord {
     ChildIndexRecord(recordNumber: row.recordNumber, kindergartenCode: code, state: row.state, child: row.data, updatedAt: at)

@@ -38,10 +38,10 @@ public struct DistrictSummary: Sendable {
   }
 }
 
+/// Each kindergarten's counts with the write generation of its shard they were read at: an
+/// entry is current while the generation is the same (every shard write bumps it).
 final class SummaryCache: Sendable {
   private let entries = Mutex<[String: (generation: UInt64, agesOn: CalendarDate, summary: KindergartenSummary)]>([:])
-
-  func invalidate(_ code: String) { _ = entries.withLock { $0.removeValue(forKey: code) } }
 
   func get(_ code: String, generation: UInt64?, agesOn: CalendarDate) -> KindergartenSummary? {
     entries.withLock { entries in

@@ -118,7 +118,6 @@ extension Router {
         try await registry.advanceTransfer(id, from: [.requested], to: .failed, at: at) { $0.reason = error.message }
         throw error
       }
-      summaries.invalidate(transfer.fromCode)
       let applied = CalendarDate(iso: transfer.appliedOn) ?? today
       transfer = try await registry.advanceTransfer(
         id, from: [.requested], to: .out, at: at, index: [Self.indexRow(row, code: transfer.fromCode, at: at)],
@@ -145,8 +144,6 @@ extension Router {
         archive.child.data, recordNumber: transfer.recordNumber, history: archive.child.transferId == id ? archive.history : [],
         transfer: id, from: transfer.fromCode, classId: transfer.classId, by: by, at: at)
       _ = try await source.completeTransferOut(transfer.recordNumber, transfer: id, on: today, by: by, at: at)
-      summaries.invalidate(transfer.fromCode)
-      summaries.invalidate(transfer.toCode)
       return try await registry.advanceTransfer(
         id, from: [.accepting], to: .completed, at: at, index: [Self.indexRow(arrived, code: transfer.toCode, at: at)],
         complete: [(.transferIn, transfer.toCode, "transfer:\(id)")], by: by, on: today)
@@ -157,7 +154,6 @@ extension Router {
       let cancelled = transfer.state == .cancelling
       let row = try await source.revertPendingTransferOut(
         transfer.recordNumber, transfer: id, why: cancelled ? "cancelled" : "declined: \(transfer.reason ?? "")", by: by, at: at)
-      summaries.invalidate(transfer.fromCode)
       return try await registry.advanceTransfer(
         id, from: [transfer.state], to: cancelled ? .cancelled : .declined, at: at,
         index: row.state == .enrolled ? [Self.indexRow(row, code: transfer.fromCode, at: at)] : [],

@@ -118,18 +118,29 @@ extension Registry {
   }
 
   /// Events whose entry is their own report: opens each obligation (unless the same event
-  /// already did) and discharges it, in one transaction.
-  public func recordReported(_ obligations: [ObligationRecord], by: String, at: Int64, on day: CalendarDate) async throws {
+  /// already did) and discharges it, in one transaction. Returns those this call discharged (an
+  /// event reported twice is discharged once).
+  @discardableResult
+  public func recordReported(_ obligations: [ObligationRecord], by: String, at: Int64, on day: CalendarDate) async throws -> [ObligationRecord] {
     try await writer.write { db in
+      var discharged: [ObligationRecord] = []
       for obligation in obligations {
         try obligation.insert(db, onConflict: .ignore)
-        try db.execute(
+        let key: StatementArguments = [obligation.kindergartenCode, obligation.kind.rawValue, obligation.subject, obligation.triggeredOn]
+        try db.cachedStatement(
           sql: """
             UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ?
             WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ? AND doneAt IS NULL
-            """,
-          arguments: [at, by, day.description, obligation.kindergartenCode, obligation.kind.rawValue, obligation.subject, obligation.triggeredOn])
+            """
+        ).execute(arguments: [at, by, day.description] + key)
+        if db.changesCount > 0,
+          let done = try db.cachedRecord(
+            ObligationRecord.self, "SELECT * FROM obligation WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ?", key)
+        {
+          discharged.append(done)
+        }
       }
+      return discharged
     }
   }
 

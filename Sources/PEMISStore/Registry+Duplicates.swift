@@ -181,8 +181,8 @@ extension Registry {
       }
       if let codes {
         request = request.filter(
-          sql: "id IN (SELECT caseId FROM duplicate_case_kindergarten WHERE kindergartenCode IN (\(codes.map { _ in "?" }.joined(separator: ","))))",
-          arguments: StatementArguments(Array(codes)))
+          sql: "id IN (SELECT caseId FROM duplicate_case_kindergarten WHERE kindergartenCode IN (SELECT value FROM json_each(?)))",
+          arguments: [Self.jsonList(codes)])
       }
       if let state { request = request.filter(Column("state") == state.rawValue) }
       return (try request.order(Column("id").desc).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
@@ -226,6 +226,35 @@ extension Registry {
       }
       return counts
     }
+  }
+
+  /// Unresolved cases concerning any of these kindergartens, each counted once.
+  public func unresolvedCaseCount(among codes: Set<String>) async throws -> Int {
+    try await writer.read { db in
+      try Int.fetchOne(
+        db,
+        sql: """
+          SELECT COUNT(DISTINCT c.id) FROM duplicate_case c JOIN duplicate_case_kindergarten k ON k.caseId = c.id
+          WHERE c.state != 'resolved' AND k.kindergartenCode IN (SELECT value FROM json_each(?))
+          """, arguments: [Self.jsonList(codes)]) ?? 0
+    }
+  }
+
+  /// Open transfers with either side among these kindergartens, each counted once.
+  public func openTransferCount(among codes: Set<String>) async throws -> Int {
+    try await writer.read { db in
+      try Int.fetchOne(
+        db,
+        sql: """
+          SELECT COUNT(*) FROM transfer WHERE state NOT IN ('completed', 'cancelled', 'declined', 'failed')
+          AND (fromCode IN (SELECT value FROM json_each(?1)) OR toCode IN (SELECT value FROM json_each(?1)))
+          """, arguments: [Self.jsonList(codes)]) ?? 0
+    }
+  }
+
+  /// A set of codes as one JSON array argument (any number of them, unlike `IN (?, ?, …)`).
+  static func jsonList(_ codes: Set<String>) -> String {
+    String(decoding: (try? JSONEncoder().encode(codes.sorted())) ?? Data("[]".utf8), as: UTF8.self)
   }
 
   /// Open (not final) transfers per kindergarten, either side, for the district summary.

@@ -71,14 +71,10 @@ extension TenantShard {
     let after = fields(b)
     var names: [String] = []
     for key in Set(before.keys).union(after.keys).sorted() where before[key] != after[key] {
-      // "guardians[1].phone" → "guardian2_phone"; "birthDate.year" → "birth_date".
+      // "birthDate.year" → "birth_date"; "guardians[1].phone" → "guardian2_phone".
       let snake = key.reduce(into: "") { text, c in text += c.isUppercase ? "_" + c.lowercased() : String(c) }
-      var name = String(snake.split(separator: ".").first ?? "")
-      if snake.hasPrefix("guardians["), let close = snake.firstIndex(of: "]"),
-        let i = Int(snake[snake.index(snake.startIndex, offsetBy: 10)..<close])
-      {
-        name = "guardian\(i + 1)_" + (snake.split(separator: ".").last.map(String.init) ?? "")
-      }
+      let field = snake.hasPrefix("guardians[") ? snake : String(snake.split(separator: ".").first ?? "")
+      let name = ChildTemplate.column(ofField: field)
       if !names.contains(name) { names.append(name) }
     }
     return names

@@ -73,7 +73,8 @@ extension ChildCommand {
                 progress.end()
                 fflush(nil)
                 if connection.json, !failures.isEmpty {
-                  try printJSON(message: ImportFailuresJSON(failures: failures))
+                  // The failures as one document, in the shape of the stream's failure events.
+                  try printJSON(["failures": try failures.map { try JSONSerialization.jsonObject(with: Data($0.jsonString().utf8)) }])
                 }
                 throw error
               }
@@ -87,16 +88,6 @@ extension ChildCommand {
       }
     }
   }
-}
-
-/// Failures as one JSON document (for --json), in the shape of the stream's failure events.
-struct ImportFailuresJSON {
-  var failures: [Pemis_V1_ImportFailure]
-}
-
-func printJSON(message value: ImportFailuresJSON) throws {
-  let rows = try value.failures.map { try JSONSerialization.jsonObject(with: Data($0.jsonString().utf8)) }
-  try printJSON(["failures": rows])
 }
 
 /// Progress on standard error: one line rewritten in place on a terminal; otherwise a line per

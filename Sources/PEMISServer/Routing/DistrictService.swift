@@ -42,11 +42,10 @@ struct DistrictService: Pemis_V1_District.SimpleServiceProtocol {
       let summary = try await tenancy.router.districtSummary(codes: codes.isEmpty ? nil : codes, ownership: caller.scope.ownershipFilter)
       let total = summary.total
       let classes = summary.rows.flatMap(\.summary.classes)
-      // Pending transfers are counted once per transfer, not once per side.
-      let pending = try await pendingTransfers(among: Set(summary.rows.map(\.kindergarten.code)))
-      let openCases = try await tenancy.registry.duplicateCases(
-        kindergarten: nil, codes: Set(summary.rows.map(\.kindergarten.code)), state: nil, offset: 0, limit: 100_000
-      ).cases.filter { $0.state != .resolved }.count
+      // Transfers and cases are counted once each, not once per kindergarten they concern.
+      let covered = Set(summary.rows.map(\.kindergarten.code))
+      let pending = try await tenancy.registry.openTransferCount(among: covered)
+      let openCases = try await tenancy.registry.unresolvedCaseCount(among: covered)
       AuditTargets.add("district-summary kindergartens=\(summary.rows.count)")
       return .with {
         $0.kindergartens = Int64(summary.rows.count)
@@ -78,15 +77,5 @@ struct DistrictService: Pemis_V1_District.SimpleServiceProtocol {
         }
       }
     }
-  }
-
-  /// Open transfers with at least one side among `codes`.
-  func pendingTransfers(among codes: Set<String>) async throws -> Int {
-    guard !codes.isEmpty else { return 0 }
-    var count = 0
-    for state in TransferState.allCases where !state.isFinal {
-      count += try await tenancy.registry.transfers(kindergarten: nil, state: state, ownershipCodes: codes, offset: 0, limit: 1).total
-    }
-    return count
   }
 }

@@ -91,7 +91,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
 
   /// The case, when the caller may see it: a kindergarten its own cases, the district those of
   /// kindergartens in its scope.
-  func visibleCase(_ id: Int64, requested: String) async throws -> (DuplicateCaseRecord, [CaseEventRecord], Caller) {
+  func visibleCase(_ id: Int64) async throws -> (DuplicateCaseRecord, [CaseEventRecord], Caller) {
     let caller = try Caller.required()
     guard let (record, events) = try await tenancy.registry.duplicateCase(id) else {
       throw RPCError(code: .notFound, message: "id: no duplicate case \(id)")
@@ -110,7 +110,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
 
   func getCase(request: Pemis_V1_GetCaseRequest, context: ServerContext) async throws -> Pemis_V1_DuplicateCase {
     try await handling {
-      let (record, events, _) = try await visibleCase(request.id, requested: request.kindergartenCode)
+      let (record, events, _) = try await visibleCase(request.id)
       AuditTargets.add("case:\(request.id)")
       return Self.proto(record, events: events)
     }
@@ -147,7 +147,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
   func fullNumber(_ request: Pemis_V1_ResolveCaseRequest, code: String) async throws -> String {
     guard !request.recordNumber.isEmpty else { throw RPCError(code: .invalidArgument, message: "record_number: which record to delete") }
     let shard = try await tenancy.shards.shard(try InstitutionCode(validating: code))
-    return try await ChildRecordsService(tenancy: tenancy).recordNumber(shard, request.recordNumber)
+    return try await tenancy.recordNumber(request.recordNumber, in: shard)
   }
 
   func arbitrateCase(request: Pemis_V1_ArbitrateCaseRequest, context: ServerContext) async throws -> Pemis_V1_DuplicateCase {

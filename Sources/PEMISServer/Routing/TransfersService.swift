@@ -38,18 +38,12 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
     try await handling {
       let (code, caller) = try code(request.kindergartenCode)
       let destination = try InstitutionCode(validating: request.toKindergartenCode).rawValue
-      var applied = tenancy.today
-      if request.appliedOn.year != 0 {
-        applied = CalendarDate(request.appliedOn)
-        guard applied.isValid, applied <= tenancy.today else {
-          throw RPCError(code: .invalidArgument, message: "applied_on: must be a valid date, not after today")
-        }
-      }
+      let applied = try tenancy.pastDate(request.appliedOn, field: "applied_on")
       if !request.transferID.isEmpty && !Router.validTransferID(request.transferID) {
         throw RPCError(code: .invalidArgument, message: "transfer_id: \"T\" and 6-40 letters, digits or '-'")
       }
       let shard = try await tenancy.shards.shard(try InstitutionCode(validating: code))
-      let number = try await ChildRecordsService(tenancy: tenancy).recordNumber(shard, request.recordNumber)
+      let number = try await tenancy.recordNumber(request.recordNumber, in: shard)
       let transfer = try await router.transferOut(
         from: code, recordNumber: number, to: destination, appliedOn: applied, id: request.transferID.isEmpty ? nil : request.transferID,
         by: caller.username)

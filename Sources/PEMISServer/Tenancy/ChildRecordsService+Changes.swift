@@ -17,35 +17,12 @@ extension ChildRecordsService {
     }
   }
 
-  /// The record number a request names: in full, or masked as lists show it when that matches
-  /// exactly one child of the kindergarten (so a list's numbers can be used as they are).
-  func recordNumber(_ shard: TenantShard, _ text: String) async throws -> String {
-    let number = text.trimmingCharacters(in: .whitespaces).uppercased()
-    guard number.contains("*") else { return number }
-    let matches = try await shard.recordNumbers(matchingMasked: number)
-    switch matches.count {
-    case 1: return matches[0]
-    case 0: throw RPCError(code: .notFound, message: "record_number: no child \(number) here")
-    default: throw RPCError(code: .invalidArgument, message: "record_number: \(number) matches more than one child; give the full number")
-    }
-  }
-
   func child(_ shard: TenantShard, _ recordNumber: String, caller: Caller) async throws -> ChildRow {
-    guard let row = try await shard.child(try await self.recordNumber(shard, recordNumber)) else {
+    guard let row = try await shard.child(try await tenancy.recordNumber(recordNumber, in: shard)) else {
       throw RPCError(code: .notFound, message: "record_number: no child \(IDDocuments.mask(recordNumber)) here")
     }
     try checkClassLeader(caller, row)
     return row
-  }
-
-  /// The date a request gives, or today when it gives none; never after today.
-  func date(_ proto: Pemis_V1_Date, field: String, defaultToday: Bool = true) throws -> CalendarDate {
-    if proto.year == 0 && defaultToday { return tenancy.today }
-    let date = CalendarDate(proto)
-    guard date.isValid, date <= tenancy.today else {
-      throw RPCError(code: .invalidArgument, message: "\(field): must be a valid date, not after today")
-    }
-    return date
   }
 
   static func required(_ text: String, field: String, max: Int, why: String = "") throws -> String {
@@ -68,7 +45,7 @@ extension ChildRecordsService {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let fields = try OtherField.parse(request.fields)
-      let changedOn = try date(request.changedOn, field: "changed_on")
+      let changedOn = try tenancy.pastDate(request.changedOn, field: "changed_on")
       let current = try await child(shard, request.recordNumber, caller: caller)
       // Only the named fields are read from the request, so the key fields it carries are ignored.
       var source = current.data
@@ -132,7 +109,7 @@ extension ChildRecordsService {
       guard request.templateSignedOn.year != 0 else {
         throw RPCError(code: .invalidArgument, message: "template_signed_on: required: when a parent signed the new information template")
       }
-      let signedOn = try date(request.templateSignedOn, field: "template_signed_on")
+      let signedOn = try tenancy.pastDate(request.templateSignedOn, field: "template_signed_on")
       var values = KeyChangeValues()
       var errors: [DomainError] = []
       guard !request.fields.isEmpty else {
@@ -317,9 +294,9 @@ extension ChildRecordsService {
       guard request.parentSignedOn.year != 0 else {
         throw RPCError(code: .invalidArgument, message: "parent_signed_on: required: when a parent signed the information template")
       }
-      let signed = try date(request.parentSignedOn, field: "parent_signed_on")
+      let signed = try tenancy.pastDate(request.parentSignedOn, field: "parent_signed_on")
       let checkedBy = try Self.required(request.checkedBy, field: "checked_by", max: 50, why: " (who checked it against the household register)")
-      let checked = try date(request.checkedOn, field: "checked_on")
+      let checked = try tenancy.pastDate(request.checkedOn, field: "checked_on")
       guard checked >= signed else {
         throw RPCError(code: .invalidArgument, message: "checked_on: cannot be before parent_signed_on")
       }

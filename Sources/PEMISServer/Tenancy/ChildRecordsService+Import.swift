@@ -91,7 +91,7 @@ extension ChildRecordsService {
           try? await tenancy.router.release(reservation: reservation)
           throw error
         }
-        try await tenancy.router.confirm(reservation: reservation, code: shard.code.rawValue)
+        try await tenancy.router.confirm(reservation: reservation)
         try await response.write(Self.progress("applied", numbered.count, numbered.count))
         // Art. 15(3): collected, entered and imported within 30 working days of entry.
         let now = tenancy.now()

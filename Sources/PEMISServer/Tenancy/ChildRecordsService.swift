@@ -126,25 +126,17 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   func assignClass(request: Pemis_V1_AssignClassRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
-      let row = try await shard.assignClass(try await recordNumber(shard, request.recordNumber), classId: request.classID, by: caller.username, at: tenancy.now())
+      let row = try await shard.assignClass(try await tenancy.recordNumber(request.recordNumber, in: shard), classId: request.classID, by: caller.username, at: tenancy.now())
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
-  }
-
-  private func effectiveDate(_ proto: Pemis_V1_Date, field: String) throws -> CalendarDate {
-    let date = proto.year == 0 ? tenancy.today : CalendarDate(proto)
-    guard date.isValid, date <= tenancy.today else {
-      throw RPCError(code: .invalidArgument, message: "\(field): must be a valid date, not after today")
-    }
-    return date
   }
 
   private func step(
     _ request: Pemis_V1_ClassStepRequest, graduate: Bool
   ) async throws -> Pemis_V1_ClassStepResponse {
     let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
-    let date = try effectiveDate(request.effectiveOn, field: "effective_on")
+    let date = try tenancy.pastDate(request.effectiveOn, field: "effective_on")
     let result =
       graduate
       ? try await shard.graduateClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
@@ -179,8 +171,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       guard !reason.isEmpty, reason.count <= 200 else {
         throw RPCError(code: .invalidArgument, message: "reason: required, at most 200 characters")
       }
-      let date = try effectiveDate(request.leftOn, field: "left_on")
-      let row = try await shard.endAttendance(try await recordNumber(shard, request.recordNumber), event: .leave, on: date, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
+      let date = try tenancy.pastDate(request.leftOn, field: "left_on")
+      let row = try await shard.endAttendance(try await tenancy.recordNumber(request.recordNumber, in: shard), event: .leave, on: date, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
       try await tenancy.router.sync(shard.code.rawValue, [row])
       try await tenancy.recordReported(.otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):left", eventOn: date, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
@@ -200,9 +192,9 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       guard !evidence.isEmpty, evidence.count <= 200 else {
         throw RPCError(code: .invalidArgument, message: "evidence: the certificate or report is required (Art. 17(3)), at most 200 characters")
       }
-      let date = try effectiveDate(request.occurredOn, field: "occurred_on")
+      let date = try tenancy.pastDate(request.occurredOn, field: "occurred_on")
       let row = try await shard.endAttendance(
-        try await recordNumber(shard, request.recordNumber), event: .accidentalDeparture, on: date, reason: "\(request.kind) on \(date); \(evidence)",
+        try await tenancy.recordNumber(request.recordNumber, in: shard), event: .accidentalDeparture, on: date, reason: "\(request.kind) on \(date); \(evidence)",
         by: caller.username, at: tenancy.now())
       try await tenancy.router.sync(shard.code.rawValue, [row])
       try await tenancy.recordReported(.accidentalDeparture, kindergarten: shard.code, subject: "child:\(row.recordNumber)", eventOn: date, by: caller.username)

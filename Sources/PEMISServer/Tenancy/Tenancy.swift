@@ -1,5 +1,6 @@
 internal import Foundation
 internal import GRPCCore
+internal import PEMISProto
 internal import Synchronization
 public import Logging
 public import PEMISDomain
@@ -56,6 +57,28 @@ public final class Tenancy: Sendable {
     return (try await shards.shard(try requestedKindergarten(requested, caller: caller)), caller)
   }
 
+  /// The date a request gives, or today when it gives none; never after today.
+  func pastDate(_ proto: Pemis_V1_Date, field: String) throws -> CalendarDate {
+    let date = proto.year == 0 ? today : CalendarDate(proto)
+    guard date.isValid, date <= today else {
+      throw RPCError(code: .invalidArgument, message: "\(field): must be a valid date, not after today")
+    }
+    return date
+  }
+
+  /// The record number a request names: in full, or masked as lists show it when that matches
+  /// exactly one child of the kindergarten (so a list's numbers can be used as they are).
+  func recordNumber(_ text: String, in shard: TenantShard) async throws -> String {
+    let number = text.trimmingCharacters(in: .whitespaces).uppercased()
+    guard number.contains("*") else { return number }
+    let matches = try await shard.recordNumbers(matchingMasked: number)
+    switch matches.count {
+    case 1: return matches[0]
+    case 0: throw RPCError(code: .notFound, message: "record_number: no child \(number) here")
+    default: throw RPCError(code: .invalidArgument, message: "record_number: \(number) matches more than one child; give the full number")
+    }
+  }
+
   /// An event whose entry is its own report (enrollment, promotion, leadership change, …):
   /// opens the obligation it starts and discharges it at once, on time or late. When the
   /// calendar lacks the due date's year, the obligation is kept without a due date, as
@@ -64,12 +87,10 @@ public final class Tenancy: Sendable {
   func recordReported(
     _ kind: ObligationKind, kindergarten code: InstitutionCode, subject: String, eventOn date: CalendarDate, by: String
   ) async throws -> ObligationRecord? {
-    let due = try? kind.due(after: date, in: calendar)
-    try await registry.openObligations([
-      ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: due, createdAt: now())
-    ])
-    return try await registry.completeObligations(
-      kindergarten: code.rawValue, kinds: [kind], subject: { $0 == subject }, by: by, at: now(), on: today
+    // Opened and discharged in one registry transaction.
+    try await registry.recordReported(
+      [ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: try? kind.due(after: date, in: calendar), createdAt: now())],
+      by: by, at: now(), on: today
     ).first
   }
 
