@@ -34,7 +34,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
 
   static func staffAccount(_ code: String) -> @Sendable (District) async throws -> String {
     { district in
-      let name = "t\(Int.random(in: 100_000...999_999))"
+      let name = "t\(UniqueNumbers.next())"
       try await district.seedAccount(name, .administrator, kindergarten: code)
       return name
     }
@@ -65,7 +65,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
       },
       MatrixCase(name: "Deadlines/StartTerm", allowed: [.preschoolOffice, .districtAdmin]) { client, _ in
         _ = try await Pemis_V1_Deadlines.Client(wrapping: client).startTerm(.with {
-          $0.term = "t-\(Int.random(in: 100_000...999_999))"
+          $0.term = "t-\(UniqueNumbers.next())"
           $0.startsOn = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
         })
       },
@@ -97,7 +97,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           name: "Accounts/CreateAccount in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin]
         ) { client, _ in
           _ = try await accounts(client).createAccount(.with {
-            $0.username = "n\(Int.random(in: 100_000...999_999))"
+            $0.username = "n\(UniqueNumbers.next())"
             $0.role = .classLeader
             $0.kindergartenCode = code
             $0.displayName = "班长"
@@ -145,7 +145,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
         ) { client, id in
           _ = try await onboarding(client).admitKindergarten(.with {
             $0.applicationID = id
-            $0.institutionCode = "11128\(String(format: "%05d", Int.random(in: 0...99999)))"
+            $0.institutionCode = "11128\(UniqueNumbers.next(digits: 5))"
           })
         },
         MatrixCase(
@@ -163,7 +163,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
         MatrixCase(
           name: "Onboarding/IssueAccounts \(ownership)", allowed: [.districtAdmin], setup: onboarding(ownership, .committed)
         ) { client, id in
-          let n = Int.random(in: 100_000...999_999)
+          let n = UniqueNumbers.next()
           _ = try await onboarding(client).issueAccounts(.with {
             $0.applicationID = id
             $0.principalUsername = "p\(n)"
@@ -218,14 +218,14 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           client, _ in
           _ = try await data(client).createClass(.with {
             $0.kindergartenCode = code
-            $0.class = KindergartenDataFixtures.newClass("班\(Int.random(in: 1000...9999))")
+            $0.class = KindergartenDataFixtures.newClass("班\(UniqueNumbers.next())")
           })
         },
         MatrixCase(
           name: "KindergartenData/UpdateClass in \(label)", allowed: isPublic ? [.principal, .administrator] : [],
           setup: KindergartenDataFixtures.seedClass(code)
         ) { client, id in
-          var updated = KindergartenDataFixtures.newClass("改\(Int.random(in: 1000...9999))")
+          var updated = KindergartenDataFixtures.newClass("改\(UniqueNumbers.next())")
           updated.classID = id
           _ = try await data(client).updateClass(.with {
             $0.kindergartenCode = code
@@ -315,7 +315,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           // case is in ChildRecordsTests.classLeaderScope).
           name: "ChildRecords/EnrollChild in \(label)", allowed: isPublic ? [.principal, .administrator] : []
         ) { client, _ in
-          let body = "120116202203151\(String(format: "%02d", Int.random(in: 10...99)))"
+          let body = "12011620220315\(UniqueNumbers.next(digits: 3))"
           let id = body + String(IDDocuments.checkCharacter(Array(body))!)
           var child = KindergartenDataFixtures.child(id: id)
           child.gender = (Int(String(body.last!))! % 2 == 1) ? "male" : "female"

@@ -93,12 +93,13 @@ enum KindergartenDataFixtures {
     }
   }
 
-  /// Creates a class directly in the shard; returns its id.
+  /// Creates a class directly in the shard; returns its id. The name is unique in the test
+  /// process (a random name once collided and the duplicate-name rule rightly refused it).
   static func seedClass(_ code: String) -> @Sendable (District) async throws -> String {
     { district in
       let shard = try await district.server.tenancy.shards.shard(try InstitutionCode(validating: code))
       return try await shard.createClass(
-        KindergartenClass(name: "种子\(Int.random(in: 1000...9999))", grade: .middle, schoolYear: "2026-2027", headTeacherStaffId: nil, capacity: 28),
+        KindergartenClass(name: "种子\(UniqueNumbers.next())", grade: .middle, schoolYear: "2026-2027", headTeacherStaffId: nil, capacity: 28),
         by: "seed", at: district.clock.now
       ).id
     }

@@ -64,7 +64,7 @@ struct District: Sendable {
     .with {
       $0.name = name
       $0.ownership = ownership
-      $0.licenceNumber = "教民\(Int.random(in: 100000...999999))号"
+      $0.licenceNumber = "教民\(UniqueNumbers.next())号"
       $0.address = "天津市滨海新区"
       $0.sponsor = "滨海新区教育体育局"
       $0.approvalDate = .with { $0.year = 2024; $0.month = 3; $0.day = 1 }
@@ -89,7 +89,7 @@ struct District: Sendable {
     let office: Role = ownership == .public ? .preschoolOffice : .vocationalOffice
     let id = try await self.as(office) { client in
       try await Pemis_V1_Onboarding.Client(wrapping: client).submitApplication(.with {
-        $0.form = District.form("幼儿园\(Int.random(in: 1000...9999))", ownership)
+        $0.form = District.form("幼儿园\(UniqueNumbers.next())", ownership)
       }).applicationID
     }
     if state == .submitted { return id }
@@ -109,7 +109,7 @@ struct District: Sendable {
       })
     }
     if state == .approved { return id }
-    let assigned = code ?? "11129\(String(format: "%05d", Int.random(in: 0...99999)))"
+    let assigned = code ?? "11129\(UniqueNumbers.next(digits: 5))"
     _ = try await self.as(.planningOffice) { client in
       try await Pemis_V1_Onboarding.Client(wrapping: client).admitKindergarten(.with {
         $0.applicationID = id
@@ -127,7 +127,7 @@ struct District: Sendable {
       })
     }
     if state == .committed { return id }
-    let n = Int.random(in: 10000...99999)
+    let n = UniqueNumbers.next()
     _ = try await self.as(.districtAdmin) { client in
       try await Pemis_V1_Onboarding.Client(wrapping: client).issueAccounts(.with {
         $0.applicationID = id
