@@ -122,6 +122,14 @@ extension TenantShard {
       guard request.state == .pending else {
         throw StoreError(.failedPrecondition, "id: request #\(id) was already \(request.state.rawValue) by \(request.decidedBy ?? "")")
       }
+      // Four eyes: whoever asked for a key change cannot also approve it. Withdrawing one's own
+      // request (a rejection) stays possible, so a request the principal made is never stuck.
+      if approve && request.requestedBy == by {
+        throw StoreError(
+          .permissionDenied,
+          "id: request #\(id) was made by \(by); a key-information change is approved by another account than the one that asked for it (reject it to withdraw)"
+        )
+      }
       var row = try Self.fetchChild(db, request.recordNumber)
       let before = row
       if approve {

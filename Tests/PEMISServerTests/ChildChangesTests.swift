@@ -208,6 +208,37 @@ struct ChildChangesTests {
       #expect(rejected.state == "rejected")
       let listed = try await children(district, principal) { try await $0.listKeyChanges(.init()) }
       #expect(listed.changes.map(\.state) == ["rejected", "approved"])
+
+      // Four eyes: the principal may ask for a change but not approve that same request;
+      // withdrawing it (a rejection) is allowed.
+      let own = try await children(district, principal) {
+        try await $0.requestKeyChange(.with {
+          $0.recordNumber = number
+          $0.name = "张小明"
+          $0.fields = ["name"]
+          $0.evidence = "家长书面申请"
+          $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 21 }
+        })
+      }
+      let selfApproved = await failure {
+        _ = try await children(district, principal) {
+          try await $0.decideKeyChange(.with {
+            $0.id = own.id
+            $0.approve = true
+          })
+        }
+      }
+      #expect(selfApproved?.code == .permissionDenied)
+      #expect(selfApproved?.message.contains("approved by another account than the one that asked for it") == true)
+      let stillPending = try await children(district, principal) { try await $0.listKeyChanges(.with { $0.state = "pending" }) }
+      #expect(stillPending.changes.map(\.id) == [own.id])
+      let withdrawn = try await children(district, principal) {
+        try await $0.decideKeyChange(.with {
+          $0.id = own.id
+          $0.note = "withdrawn: asked by mistake"
+        })
+      }
+      #expect(withdrawn.state == "rejected")
       let unchanged = try await children(district, principal) { try await $0.getChild(.with { $0.recordNumber = number }) }
       #expect(unchanged.name == "张晓明")
     }
