@@ -8,10 +8,18 @@ extension Router {
   /// The problems in these index rows: invalid IDs, the same ID in two active records, and
   /// children without an ID sharing name, gender and birth date. Pure, for tests.
   public static func problems(in rows: [ChildIndexRecord]) -> [(kind: ProblemKind, key: String, records: [CaseRecordRef])] {
+    (invalidIDProblems(in: rows) + sharedProblems(in: rows)).sorted { ($0.kind.rawValue, $0.key) < ($1.kind.rawValue, $1.key) }
+  }
+
+  private static func ref(_ row: ChildIndexRecord) -> CaseRecordRef {
+    CaseRecordRef(kindergartenCode: row.kindergartenCode, recordNumber: row.recordNumber)
+  }
+
+  /// (a) Each active row whose ID number breaks its document's rules; a row at a time, so the
+  /// sweep can feed it the index page by page.
+  static func invalidIDProblems(in rows: [ChildIndexRecord]) -> [(kind: ProblemKind, key: String, records: [CaseRecordRef])] {
     var result: [(ProblemKind, String, [CaseRecordRef])] = []
-    let active = rows.filter(\.active)
-    func ref(_ row: ChildIndexRecord) -> CaseRecordRef { CaseRecordRef(kindergartenCode: row.kindergartenCode, recordNumber: row.recordNumber) }
-    for row in active {
+    for row in rows where row.active {
       guard let key = row.documentKey else { continue }
       let parts = key.split(separator: "|", maxSplits: 1).map(String.init)
       let person = row.personKey.split(separator: "|").map(String.init)
@@ -24,7 +32,14 @@ extension Router {
         result.append((.invalidID, "\(key)@\(row.recordNumber)", [ref(row)]))
       }
     }
-    // The same number in more than one active record, whatever the document type says.
+    return result
+  }
+
+  /// (b) and (c): active rows sharing a document number (whatever the type says), and rows
+  /// without a document sharing name, gender and birth date.
+  static func sharedProblems(in rows: [ChildIndexRecord]) -> [(kind: ProblemKind, key: String, records: [CaseRecordRef])] {
+    var result: [(ProblemKind, String, [CaseRecordRef])] = []
+    let active = rows.filter(\.active)
     let byNumber = Dictionary(grouping: active.filter { $0.documentKey != nil }) { $0.documentKey!.split(separator: "|").last.map(String.init) ?? "" }
     for (number, group) in byNumber where group.count > 1 {
       result.append((.sameID, number, group.sorted { $0.recordNumber < $1.recordNumber }.map(ref)))
@@ -33,13 +48,39 @@ extension Router {
     for (person, group) in byPerson where group.count > 1 {
       result.append((.samePerson, person, group.sorted { $0.recordNumber < $1.recordNumber }.map(ref)))
     }
-    return result.sorted { ($0.0.rawValue, $0.1) < ($1.0.rawValue, $1.1) }
+    return result
   }
 
-  /// Runs the sweep over the whole district; returns what it opened, kept and resolved.
-  public func sweep(by: String) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
-    let rows = try await registry.allIndexRecords()
-    return try await registry.applySweep(Self.problems(in: rows), by: by, at: now())
+
+  /// Runs the sweep over the whole district; returns what it opened, kept and resolved. The
+  /// index is read a page at a time for invalid IDs, and SQLite groups it for the shared
+  /// numbers and persons, so memory stays bounded by a page and the problems found.
+  public func sweep(by: String, pageSize: Int = 5_000) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
+    var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
+    var after: String?
+    while true {
+      let page = try await registry.activeIndexRecords(after: after, limit: pageSize)
+      found += Self.invalidIDProblems(in: page)
+      guard page.count == pageSize, let last = page.last else { break }
+      after = last.recordNumber
+    }
+    let sharing = try await registry.activeRowsSharingDocumentNumber() + registry.activeRowsSharingPerson()
+    found += Self.sharedProblems(in: sharing)
+    found.sort { ($0.kind.rawValue, $0.key) < ($1.kind.rawValue, $1.key) }
+    return try await registry.applySweep(found, by: by, at: now())
+  }
+
+  /// The active index rows a case's problem concerns, read by its key (not the whole index).
+  func rows(concerning record: DuplicateCaseRecord) async throws -> [ChildIndexRecord] {
+    switch record.kind {
+    case .invalidID:
+      guard let at = record.key.lastIndex(of: "@") else { return [] }
+      return try await registry.indexRecord(String(record.key[record.key.index(after: at)...])).map { [$0] } ?? []
+    case .sameID:
+      return try await registry.activeRows(documentNumber: record.key)
+    case .samePerson:
+      return try await registry.activeRows(personKey: record.key)
+    }
   }
 
   /// The case, if `code` is one of its kindergartens (or `code` is nil: the district).
@@ -74,8 +115,7 @@ extension Router {
 
   func recheck(_ id: Int64, resolution: String, action: String, code: String, by: String) async throws -> DuplicateCaseRecord {
     let record = try await caseFor(id, kindergarten: code)
-    let rows = try await registry.allIndexRecords()
-    let stillThere = Self.problems(in: rows).contains { $0.kind == record.kind && $0.key == record.key }
+    let stillThere = Self.problems(in: try await rows(concerning: record)).contains { $0.kind == record.kind && $0.key == record.key }
     let event = CaseEventRecord(caseId: id, action: action, actor: by, kindergartenCode: code, note: stillThere ? "the problem remains" : "", at: now())
     if stillThere {
       if action == "modified" {

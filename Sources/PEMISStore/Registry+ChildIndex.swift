@@ -171,9 +171,67 @@ extension Registry {
     }
   }
 
-  /// Every index row, for the check and the duplicate sweep.
+  /// Every index row, for the check.
   public func allIndexRecords() async throws -> [ChildIndexRecord] {
     try await writer.read { db in try ChildIndexRecord.order(Column("recordNumber")).fetchAll(db) }
+  }
+
+  /// Active rows in record-number order, one page after `after`: the duplicate sweep reads the
+  /// district's index a page at a time instead of holding millions of rows at once.
+  public func activeIndexRecords(after: String?, limit: Int) async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      var request = ChildIndexRecord.filter(Column("active") == true)
+      if let after { request = request.filter(Column("recordNumber") > after) }
+      return try request.order(Column("recordNumber")).limit(limit).fetchAll(db)
+    }
+  }
+
+  /// The document number of `documentKey` ("type|number"), in SQL: the sweep groups by number
+  /// whatever the document type says.
+  private static let documentNumberSQL = "substr(documentKey, instr(documentKey, '|') + 1)"
+
+  /// Active rows whose document number another active row also has (any document type),
+  /// grouped by SQLite rather than in memory.
+  public func activeRowsSharingDocumentNumber() async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      try ChildIndexRecord.fetchAll(
+        db,
+        sql: """
+          SELECT * FROM child_index WHERE active AND documentKey IS NOT NULL AND \(Self.documentNumberSQL) IN (
+            SELECT \(Self.documentNumberSQL) FROM child_index WHERE active AND documentKey IS NOT NULL
+            GROUP BY 1 HAVING count(*) > 1)
+          ORDER BY recordNumber
+          """)
+    }
+  }
+
+  /// Active rows without a document whose name, gender and birth date another such row shares.
+  public func activeRowsSharingPerson() async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      try ChildIndexRecord.fetchAll(
+        db,
+        sql: """
+          SELECT * FROM child_index WHERE active AND documentKey IS NULL AND personKey IN (
+            SELECT personKey FROM child_index WHERE active AND documentKey IS NULL GROUP BY personKey HAVING count(*) > 1)
+          ORDER BY recordNumber
+          """)
+    }
+  }
+
+  /// Active rows with this document number under any document type (uses the document index).
+  public func activeRows(documentNumber: String) async throws -> [ChildIndexRecord] {
+    let keys = IDDocumentType.allCases.map { "\($0.rawValue)|\(documentNumber)" }
+    return try await writer.read { db in
+      try ChildIndexRecord.filter(keys.contains(Column("documentKey")) && Column("active") == true).order(Column("recordNumber")).fetchAll(db)
+    }
+  }
+
+  /// Active rows without a document and with this name|gender|birth date.
+  public func activeRows(personKey: String) async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      try ChildIndexRecord.filter(Column("personKey") == personKey && Column("documentKey") == nil && Column("active") == true)
+        .order(Column("recordNumber")).fetchAll(db)
+    }
   }
 
   /// Replaces the whole index (repair after `pemis-server check`).

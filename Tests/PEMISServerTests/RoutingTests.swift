@@ -266,6 +266,9 @@ struct RoutingTests {
         try await Pemis_V1_Duplicates.Client(wrapping: $0).sweepDuplicates(.init())
       }
       #expect(again.opened == 0 && again.stillOpen == 3, "sweeping again opens nothing new")
+      // Read a row per page, the sweep finds the same problems as in one page.
+      let paged = try await district.server.tenancy.router.sweep(by: "test", pageSize: 1)
+      #expect(paged.opened == 0 && paged.unchanged == 3 && paged.resolved == 0)
       let casesB = try await district.asUser(adminB) { try await Pemis_V1_Duplicates.Client(wrapping: $0).listCases(.init()) }
       #expect(Set(casesB.cases.map(\.kind)) == ["same_id", "same_person"])
       #expect(casesB.cases.allSatisfy { !$0.key.contains(KindergartenDataFixtures.childID) }, "keys are masked")
@@ -339,6 +342,16 @@ struct RoutingTests {
         try await Pemis_V1_Duplicates.Client(wrapping: $0).listCases(.with { $0.state = "open" })
       }
       #expect(open.cases.map(\.kind) == ["invalid_id"])
+      // A deletes the record with the invalid ID: the case is re-checked by its record alone.
+      let invalidCase = try #require(open.cases.first)
+      let gone = try await district.asUser(District.user(.administrator)) {
+        try await Pemis_V1_Duplicates.Client(wrapping: $0).resolveCase(.with {
+          $0.id = invalidCase.id
+          $0.action = "delete"
+          $0.recordNumber = "G120116202203151230"
+        })
+      }
+      #expect(gone.state == "resolved" && gone.resolution == "deleted")
     }
   }
 
