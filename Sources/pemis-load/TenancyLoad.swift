@@ -27,9 +27,12 @@ struct SeedDistrict: AsyncParsableCommand {
   @Option(help: "Password of every seeded principal.") var password: String = "Seeded-principal-2026"
   @Option(help: "Children per kindergarten (synthetic, valid unique IDs), in three classes.") var children: Int = 0
   @Option(help: "Shard files created at once.") var parallel: Int = 8
+  @Option(help: "Problem records of each kind the duplicate sweep must find (invalid ID, same ID twice, same person without ID).")
+  var problems: Int = 0
 
   func run() async throws {
     guard (1...100_000).contains(kindergartens) else { throw ValidationError("--kindergartens must be 1...100000") }
+    guard problems >= 0, problems == 0 || kindergartens >= 2 else { throw ValidationError("--problems needs at least 2 kindergartens") }
     var configuration = ServerConfiguration.defaults
     configuration.dataDirectory = dataDirectory
     configuration.passwordHashCost = 10
@@ -64,6 +67,9 @@ struct SeedDistrict: AsyncParsableCommand {
         }
       }
       try await group.waitForAll()
+    }
+    if problems > 0 {
+      try await Self.plantProblems(problems, in: items.map(\.code), after: (existing + kindergartens) * max(children, 1), tenancy: tenancy, at: now)
     }
     // A district account for the district console and the summary benchmark.
     if try await tenancy.registry.account("district.seed") == nil {
@@ -108,6 +114,79 @@ extension SeedDistrict {
       rows.map {
         ChildIndexRecord(recordNumber: $0.recordNumber, kindergartenCode: shard.code.rawValue, state: .enrolled, child: $0.row.child, updatedAt: at)
       })
+  }
+}
+
+extension SeedDistrict {
+  /// Plants `count` problem records of each kind the duplicate sweep looks for, as records from
+  /// before the rules would be (written to the shards directly, then indexed): an invalid ID
+  /// number; the same ID in two kindergartens under two record numbers; two children without an
+  /// ID sharing name, gender and birth date. Synthetic children from `first` on, so they collide
+  /// with nothing else. The sweep should open exactly 3 × `count` cases.
+  static func plantProblems(_ count: Int, in codes: [String], after first: Int, tenancy: Tenancy, at: Int64) async throws {
+    func child(_ c: SyntheticChildren.Child, type: IDDocumentType, number: String) -> ChildRecord {
+      ChildRecord(
+        name: c.name, gender: c.gender, birthDate: c.birthDate, idDocumentType: type, idDocumentNumber: number, nationality: "CHN",
+        ethnicity: "01", birthPlace: c.division, householdRegister: c.division, householdType: "resident", hmtStatus: "none", health: "healthy",
+        onlyChild: false, guardians: [.init(name: c.guardianName, relation: c.guardianRelation, phone: c.phone)],
+        entryDate: CalendarDate(year: 2026, month: 9, day: 1))
+    }
+    var planted: [String: [ChildIndexRecord]] = [:]
+    func plant(_ record: ChildRecord, _ recordNumber: String, at code: String) async throws {
+      let shard = try await tenancy.shards.shard(try InstitutionCode(validating: code))
+      _ = try await shard.enroll(record, recordNumber: recordNumber, classId: nil, by: "seed", at: at)
+      planted[code, default: []].append(ChildIndexRecord(recordNumber: recordNumber, kindergartenCode: code, state: .enrolled, child: record, updatedAt: at))
+    }
+    for k in 0..<count {
+      let here = codes[k % codes.count]
+      let there = codes[(k + 1) % codes.count]
+      // (a) the check character is wrong.
+      let invalid = SyntheticChildren.child(first + 3 * k)
+      let broken = String(invalid.idNumber.dropLast()) + (invalid.idNumber.last == "0" ? "1" : "0")
+      try await plant(child(invalid, type: .residentID, number: broken), "G" + broken, at: here)
+      // (b) one ID, two records: here under its G number, there under a temporary one.
+      let twice = SyntheticChildren.child(first + 3 * k + 1)
+      try await plant(child(twice, type: .residentID, number: twice.idNumber), "G" + twice.idNumber, at: here)
+      try await plant(child(twice, type: .residentID, number: twice.idNumber), "L" + SyntheticChildren.pad(k, 9), at: there)
+      // (c) no ID, same name, gender and birth date in both.
+      let person = SyntheticChildren.child(first + 3 * k + 2)
+      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * k, 17), at: here)
+      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * k + 1, 17), at: there)
+    }
+    for (_, rows) in planted { try await tenancy.registry.syncIndex(rows) }
+    print("planted \(count) problem records of each kind (the sweep should open \(3 * count) cases)")
+  }
+}
+
+/// `pemis-load duplicate-sweep`: the district duplicate sweep's time, first (opening the cases)
+/// and again (finding the same problems, opening nothing), with a check of what it found.
+struct DuplicateSweepLoad: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "duplicate-sweep", abstract: "Time the district duplicate sweep, first and repeated.",
+    discussion: "Against a server on a district seeded with --problems (tools/bench-duplicate-sweep.sh).")
+
+  @Option(help: "Server as HOST:PORT.") var server: String = "127.0.0.1:7400"
+  @Option(help: "Password of district.seed.") var password: String = "Seeded-principal-2026"
+  @Option(help: "Cases the first sweep must open (exit 1 otherwise); -1 to skip the check.") var expect: Int = -1
+
+  func run() async throws {
+    let address = try ServerAddress(parsing: server)
+    let token = try await Sessions.login(address: address, username: "district.seed", password: password)
+    try await withPEMISClient(address, token: token) { client in
+      let duplicates = Pemis_V1_Duplicates.Client(wrapping: client)
+      _ = try await Pemis_V1_Session.Client(wrapping: client).whoAmI(.init())
+      for label in ["first", "again"] {
+        let start = ContinuousClock.now
+        let r = try await duplicates.sweepDuplicates(.init())
+        let e = (ContinuousClock.now - start).components
+        let ms = Double(e.seconds) * 1000 + Double(e.attoseconds) / 1e15
+        print("\(label): \(String(format: "%.0f", ms)) ms, \(r.opened) opened, \(r.stillOpen) still open, \(r.resolved) resolved")
+        if label == "first", expect >= 0, r.opened != expect {
+          print("expected \(expect) cases opened, got \(r.opened)")
+          throw ExitCode(1)
+        }
+      }
+    }
   }
 }
 
