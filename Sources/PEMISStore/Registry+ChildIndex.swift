@@ -36,6 +36,24 @@ public struct ChildIndexRecord: Codable, Sendable, Hashable, FetchableRecord, Pe
     self.updatedAt = updatedAt
   }
 
+  /// Read column by column rather than through Codable: the sweep and the check read the whole
+  /// index, and the decoder was most of their time.
+  public init(row: Row) throws {
+    recordNumber = row["recordNumber"]
+    kindergartenCode = row["kindergartenCode"]
+    let stateName: String = row["state"]
+    guard let state = ChildState(rawValue: stateName) else {
+      throw StoreError(.unavailable, "child_index.state: unknown state \(stateName) for \(IDDocuments.mask(recordNumber))")
+    }
+    self.state = state
+    documentKey = row["documentKey"]
+    personKey = row["personKey"]
+    active = row["active"]
+    reservation = row["reservation"]
+    previous = row["previous"]
+    updatedAt = row["updatedAt"]
+  }
+
   public static func documentKey(_ child: ChildRecord) -> String? {
     child.idDocumentNumber.isEmpty ? nil : "\(child.idDocumentType.rawValue)|\(child.idDocumentNumber.uppercased())"
   }
