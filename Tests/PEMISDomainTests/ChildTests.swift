@@ -30,6 +30,32 @@ struct ChildTests {
     }
   }
 
+  @Test("the check character X in either case; full-width and other non-ASCII characters are refused")
+  func checkCharacterEdges() throws {
+    // 11010519491231002X is the standard's own example (check character X).
+    try IDDocuments.validate(type: .residentID, number: "11010519491231002X", birthDate: nil, gender: .female, field: "x")
+    try IDDocuments.validate(type: .residentID, number: "11010519491231002x", birthDate: nil, gender: .female, field: "x")
+    #expect(throws: DomainError(field: "x", rule: "id.format", "the first 17 characters must be digits")) {
+      try IDDocuments.validate(type: .residentID, number: "１10105194912310021", birthDate: nil, gender: nil, field: "x")
+    }
+    #expect(throws: DomainError(field: "x", rule: "id.checksum", "check character does not match (GB 11643-1999)")) {
+      try IDDocuments.validate(type: .residentID, number: "11010519491231002Ｘ", birthDate: nil, gender: nil, field: "x")
+    }
+    #expect(throws: DomainError(field: "x", rule: "id.length", "must be 18 characters, got 19")) {
+      try IDDocuments.validate(type: .residentID, number: "11010519491231002X1", birthDate: nil, gender: nil, field: "x")
+    }
+    let noDate = "12011620221315123"  // month 13
+    let badDate = noDate + String(IDDocuments.checkCharacter(Array(noDate))!)
+    #expect(throws: DomainError(field: "x", rule: "id.birth_date", "encodes no valid birth date")) {
+      try IDDocuments.validate(type: .residentID, number: badDate, birthDate: nil, gender: nil, field: "x")
+    }
+    let hmt = "81000020220315123"
+    let permit = hmt + String(IDDocuments.checkCharacter(Array(hmt))!)
+    #expect(throws: DomainError(field: "x", rule: "id.type", "this is not a resident ID number; choose its document type")) {
+      try IDDocuments.validate(type: .residentID, number: permit, birthDate: nil, gender: nil, field: "x")
+    }
+  }
+
   @Test("a complete record has no violations, and its record number is G + the ID")
   func valid() {
     #expect(Self.child().violations(today: Self.today).isEmpty)
