@@ -1,5 +1,6 @@
+internal import Foundation
 internal import PEMISDomain
-public import PEMISStore
+internal import PEMISStore
 
 /// The invariant of the routing layer, checked from the shards up (`pemis-server check`): every
 /// record number is active in at most one shard, the district index says what the shards say,
@@ -17,78 +18,98 @@ extension Router {
     public var activeChildren = 0
     public var indexRows = 0
     public var findings: [Finding] = []
-    /// The index as the shards say it should be.
-    public var expectedIndex: [ChildIndexRecord] = []
+    /// Record number → kindergarten of each child the shards say is enrolled; filled only when
+    /// asked for (the kill harness), since it grows with the district.
+    public var enrolled: [String: String] = [:]
   }
 
-  /// Reads every shard and the registry and reports every disagreement.
-  public func check() async throws -> CheckReport {
-    var report = CheckReport()
-    var kindergartens: [KindergartenRecord] = []
-    var offset = 0
+  /// Rows compared per page: the check holds pages, never the whole district.
+  static let checkPage = 1_000
+
+  /// Reads every shard and the registry and reports every disagreement. The index the shards
+  /// imply is gathered in a scratch SQLite file and compared with the registry page by page, so
+  /// memory does not grow with the district.
+  public func check(collectEnrolled: Bool = false) async throws -> CheckReport {
+    let scratch = try IndexScratch(directory: (registry.path as NSString).deletingLastPathComponent)
+    defer { scratch.close() }
+    var report = try await gather(into: scratch)
+    // Each row the shards imply: in the index, and saying the same.
+    var after: String?
     while true {
-      let page = try await registry.kindergartens(ownership: nil, offset: offset, limit: 5000)
-      kindergartens += page.kindergartens
-      offset += page.kindergartens.count
-      if page.kindergartens.isEmpty || offset >= page.total { break }
-    }
-    report.kindergartens = kindergartens.count
-    // Record number → every shard row holding it.
-    var holders: [String: [(code: String, row: ChildRow)]] = [:]
-    for kindergarten in kindergartens {
-      let code = try InstitutionCode(validating: kindergarten.code)
-      guard shards.exists(code) else {
-        report.findings.append(Finding(kind: "missing shard", detail: "kindergarten \(kindergarten.code) has no shard file"))
-        continue
+      let page = try await scratch.expected(after: after, limit: Self.checkPage)
+      guard let last = page.last else { break }
+      after = last.recordNumber
+      let indexed = try await registry.indexRecords(page.map(\.recordNumber))
+      for expected in page {
+        if collectEnrolled && expected.state == .enrolled { report.enrolled[expected.recordNumber] = expected.kindergartenCode }
+        guard let row = indexed[expected.recordNumber] else {
+          report.findings.append(Finding(kind: "not indexed", detail: "\(IDDocuments.mask(expected.recordNumber)) at \(expected.kindergartenCode)"))
+          continue
+        }
+        if !row.agrees(with: expected) {
+          report.findings.append(
+            Finding(
+              kind: "index disagrees",
+              detail: "\(IDDocuments.mask(expected.recordNumber)): index says \(row.kindergartenCode) \(row.state.rawValue), shards say \(expected.kindergartenCode) \(expected.state.rawValue)"))
+        }
+        if row.reservation != nil {
+          report.findings.append(Finding(kind: "open reservation", detail: "\(IDDocuments.mask(row.recordNumber)) at \(row.kindergartenCode)"))
+        }
       }
-      for row in try await shards.shard(code).allChildren() {
-        holders[row.recordNumber, default: []].append((kindergarten.code, row))
-        report.children += 1
-      }
     }
-    for (number, rows) in holders.sorted(by: { $0.key < $1.key }) {
-      let active = rows.filter { $0.row.state.isActive }
-      report.activeChildren += active.count
-      if active.count > 1 {
+    // Each index row: some shard holds its record.
+    after = nil
+    while true {
+      let page = try await registry.indexRecords(after: after, limit: Self.checkPage)
+      guard let last = page.last else { break }
+      after = last.recordNumber
+      let expected = try await scratch.expected(page.map(\.recordNumber))
+      for row in page where expected[row.recordNumber] == nil {
         report.findings.append(
-          Finding(kind: "active twice", detail: "\(IDDocuments.mask(number)) is active in \(active.map(\.code).sorted().joined(separator: " and "))"))
-      }
-      let chosen = active.first ?? rows.max { $0.row.createdAt < $1.row.createdAt }!
-      report.expectedIndex.append(Self.indexRow(chosen.row, code: chosen.code, at: 0))
-    }
-    let index = try await registry.allIndexRecords()
-    report.indexRows = index.count
-    let indexed = Dictionary(uniqueKeysWithValues: index.map { ($0.recordNumber, $0) })
-    for expected in report.expectedIndex {
-      guard let row = indexed[expected.recordNumber] else {
-        report.findings.append(Finding(kind: "not indexed", detail: "\(IDDocuments.mask(expected.recordNumber)) at \(expected.kindergartenCode)"))
-        continue
-      }
-      if !row.agrees(with: expected) {
-        report.findings.append(
-          Finding(
-            kind: "index disagrees",
-            detail: "\(IDDocuments.mask(expected.recordNumber)): index says \(row.kindergartenCode) \(row.state.rawValue), shards say \(expected.kindergartenCode) \(expected.state.rawValue)"))
-      }
-      if row.reservation != nil {
-        report.findings.append(Finding(kind: "open reservation", detail: "\(IDDocuments.mask(row.recordNumber)) at \(row.kindergartenCode)"))
+          Finding(kind: "index without record", detail: "\(IDDocuments.mask(row.recordNumber)) at \(row.kindergartenCode) is in no shard"))
       }
     }
-    for row in index where holders[row.recordNumber] == nil {
-      report.findings.append(
-        Finding(kind: "index without record", detail: "\(IDDocuments.mask(row.recordNumber)) at \(row.kindergartenCode) is in no shard"))
-    }
+    report.indexRows = try await registry.indexCount()
     for transfer in try await registry.inFlightTransfers() {
       report.findings.append(Finding(kind: "transfer mid-step", detail: "\(transfer.id) is \(transfer.state.rawValue)"))
     }
     return report
   }
 
-  /// Rebuilds the district index from the shards alone.
+  /// Reads every kindergarten's shard into `scratch` and finishes it: the counts, missing shards
+  /// and record numbers active twice.
+  func gather(into scratch: IndexScratch) async throws -> CheckReport {
+    var report = CheckReport()
+    var offset = 0
+    while true {
+      let page = try await registry.kindergartens(ownership: nil, offset: offset, limit: 5000)
+      offset += page.kindergartens.count
+      for kindergarten in page.kindergartens {
+        report.kindergartens += 1
+        let code = try InstitutionCode(validating: kindergarten.code)
+        guard shards.exists(code) else {
+          report.findings.append(Finding(kind: "missing shard", detail: "kindergarten \(kindergarten.code) has no shard file"))
+          continue
+        }
+        let rows = try await shards.shard(code).allChildren()
+        try await scratch.add(rows.map { (Self.indexRow($0, code: kindergarten.code, at: 0), $0.createdAt) })
+        report.children += rows.count
+      }
+      if page.kindergartens.isEmpty || offset >= page.total { break }
+    }
+    let gathered = try await scratch.finish()
+    report.activeChildren = gathered.active
+    for (number, codes) in gathered.activeTwice {
+      report.findings.append(Finding(kind: "active twice", detail: "\(IDDocuments.mask(number)) is active in \(codes.joined(separator: " and "))"))
+    }
+    return report
+  }
+
+  /// Rebuilds the district index from the shards alone; returns how many records it holds.
   public func rebuildIndex() async throws -> Int {
-    let report = try await check()
-    let at = now()
-    try await registry.replaceIndex(report.expectedIndex.map { var row = $0; row.updatedAt = at; return row })
-    return report.expectedIndex.count
+    let scratch = try IndexScratch(directory: (registry.path as NSString).deletingLastPathComponent)
+    defer { scratch.close() }
+    _ = try await gather(into: scratch)
+    return try await registry.replaceIndex(from: scratch, at: now())
   }
 }

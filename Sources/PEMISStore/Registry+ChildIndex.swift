@@ -189,9 +189,23 @@ extension Registry {
     }
   }
 
-  /// Every index row, for the check.
-  public func allIndexRecords() async throws -> [ChildIndexRecord] {
-    try await writer.read { db in try ChildIndexRecord.order(Column("recordNumber")).fetchAll(db) }
+  /// Index rows after `after` in record-number order, a page at a time (the check).
+  public func indexRecords(after: String?, limit: Int) async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      try ChildIndexRecord.filter(Column("recordNumber") > (after ?? "")).order(Column("recordNumber")).limit(limit).fetchAll(db)
+    }
+  }
+
+  /// The index rows of these record numbers, by record number.
+  public func indexRecords(_ recordNumbers: [String]) async throws -> [String: ChildIndexRecord] {
+    guard !recordNumbers.isEmpty else { return [:] }
+    return try await writer.read { db in
+      Dictionary(uniqueKeysWithValues: try ChildIndexRecord.filter(keys: recordNumbers).fetchAll(db).map { ($0.recordNumber, $0) })
+    }
+  }
+
+  public func indexCount() async throws -> Int {
+    try await writer.read { db in try ChildIndexRecord.fetchCount(db) }
   }
 
   /// Active rows in record-number order, one page after `after`: the duplicate sweep reads the
@@ -252,11 +266,24 @@ extension Registry {
     }
   }
 
-  /// Replaces the whole index (repair after `pemis-server check`).
-  public func replaceIndex(_ rows: [ChildIndexRecord]) async throws {
+  /// Replaces the whole index, in one transaction, with the rows the shards say it should have
+  /// (repair after `pemis-server check`); returns how many.
+  public func replaceIndex(from scratch: IndexScratch, at: Int64) async throws -> Int {
     try await writer.write { db in
       try ChildIndexRecord.deleteAll(db)
-      for row in rows { try row.insert(db) }
+      var count = 0
+      var after: String?
+      while true {
+        let page = try scratch.queue.read { try IndexScratch.expected($0, after: after, limit: 5_000) }
+        for var row in page {
+          row.updatedAt = at
+          try row.insert(db)
+        }
+        count += page.count
+        guard let last = page.last else { break }
+        after = last.recordNumber
+      }
+      return count
     }
   }
 }

@@ -67,10 +67,10 @@ struct KillHarness: AsyncParsableCommand {
       let reservations = try await registry.openReservations().count
       interrupted += midStep
       // Children set aside by errors come back, where the shards say they are enrolled.
-      let report = try await Self.report(dataDirectory: data)
+      let report = try await Self.report(dataDirectory: data, collectEnrolled: true)
       var enrolled: [Int: Int] = [:]
-      for row in report.expectedIndex where row.state == .enrolled {
-        if let child = numbers[row.recordNumber], let code = Int(row.kindergartenCode.dropFirst(2)) { enrolled[child] = code - 1 }
+      for (recordNumber, kindergarten) in report.enrolled {
+        if let child = numbers[recordNumber], let code = Int(kindergarten.dropFirst(2)) { enrolled[child] = code - 1 }
       }
       await driver.pool.reset(enrolled)
       print("kill \(round + 1) after \(delay) ms: \(result.transfers) transfers completed before it; \(midStep) transfers mid-step, \(reservations) reservations open")
@@ -87,13 +87,13 @@ struct KillHarness: AsyncParsableCommand {
   }
 
   /// The routing layer's check on a data directory (read only).
-  static func report(dataDirectory: String) async throws -> Router.CheckReport {
+  static func report(dataDirectory: String, collectEnrolled: Bool = false) async throws -> Router.CheckReport {
     let registry = try Registry(directory: dataDirectory)
     let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"))
     let router = Router(
       registry: registry, shards: shards, calendar: try WorkingDayCalendar(years: []), logger: Logger(label: "check", factory: { _ in SwiftLogNoOpLogHandler() }),
       now: { Int64(Date().timeIntervalSince1970) })
-    return try await router.check()
+    return try await router.check(collectEnrolled: collectEnrolled)
   }
 
   static func check(dataDirectory: String) async throws -> [String] {

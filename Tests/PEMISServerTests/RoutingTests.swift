@@ -402,10 +402,32 @@ struct RoutingTests {
       var wrong = try #require(try await district.registry.indexRecord(number))
       wrong.kindergartenCode = b
       try await district.registry.syncIndex([wrong])
-      let report = try await district.server.tenancy.router.check()
-      #expect(report.findings.map(\.kind) == ["index disagrees"])
-      #expect(try await district.server.tenancy.router.rebuildIndex() == 1)
+      // A child written to B's shard behind the index's back: not indexed.
+      var other = try ChildRecordsService.domain(KindergartenDataFixtures.child(id: "120116202203071239"))
+      other.birthDate = CalendarDate(year: 2022, month: 3, day: 7)
+      _ = try await shard(district, b).enroll(other, recordNumber: "G120116202203071239", classId: nil, by: "test", at: 0)
+      // A reservation whose shard write never happened: an index row without a record.
+      var ghost = other
+      ghost.idDocumentNumber = "120116202203071220"
+      ghost.gender = .female
+      _ = try await district.registry.reserve([("G120116202203071220", ghost)], kindergarten: a, reservation: "R-ghost", at: 0)
+      // A reservation whose shard write happened but was never confirmed.
+      var unconfirmed = ghost
+      unconfirmed.idDocumentNumber = "120116202203071247"
+      unconfirmed.gender = .female
+      _ = try await district.registry.reserve([("G120116202203071247", unconfirmed)], kindergarten: a, reservation: "R-half", at: 0)
+      _ = try await shard(district, a).enroll(unconfirmed, recordNumber: "G120116202203071247", classId: nil, by: "test", at: 0)
+
+      let report = try await district.server.tenancy.router.check(collectEnrolled: true)
+      #expect(report.findings.map(\.kind).sorted() == ["index disagrees", "index without record", "not indexed", "open reservation"])
+      #expect(report.findings.allSatisfy { !$0.detail.contains("120116202203071239") }, "record numbers are masked")
+      #expect((report.children, report.activeChildren, report.indexRows) == (3, 3, 3))
+      #expect(report.enrolled == [number: a, "G120116202203071239": b, "G120116202203071247": a])
+      #expect(try await district.server.tenancy.router.rebuildIndex() == 3)
       try await consistent(district)
+      // The scratch files of the check and the rebuild are gone.
+      let files = try FileManager.default.contentsOfDirectory(atPath: district.dataDirectory)
+      #expect(!files.contains { $0.hasPrefix("index-check-") }, "\(files)")
     }
   }
 }
