@@ -4,9 +4,11 @@ import Synchronization
 /// require to be unique (class names, usernames, institution codes, ID numbers). Random
 /// numbers were used before and collided now and then, failing a run for no fault of the code.
 enum UniqueNumbers {
-  private static let counter = Atomic<Int>(0)
+  /// Starts at 100,000 so every number has six digits: names built from it ("p100001") meet
+  /// the length rules (usernames 3-32 characters, terms at least 4) from the first one.
+  private static let counter = Atomic<Int>(100_000)
 
-  /// The next number, starting at 1.
+  /// The next number, from 100,001 on.
   static func next() -> Int {
     counter.add(1, ordering: .relaxed).newValue
   }
