@@ -40,12 +40,23 @@ public enum IDDocuments {
   ) throws(DomainError) {
     switch type {
     case .residentID, .hkMacaoTaiwanPermit, .foreignPermanentResidence:
-      // Read as bytes: the sweep validates every ID in the district, and Characters cost 10×.
-      let count = number.count
+      // Read as bytes: the sweep validates every ID in the district, and Characters cost 30×.
+      // Non-ASCII input (never valid) keeps the Character rules: lengths after uppercasing
+      // ("ß" is two letters), a combining mark belongs to the digit before it.
+      let ascii = number.utf8.allSatisfy { $0 < 0x80 }
+      let upper = ascii ? number : number.uppercased()
+      let count = upper.count
       guard count == 18 else {
         throw DomainError(field: field, rule: "id.length", "must be 18 characters, got \(count)")
       }
-      let bytes = Array(number.utf8)
+      if !upper.utf8.allSatisfy({ $0 < 0x80 }) {
+        guard Array(upper)[0..<17].allSatisfy({ $0.isASCII && $0.isNumber }) else {
+          throw DomainError(field: field, rule: "id.format", "the first 17 characters must be digits")
+        }
+        // Seventeen ASCII digits, then a non-ASCII character: no check character is one.
+        throw DomainError(field: field, rule: "id.checksum", "check character does not match (GB 11643-1999)")
+      }
+      let bytes = Array(upper.utf8)
       func digit(_ i: Int) -> Int { Int(bytes[i] &- 0x30) }
       guard bytes.count >= 17, bytes[0..<17].allSatisfy({ (0x30...0x39).contains($0) }) else {
         throw DomainError(field: field, rule: "id.format", "the first 17 characters must be digits")

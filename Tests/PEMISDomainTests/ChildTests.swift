@@ -56,6 +56,29 @@ struct ChildTests {
     }
   }
 
+  /// Non-ASCII input, where characters, bytes and uppercasing disagree: the rule each breaks,
+  /// as the Character-based validation before the byte path named it.
+  @Test(
+    "non-ASCII ID input breaks the same rule as it did when validated by Characters",
+    arguments: [
+      ("11010519491231002ß", "id.length", "must be 18 characters, got 19"),
+      ("1101051949123100ß", "id.format", "the first 17 characters must be digits"),
+      ("11010519491231002\u{301}X", "id.format", "the first 17 characters must be digits"),
+      ("11010519491231002\u{200D}X", "id.format", "the first 17 characters must be digits"),
+      ("11010519491231002\u{FE0F}X", "id.format", "the first 17 characters must be digits"),
+      ("11010519491231002\u{345}", "id.checksum", "check character does not match (GB 11643-1999)"),
+      ("1\u{345}1010519491231002X", "id.length", "must be 18 characters, got 19"),
+      ("11010519491231002ŉ", "id.length", "must be 18 characters, got 19"),
+      ("ß", "id.length", "must be 18 characters, got 2"),
+      ("ﬀ", "id.length", "must be 18 characters, got 2"),
+      ("11010519491231002\r\n", "id.checksum", "check character does not match (GB 11643-1999)"),
+    ])
+  func nonASCII(number: String, rule: String, message: String) {
+    #expect(throws: DomainError(field: "x", rule: rule, message)) {
+      try IDDocuments.validate(type: .residentID, number: number, birthDate: nil, gender: nil, field: "x")
+    }
+  }
+
   @Test("a complete record has no violations, and its record number is G + the ID")
   func valid() {
     #expect(Self.child().violations(today: Self.today).isEmpty)
