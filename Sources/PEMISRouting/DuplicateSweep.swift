@@ -40,7 +40,7 @@ extension Router {
   static func sharedProblems(in rows: [ChildIndexRecord]) -> [(kind: ProblemKind, key: String, records: [CaseRecordRef])] {
     var result: [(ProblemKind, String, [CaseRecordRef])] = []
     let active = rows.filter(\.active)
-    let byNumber = Dictionary(grouping: active.filter { $0.documentKey != nil }) { $0.documentKey!.split(separator: "|").last.map(String.init) ?? "" }
+    let byNumber = Dictionary(grouping: active.filter { $0.documentKey != nil }) { ChildIndexRecord.documentNumber(ofKey: $0.documentKey!) }
     for (number, group) in byNumber where group.count > 1 {
       result.append((.sameID, number, group.sorted { $0.recordNumber < $1.recordNumber }.map(ref)))
     }
@@ -56,6 +56,8 @@ extension Router {
   /// index is read a page at a time for invalid IDs, and SQLite groups it for the shared
   /// numbers and persons, so memory stays bounded by a page and the problems found.
   public func sweep(by: String, pageSize: Int = 5_000) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
+    // An empty page would end the scan early, and cases of invalid IDs would close unfixed.
+    let pageSize = max(1, pageSize)
     var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
     var after: String?
     while true {

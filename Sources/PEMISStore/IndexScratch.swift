@@ -16,12 +16,17 @@ public final class IndexScratch: Sendable {
   /// File names start with this; anything left with it is a crashed check's.
   static let prefix = "index-check-"
 
-  /// Creates an empty scratch file in `directory` (the registry's), deleting any a crash left.
-  public init(directory: String) throws {
+  /// Deletes scratch files a crashed check left in `directory`; the server does it at start.
+  public static func removeLeftovers(in directory: String) {
     let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     for stale in files where stale.hasPrefix(Self.prefix) {
       try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(stale))
     }
+  }
+
+  /// Creates an empty scratch file in `directory` (the registry's), deleting any a crash left.
+  public init(directory: String) throws {
+    Self.removeLeftovers(in: directory)
     path = (directory as NSString).appendingPathComponent("\(Self.prefix)\(UUID().uuidString).sqlite")
     var configuration = Configuration()
     configuration.label = "index-scratch"
@@ -56,7 +61,8 @@ public final class IndexScratch: Sendable {
 
   /// What was gathered: shard rows, active ones, record numbers active in more than one
   /// kindergarten (with those kindergartens). Then builds the expected index, one row per record
-  /// number: the active row if there is one, else the newest.
+  /// number: the active row if there is one (the lowest kindergarten code when it is active in
+  /// several, as before), else the newest.
   public func finish() async throws -> (rows: Int, active: Int, activeTwice: [(recordNumber: String, kindergartens: [String])]) {
     try await queue.write { db in
       let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM holder") ?? 0
@@ -71,7 +77,8 @@ public final class IndexScratch: Sendable {
           """)
       while let row = try cursor.next() {
         let codes: String = row[1]
-        twice.append((row[0], codes.split(separator: " ").map(String.init)))
+        // group_concat's order is not promised by SQLite: sort here.
+        twice.append((row[0], codes.split(separator: " ").map(String.init).sorted()))
       }
       try db.execute(
         sql: """
@@ -80,7 +87,8 @@ public final class IndexScratch: Sendable {
             personKey TEXT NOT NULL, active BOOLEAN NOT NULL) WITHOUT ROWID;
           INSERT INTO expected SELECT recordNumber, kindergartenCode, state, documentKey, personKey, active FROM (
             SELECT *, row_number() OVER (
-              PARTITION BY recordNumber ORDER BY active DESC, createdAt DESC, kindergartenCode) AS n FROM holder)
+              PARTITION BY recordNumber
+              ORDER BY active DESC, CASE WHEN active THEN kindergartenCode END, createdAt DESC, kindergartenCode) AS n FROM holder)
           WHERE n = 1;
           DROP TABLE holder;
           """)

@@ -38,27 +38,39 @@ public struct ChildIndexRecord: Codable, Sendable, Hashable, FetchableRecord, Pe
 
   /// Read column by column rather than through Codable: the sweep and the check read the whole
   /// index, and the decoder was most of their time.
+  /// A damaged row throws, as the Codable decoder did, rather than trapping.
   public init(row: Row) throws {
-    recordNumber = row["recordNumber"]
-    kindergartenCode = row["kindergartenCode"]
-    let stateName: String = row["state"]
+    recordNumber = try row.decode(forColumn: "recordNumber")
+    kindergartenCode = try row.decode(forColumn: "kindergartenCode")
+    let stateName: String = try row.decode(forColumn: "state")
     guard let state = ChildState(rawValue: stateName) else {
       throw StoreError(.unavailable, "child_index.state: unknown state \(stateName) for \(IDDocuments.mask(recordNumber))")
     }
     self.state = state
-    documentKey = row["documentKey"]
-    personKey = row["personKey"]
-    active = row["active"]
-    reservation = row["reservation"]
-    previous = row["previous"]
-    updatedAt = row["updatedAt"]
+    documentKey = try row.decode(forColumn: "documentKey")
+    personKey = try row.decode(forColumn: "personKey")
+    active = try row.decode(forColumn: "active")
+    reservation = try row.decode(forColumn: "reservation")
+    previous = try row.decode(forColumn: "previous")
+    updatedAt = try row.decode(forColumn: "updatedAt")
   }
 
+  /// Keys are in Unicode normal form C: SQLite compares bytes, so "José" typed composed and
+  /// decomposed must be stored alike for the duplicate check to see one person.
   public static func documentKey(_ child: ChildRecord) -> String? {
-    child.idDocumentNumber.isEmpty ? nil : "\(child.idDocumentType.rawValue)|\(child.idDocumentNumber.uppercased())"
+    child.idDocumentNumber.isEmpty
+      ? nil : "\(child.idDocumentType.rawValue)|\(child.idDocumentNumber.uppercased().precomposedStringWithCanonicalMapping)"
   }
 
-  public static func personKey(_ child: ChildRecord) -> String { "\(child.name)|\(child.gender.rawValue)|\(child.birthDate)" }
+  /// The number of a document key "type|number": everything after the first "|" (a number of
+  /// type `other` may itself hold one). SQL does the same with `documentNumberSQL`.
+  public static func documentNumber(ofKey key: String) -> String {
+    key.firstIndex(of: "|").map { String(key[key.index(after: $0)...]) } ?? key
+  }
+
+  public static func personKey(_ child: ChildRecord) -> String {
+    "\(child.name.precomposedStringWithCanonicalMapping)|\(child.gender.rawValue)|\(child.birthDate)"
+  }
 
   /// The same facts as `other`, ignoring bookkeeping (time, reservation).
   public func agrees(with other: ChildIndexRecord) -> Bool {

@@ -355,6 +355,93 @@ struct RoutingTests {
     }
   }
 
+  @Test("a case is re-checked by the rows its key names: 'modified' without a change is refused for every kind")
+  func recheckByKey() async throws {
+    try await withDistrict { district in
+      let shardA = try await shard(district, a)
+      let shardB = try await shard(district, b)
+      let child = try ChildRecordsService.domain(KindergartenDataFixtures.child())
+      var invalid = child
+      invalid.idDocumentNumber = "120116202203151230"
+      _ = try await shardA.enroll(invalid, recordNumber: "G120116202203151230", classId: nil, by: "legacy", at: 0)
+      var noID = child
+      noID.idDocumentType = .other
+      noID.idDocumentNumber = ""
+      noID.name = "李雷"
+      _ = try await shardA.enroll(noID, recordNumber: "J120116202203150011", classId: nil, by: "legacy", at: 0)
+      _ = try await shardB.enroll(noID, recordNumber: "J120116202203150029", classId: nil, by: "legacy", at: 0)
+      // An "other" document whose number holds the key's separator.
+      var certificate = child
+      certificate.idDocumentType = .other
+      certificate.idDocumentNumber = "CERT|7"
+      certificate.name = "韩梅梅"
+      _ = try await shardA.enroll(certificate, recordNumber: "J120116202203150037", classId: nil, by: "legacy", at: 0)
+      _ = try await shardB.enroll(certificate, recordNumber: "J120116202203150045", classId: nil, by: "legacy", at: 0)
+      _ = try await district.server.tenancy.router.rebuildIndex()
+
+      let sweep = try await district.asUser(District.user(.preschoolOffice)) {
+        try await Pemis_V1_Duplicates.Client(wrapping: $0).sweepDuplicates(.init())
+      }
+      #expect(sweep.opened == 3)
+      let cases = try await district.asUser(adminA) { try await Pemis_V1_Duplicates.Client(wrapping: $0).listCases(.init()) }
+      #expect(cases.cases.map(\.kind).sorted() == ["invalid_id", "same_id", "same_person"])
+      for problem in cases.cases {
+        let refused = await failure {
+          _ = try await district.asUser(adminA) {
+            try await Pemis_V1_Duplicates.Client(wrapping: $0).resolveCase(.with {
+              $0.id = problem.id
+              $0.action = "modified"
+            })
+          }
+        }
+        #expect(refused?.code == .failedPrecondition, "\(problem.kind): the problem is still there")
+      }
+      // B corrects its certificate number (a key-information change, approved by its principal):
+      // the same-ID case is gone, and only that one.
+      let request = try await children(district, adminB) {
+        try await $0.requestKeyChange(.with {
+          $0.recordNumber = "J120116202203150045"
+          $0.idDocumentNumber = "CERT|8"
+          $0.fields = ["id_document_number"]
+          $0.evidence = "出生医学证明"
+          $0.templateSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 20 }
+        })
+      }
+      _ = try await children(district, District.user(.principal, kindergarten: b)) {
+        try await $0.decideKeyChange(.with {
+          $0.id = request.id
+          $0.approve = true
+        })
+      }
+      let sameID = try #require(cases.cases.first { $0.kind == "same_id" })
+      let resolved = try await district.asUser(adminB) {
+        try await Pemis_V1_Duplicates.Client(wrapping: $0).resolveCase(.with {
+          $0.id = sameID.id
+          $0.action = "modified"
+        })
+      }
+      #expect(resolved.state == "resolved" && resolved.resolution == "modified")
+      let again = try await district.asUser(District.user(.preschoolOffice)) {
+        try await Pemis_V1_Duplicates.Client(wrapping: $0).sweepDuplicates(.init())
+      }
+      #expect(again.opened == 0 && again.stillOpen == 2 && again.resolved == 0)
+    }
+  }
+
+  @Test("a record active in two shards is indexed at the lower kindergarten code, whichever row is newer")
+  func activeTwiceRebuild() async throws {
+    try await withDistrict { district in
+      #expect(a < b)
+      let child = try ChildRecordsService.domain(KindergartenDataFixtures.child())
+      _ = try await shard(district, b).enroll(child, recordNumber: number, classId: nil, by: "legacy", at: 200)
+      _ = try await shard(district, a).enroll(child, recordNumber: number, classId: nil, by: "legacy", at: 100)
+      #expect(try await district.server.tenancy.router.rebuildIndex() == 1)
+      #expect(try await district.registry.indexRecord(number)?.kindergartenCode == a)
+      let report = try await district.server.tenancy.router.check()
+      #expect(report.findings.map(\.description) == ["active twice: \(IDDocuments.mask(number)) is active in \(a) and \(b)"])
+    }
+  }
+
   @Test("the district summary counts within the caller's scope, and reads only the shards that changed")
   func summary() async throws {
     try await withDistrict { district in

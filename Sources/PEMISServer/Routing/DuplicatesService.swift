@@ -15,9 +15,12 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
   /// its first character.
   static func maskKey(_ kind: ProblemKind, _ key: String) -> String {
     switch kind {
-    case .invalidID, .sameID:
-      let number = key.split(separator: "@").first.map { $0.split(separator: "|").last.map(String.init) ?? "" } ?? key
-      return IDDocuments.mask(number)
+    case .invalidID:
+      // "type|number@record number"
+      let documentKey = key.lastIndex(of: "@").map { String(key[..<$0]) } ?? key
+      return IDDocuments.mask(ChildIndexRecord.documentNumber(ofKey: documentKey))
+    case .sameID:
+      return IDDocuments.mask(key)
     case .samePerson:
       let parts = key.split(separator: "|").map(String.init)
       guard parts.count == 3 else { return "***" }

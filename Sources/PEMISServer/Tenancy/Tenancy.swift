@@ -107,6 +107,8 @@ public final class Tenancy: Sendable {
   /// At start: builds the district child index from the shards the first time (data written
   /// before the index existed), then finishes what a crash interrupted.
   func prepareRouting() async throws {
+    // A check killed mid-way leaves a scratch copy of the index (ID numbers): not kept.
+    IndexScratch.removeLeftovers(in: (registry.path as NSString).deletingLastPathComponent)
     if try await registry.meta("childIndexBuilt") == nil {
       let rows = try await router.rebuildIndex()
       try await registry.setMeta("childIndexBuilt", String(now()))
