@@ -18,7 +18,7 @@ bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
 work="$(mktemp -d)"
 server=0
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m" --problems "$k"
 start_server "$bin" "$work" "$work/data"
 peak() { awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$server/status"; }

@@ -15,7 +15,7 @@ data="$(mktemp -d)"
 out="$data/server.out"
 "$bin/pemis-server" serve --port 0 --data-dir "$data/data" --log-level warning >"$out" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out" && break; sleep 0.1; done
 address="$(grep -o 'listening on [^ ]*' "$out" | cut -d' ' -f3)"
 [ -n "$address" ] || { cat "$out" >&2; echo "server did not start" >&2; exit 1; }

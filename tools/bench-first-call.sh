@@ -16,7 +16,7 @@ bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
 
 work="$(mktemp -d)"
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
 server=0
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n"
 start_server "$bin" "$work" "$work/data" --max-open-shards 64

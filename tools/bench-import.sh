@@ -18,7 +18,7 @@ bin="$(swift build -c release --show-bin-path)"
 
 work="$(mktemp -d)"
 server=0
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens 1 --password "Seeded-principal-2026" >/dev/null
 start_server "$bin" "$work" "$work/data"
 export PEMIS_CONFIG_DIR="$work/client"

@@ -30,7 +30,7 @@ admin_otp=$(grep 'one-time password' init.out | awk '{print $NF}')
 step "start the server"
 "$bin/pemis-server" serve --data-dir ./data --port 0 >server.out 2>server.log &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }' EXIT
 for _ in $(seq 100); do grep -q "listening on" server.out && break; sleep 0.1; done
 export PEMIS_SERVER="$(grep -o 'listening on [^ ]*' server.out | cut -d' ' -f3)"
 echo "server at $PEMIS_SERVER"

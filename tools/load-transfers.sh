@@ -19,7 +19,7 @@ bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
 work="$(mktemp -d)"
 server=0
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m"
 start_server "$bin" "$work" "$work/data" --durability "$durability"
 "$bin/pemis-load" transfers --server "$address" --kindergartens "$n" --children "$m" --clients "$clients" \

@@ -13,6 +13,11 @@ enum SyntheticChildren {
   ]
   static let surnames = Array("王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈曾彭吕苏卢蒋蔡贾丁魏薛叶阎余潘杜戴夏钟汪田任姜范方石姚谭廖邹熊金陆郝孔白崔康毛邱秦江史顾侯邵孟龙万段")
   static let given = Array("明华伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛超霞平刚桂梓涵子轩浩宇欣怡雨萱一诺梓萱思远佳琪俊熙语桐若曦沐辰")
+  /// `given` without repeats, for names that must differ.
+  static let distinctGiven: [Character] = {
+    var seen = Set<Character>()
+    return given.filter { seen.insert($0).inserted }
+  }()
   /// Birth days spread over four school years, so children are 3 to 6 on the first of September 2026.
   static let firstBirthDay = CalendarDate(year: 2020, month: 9, day: 1).dayNumber
   static let birthDays = 1460

@@ -33,6 +33,8 @@ struct SeedDistrict: AsyncParsableCommand {
   func run() async throws {
     guard (1...100_000).contains(kindergartens) else { throw ValidationError("--kindergartens must be 1...100000") }
     guard problems >= 0, problems == 0 || kindergartens >= 2 else { throw ValidationError("--problems needs at least 2 kindergartens") }
+    let names = SyntheticChildren.distinctGiven.count
+    guard problems <= names * names * names else { throw ValidationError("--problems must be at most \(names * names * names)") }
     var configuration = ServerConfiguration.defaults
     configuration.dataDirectory = dataDirectory
     configuration.passwordHashCost = 10
@@ -147,11 +149,14 @@ extension SeedDistrict {
       // (b) one ID, two records: here under its G number, there under a temporary one.
       let twice = SyntheticChildren.child(first + 3 * k + 1)
       try await plant(child(twice, type: .residentID, number: twice.idNumber), "G" + twice.idNumber, at: here)
-      try await plant(child(twice, type: .residentID, number: twice.idNumber), "L" + SyntheticChildren.pad(k, 9), at: there)
-      // (c) no ID, same name, gender and birth date in both.
-      let person = SyntheticChildren.child(first + 3 * k + 2)
-      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * k, 17), at: here)
-      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * k + 1, 17), at: there)
+      try await plant(child(twice, type: .residentID, number: twice.idNumber), "L" + SyntheticChildren.pad(first + k, 9), at: there)
+      // (c) no ID, same name, gender and birth date in both. Synthetic names repeat, so the
+      // name carries k (in three given-name characters) to keep each pair its own person.
+      var person = SyntheticChildren.child(first + 3 * k + 2)
+      let given = SyntheticChildren.distinctGiven
+      person.name = String(person.name.prefix(1)) + String([given[k % given.count], given[k / given.count % given.count], given[k / given.count / given.count % given.count]])
+      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k), 17), at: here)
+      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k) + 1, 17), at: there)
     }
     for (_, rows) in planted { try await tenancy.registry.syncIndex(rows) }
     print("planted \(count) problem records of each kind (the sweep should open \(3 * count) cases)")
