@@ -102,7 +102,7 @@ extension TenantShard {
   }
 
   public func keyChanges(state: KeyChangeState?, offset: Int, limit: Int) async throws -> (changes: [(KeyChangeRecord, ChildRow)], total: Int) {
-    try await writer.read { db in
+    try await read { db in
       var request = KeyChangeRecord.all()
       if let state { request = request.filter(Column("state") == state.rawValue) }
       let records = try request.order(Column("id").desc).limit(limit, offset: offset).fetchAll(db)
@@ -162,7 +162,7 @@ extension TenantShard {
   public func monthlyAudit(
     month: YearMonth, from: Int64, to: Int64, offset: Int, limit: Int
   ) async throws -> (changes: [HistoryRecord], total: Int, keyChangesDecided: Int, signOff: MonthlySignOff?) {
-    try await writer.read { db in
+    try await read { db in
       let request = HistoryRecord.filter(Column("changedAt") >= from && Column("changedAt") < to)
       let page = try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db)
       let decided = try KeyChangeRecord.filter(Column("decidedAt") >= from && Column("decidedAt") < to).fetchCount(db)
@@ -208,7 +208,7 @@ extension TenantShard {
   public func paperArchive(
     filter: PaperArchiveFilter, leftBy: CalendarDate, offset: Int, limit: Int
   ) async throws -> (entries: [(ChildRow, PaperArchiveRecord?)], total: Int) {
-    try await writer.read { db in
+    try await read { db in
       var request = ChildRow.all()
       switch filter {
       case .all: break

@@ -113,7 +113,7 @@ extension TenantShard {
   }
 
   public func children(classId: String?, classes: Set<String>?, offset: Int, limit: Int) async throws -> (children: [ChildRow], total: Int) {
-    try await writer.read { db in
+    try await read { db in
       var request = ChildRow.all()
       if let classId { request = request.filter(Column("classId") == classId) }
       if let classes { request = request.filter(classes.contains(Column("classId"))) }
@@ -122,7 +122,7 @@ extension TenantShard {
   }
 
   public func child(_ recordNumber: String) async throws -> ChildRow? {
-    try await writer.read { db in try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) }
+    try await read { db in try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) }
   }
 
   /// Places or moves a child, through the lifecycle's rules.
@@ -238,7 +238,7 @@ extension TenantShard {
     guard characters.count > 8 else { return [] }
     let prefix = String(characters.prefix(4))
     let suffix = String(characters.suffix(4))
-    return try await writer.read { db in
+    return try await read { db in
       try String.fetchAll(
         db,
         sql: "SELECT recordNumber FROM child WHERE length(recordNumber) = ? AND substr(recordNumber, 1, 4) = ? AND substr(recordNumber, -4) = ? LIMIT ?",

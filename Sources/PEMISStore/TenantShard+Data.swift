@@ -105,7 +105,7 @@ extension TenantShard {
   }
 
   public func profile() async throws -> ProfileRecord? {
-    try await writer.read { db in
+    try await read { db in
       guard let row = try Row.fetchOne(db, sql: "SELECT data, updatedAt, updatedBy FROM profile WHERE id = 1") else { return nil }
       let profile = try JSONDecoder().decode(KindergartenProfile.self, from: Data((row["data"] as String).utf8))
       return ProfileRecord(profile: profile, updatedAt: row["updatedAt"], updatedBy: row["updatedBy"])
@@ -126,11 +126,11 @@ extension TenantShard {
 
   /// Whether the class exists (without reading every class).
   public func classExists(_ id: String) async throws -> Bool {
-    try await writer.read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM class WHERE id = ?"), arguments: [id]) ?? false }
+    try await read { db in try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM class WHERE id = ?"), arguments: [id]) ?? false }
   }
 
   public func classes() async throws -> [ClassRecord] {
-    try await writer.read { db in try ClassRecord.order(Column("id")).fetchAll(db) }
+    try await read { db in try ClassRecord.order(Column("id")).fetchAll(db) }
   }
 
   public func createClass(_ data: KindergartenClass, by: String, at: Int64) async throws -> ClassRecord {
@@ -194,7 +194,7 @@ extension TenantShard {
   }
 
   public func staff() async throws -> [StaffRecord] {
-    try await writer.read { db in try StaffRecord.order(Column("id")).fetchAll(db) }
+    try await read { db in try StaffRecord.order(Column("id")).fetchAll(db) }
   }
 
   public func createStaff(_ data: StaffMember, by: String, at: Int64) async throws -> StaffRecord {
@@ -226,7 +226,7 @@ extension TenantShard {
   }
 
   public func history(record: String, offset: Int, limit: Int) async throws -> (entries: [HistoryRecord], total: Int) {
-    try await writer.read { db in
+    try await read { db in
       let request = HistoryRecord.filter(Column("record") == record)
       return (try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
     }

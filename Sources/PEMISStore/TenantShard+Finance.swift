@@ -50,7 +50,7 @@ extension TenantShard {
   }
 
   public func finance(year: Int) async throws -> FinanceRecord? {
-    try await writer.read { db in
+    try await read { db in
       guard let row = try Row.fetchOne(db, sql: "SELECT * FROM finance WHERE year = ?", arguments: [year]) else { return nil }
       return FinanceRecord(
         finance: try Self.decode(FinanceYear.self, row["data"]), updatedBy: row["updatedBy"], updatedAt: row["updatedAt"],
@@ -59,7 +59,7 @@ extension TenantShard {
   }
 
   public func financeYears() async throws -> [Int] {
-    try await writer.read { db in try Int.fetchAll(db, sql: "SELECT year FROM finance ORDER BY year") }
+    try await read { db in try Int.fetchAll(db, sql: "SELECT year FROM finance ORDER BY year") }
   }
 
   /// Enters or corrects a year; a correction withdraws an earlier confirmation.
@@ -100,7 +100,7 @@ extension TenantShard {
   }
 
   public func leadership() async throws -> LeadershipRecord? {
-    try await writer.read { db in
+    try await read { db in
       guard let row = try Row.fetchOne(db, sql: "SELECT * FROM leadership WHERE id = 1") else { return nil }
       return LeadershipRecord(group: try Self.decode(LeadershipGroup.self, row["data"]), updatedBy: row["updatedBy"], updatedAt: row["updatedAt"])
     }

@@ -28,7 +28,7 @@ extension TenantShard {
   /// What importing these rows would do, or every row that cannot be imported and why (fields
   /// named as the template's columns).
   public func planImport(_ rows: [ImportRow]) async throws -> (outcomes: [ImportOutcome], failures: [(row: Int, error: DomainError)]) {
-    try await writer.read { db in
+    try await read { db in
       var firstRow: [String: Int] = [:]
       var outcomes: [ImportOutcome] = []
       var failures: [(Int, DomainError)] = []

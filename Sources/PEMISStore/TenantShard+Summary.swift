@@ -35,7 +35,7 @@ extension TenantShard {
   /// Counts for the district summary, read in one transaction. JSON fields are read by SQLite
   /// itself, so a kindergarten of hundreds of children costs about a millisecond.
   public func summary(agesOn september: CalendarDate) async throws -> KindergartenSummary {
-    try await writer.read { db in
+    try await read { db in
       var summary = KindergartenSummary()
       var grades: [String: (name: String, grade: Grade, capacity: Int)] = [:]
       for row in try Row.fetchAll(db, sql: "SELECT id, data FROM class ORDER BY id") {

@@ -74,7 +74,7 @@ extension TenantShard {
   /// The child's electronic archive: the record and its history (entries from `since` on, when
   /// given: a receiver that had the child before has the older ones).
   public func archive(_ recordNumber: String, since: Int64? = nil) async throws -> (child: ChildRow, history: [HistoryRecord]) {
-    try await writer.read { db in
+    try await read { db in
       let row = try Self.row(db, recordNumber)
       var request = HistoryRecord.filter(Column("record") == "child:\(recordNumber)")
       if let since { request = request.filter(Column("changedAt") >= since) }
@@ -85,7 +85,7 @@ extension TenantShard {
   /// When this shard last recorded anything about the child (nil: never), so a child coming
   /// back brings only the history made elsewhere since.
   public func lastHistoryTime(_ recordNumber: String) async throws -> Int64? {
-    try await writer.read { db in
+    try await read { db in
       try Int64.fetchOne(db.cachedStatement(sql: "SELECT MAX(changedAt) FROM history WHERE record = ?"), arguments: ["child:\(recordNumber)"])
     }
   }
@@ -129,7 +129,7 @@ extension TenantShard {
 
   /// Every child row (for the index check and its repair).
   public func allChildren() async throws -> [ChildRow] {
-    try await writer.read { db in try ChildRow.order(Column("recordNumber")).fetchAll(db) }
+    try await read { db in try ChildRow.order(Column("recordNumber")).fetchAll(db) }
   }
 
   /// Deletes a record to resolve a duplicate case: soft, the row stays and says so.

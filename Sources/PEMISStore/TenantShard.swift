@@ -46,6 +46,23 @@ public final class TenantShard: Sendable {
     return try await writer.write(updates)
   }
 
+  /// Every read of the shard goes through here, not through GRDB's `read`: on a DatabaseQueue
+  /// that turns `PRAGMA query_only` on and off around the closure, and SQLite expires every
+  /// prepared statement of a connection when a flag pragma runs. Each read made every cached
+  /// statement of the shard parse itself again at its next use: 12 % of the server's CPU under
+  /// transfers (`perf`, docs/PERFORMANCE.md). The queue runs one closure at a time on its one
+  /// connection, and the deferred transaction gives the closure one consistent state, as before.
+  func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    try await writer.unsafeRead { db in
+      var result: T?
+      try db.inTransaction(.deferred) {
+        result = try value(db)
+        return .commit
+      }
+      return result!
+    }
+  }
+
   /// Writes the shard's identity the first time; later calls leave it.
   func stampIdentity(createdAt: Int64) async throws {
     try await writer.write { db in
@@ -56,7 +73,7 @@ public final class TenantShard: Sendable {
   }
 
   public func info() async throws -> Info {
-    try await writer.read { db in
+    try await read { db in
       guard let row = try Row.fetchOne(db, sql: "SELECT code, schemaVersion, createdAt FROM shard_info") else {
         throw StoreError(.unavailable, "shard \(self.code) has no identity record")
       }
