@@ -2,7 +2,7 @@ internal import Foundation
 public import GRDB
 public import PEMISDomain
 
-/// Where a transfer stands (docs/TRANSFERS.md). The `-ing` states are intentions written before
+/// Where a transfer stands (docs/ROUTING.md). The `-ing` states are intentions written before
 /// the shards are touched: recovery finishes them by repeating the steps, each idempotent and
 /// keyed by the transfer id.
 public enum TransferState: String, CaseIterable, Hashable, Sendable, Codable {

@@ -50,12 +50,6 @@ public struct PaperArchiveRecord: Codable, Sendable, Hashable, FetchableRecord, 
 }
 
 extension TenantShard {
-  private static func fetchChild(_ db: Database, _ recordNumber: String) throws -> ChildRow {
-    guard let row = try ChildRow.fetchOne(db, key: recordNumber) else {
-      throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
-    }
-    return row
-  }
 
   /// Changes other (non-key) fields at once, each change kept in the history. `validate` checks
   /// the whole record as it would be, inside the same transaction.
@@ -64,7 +58,7 @@ extension TenantShard {
     at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.fetchChild(db, recordNumber)
+      var row = try Self.requireChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       var changed = row.data
       for field in fields { field.copy(from: source, into: &changed) }
@@ -81,7 +75,7 @@ extension TenantShard {
     _ recordNumber: String, values: KeyChangeValues, evidence: String, templateSignedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (KeyChangeRecord, ChildRow) {
     try await write { db in
-      let row = try Self.fetchChild(db, recordNumber)
+      let row = try Self.requireChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       let differences = values.differences(from: row.data)
       if differences.isEmpty {
@@ -106,7 +100,7 @@ extension TenantShard {
       var request = KeyChangeRecord.all()
       if let state { request = request.filter(Column("state") == state.rawValue) }
       let records = try request.order(Column("id").desc).limit(limit, offset: offset).fetchAll(db)
-      return (try records.map { ($0, try Self.fetchChild(db, $0.recordNumber)) }, try request.fetchCount(db))
+      return (try records.map { ($0, try Self.requireChild(db, $0.recordNumber)) }, try request.fetchCount(db))
     }
   }
 
@@ -130,7 +124,7 @@ extension TenantShard {
           "id: request #\(id) was made by \(by); a key-information change is approved by another account than the one that asked for it (reject it to withdraw)"
         )
       }
-      var row = try Self.fetchChild(db, request.recordNumber)
+      var row = try Self.requireChild(db, request.recordNumber)
       let before = row
       if approve {
         _ = try ChildEvent.changeInformation.apply(to: row.state)
@@ -186,7 +180,7 @@ extension TenantShard {
     _ recordNumber: String, parentSignedOn: CalendarDate, checkedBy: String, checkedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (PaperArchiveRecord, ChildRow) {
     try await write { db in
-      let row = try Self.fetchChild(db, recordNumber)
+      let row = try Self.requireChild(db, recordNumber)
       let old = try PaperArchiveRecord.fetchOne(db, key: recordNumber)
       let record = PaperArchiveRecord(
         recordNumber: recordNumber, parentSignedOn: parentSignedOn.description, checkedBy: checkedBy, checkedOn: checkedOn.description,

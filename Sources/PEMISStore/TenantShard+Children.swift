@@ -122,13 +122,27 @@ extension TenantShard {
   }
 
   public func child(_ recordNumber: String) async throws -> ChildRow? {
-    try await read { db in try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) }
+    try await read { db in try Self.findChild(db, recordNumber) }
+  }
+
+  /// The child with this record number, by a statement the connection keeps prepared: most
+  /// calls read one child, often several times.
+  static func findChild(_ db: Database, _ recordNumber: String) throws -> ChildRow? {
+    try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber])
+  }
+
+  /// The same, or NOT_FOUND naming the masked number.
+  static func requireChild(_ db: Database, _ recordNumber: String) throws -> ChildRow {
+    guard let row = try findChild(db, recordNumber) else {
+      throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
+    }
+    return row
   }
 
   /// Places or moves a child, through the lifecycle's rules.
   public func assignClass(_ recordNumber: String, classId: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
+      guard var row = try Self.findChild(db, recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(recordNumber) here")
       }
       guard try ClassRecord.exists(db, key: classId) else {
@@ -216,7 +230,7 @@ extension TenantShard {
     _ recordNumber: String, event: ChildEvent, on date: CalendarDate, reason: String, by: String, at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      guard var row = try ChildRow.fetchOne(db, key: recordNumber) else {
+      guard var row = try Self.findChild(db, recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
       }
       let old = row.state

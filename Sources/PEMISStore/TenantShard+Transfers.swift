@@ -2,7 +2,7 @@ internal import Foundation
 internal import GRDB
 public import PEMISDomain
 
-/// A shard's side of a transfer (docs/TRANSFERS.md). Every step is idempotent and keyed by the
+/// A shard's side of a transfer (docs/ROUTING.md). Every step is idempotent and keyed by the
 /// transfer id, so recovery can repeat it after a crash: a step already done returns the row as
 /// it is.
 extension TenantShard {
@@ -12,17 +12,10 @@ extension TenantShard {
     }
   }
 
-  private static func row(_ db: Database, _ recordNumber: String) throws -> ChildRow {
-    guard let row = try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]) else {
-      throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
-    }
-    return row
-  }
-
   /// Step 1 at the sender: the child becomes pending transfer-out under this transfer.
   public func markPendingTransferOut(_ recordNumber: String, transfer: String, to: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.row(db, recordNumber)
+      var row = try Self.requireChild(db, recordNumber)
       if row.state == .pendingTransferOut && row.transferId == transfer { return row }
       row.state = try ChildEvent.requestTransferOut.apply(to: row.state)
       row.transferId = transfer
@@ -38,7 +31,7 @@ extension TenantShard {
   /// Cancelled or declined: the child is enrolled here again (nothing if already so).
   public func revertPendingTransferOut(_ recordNumber: String, transfer: String, why: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.row(db, recordNumber)
+      var row = try Self.requireChild(db, recordNumber)
       guard row.state == .pendingTransferOut && row.transferId == transfer else { return row }
       row.state = try ChildEvent.cancelTransferOut.apply(to: row.state)
       row.transferId = nil
@@ -54,7 +47,7 @@ extension TenantShard {
   /// The receiver took the child in: transferred out here, and out of its class.
   public func completeTransferOut(_ recordNumber: String, transfer: String, on date: CalendarDate, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.row(db, recordNumber)
+      var row = try Self.requireChild(db, recordNumber)
       if row.state == .transferredOut && row.transferId == transfer { return row }
       guard row.transferId == transfer else {
         throw StoreError(.failedPrecondition, "record_number: the child is not pending transfer \(transfer) here")
@@ -75,10 +68,18 @@ extension TenantShard {
   /// given: a receiver that had the child before has the older ones).
   public func archive(_ recordNumber: String, since: Int64? = nil) async throws -> (child: ChildRow, history: [HistoryRecord]) {
     try await read { db in
-      let row = try Self.row(db, recordNumber)
-      var request = HistoryRecord.filter(Column("record") == "child:\(recordNumber)")
-      if let since { request = request.filter(Column("changedAt") >= since) }
-      return (row, try request.order(Column("id")).fetchAll(db))
+      let row = try Self.requireChild(db, recordNumber)
+      // Prepared once per connection: every transfer reads an archive.
+      let history =
+        if let since {
+          try HistoryRecord.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM history WHERE record = ? AND changedAt >= ? ORDER BY id"),
+            arguments: ["child:\(recordNumber)", since])
+        } else {
+          try HistoryRecord.fetchAll(
+            db.cachedStatement(sql: "SELECT * FROM history WHERE record = ? ORDER BY id"), arguments: ["child:\(recordNumber)"])
+        }
+      return (row, history)
     }
   }
 
@@ -97,13 +98,13 @@ extension TenantShard {
     at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      if let existing = try ChildRow.fetchOne(db, key: recordNumber) {
+      if let existing = try Self.findChild(db, recordNumber) {
         if existing.transferId == transfer && existing.state == .enrolled { return existing }
         if existing.state.isActive {
           throw StoreError(.alreadyExists, "record_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
         }
       }
-      if let classId, try !ClassRecord.exists(db, key: classId) {
+      if let classId, try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM class WHERE id = ?"), arguments: [classId]) == nil {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
       }
       var row = ChildRow(recordNumber: recordNumber, data: child, state: .enrolled, classId: classId, createdAt: at)
@@ -135,7 +136,7 @@ extension TenantShard {
   /// Deletes a record to resolve a duplicate case: soft, the row stays and says so.
   public func softDelete(_ recordNumber: String, reason: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.row(db, recordNumber)
+      var row = try Self.requireChild(db, recordNumber)
       let old = row.state
       row.state = try ChildEvent.delete.apply(to: row.state)
       row.classId = nil
