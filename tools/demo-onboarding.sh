@@ -132,6 +132,10 @@ as zhao.min child request-change G120116202203151239 --name "张晓明" \
   --evidence "户口簿变更页；家长书面申请 2026-11-20" --signed 2026-11-20
 if as zhao.min child decide 1 --approve; then echo "UNEXPECTED: the administrator approved"; exit 1; fi
 as wang.li child decide 1 --approve
+# Four eyes: the principal may ask for a change, but not approve their own request; they withdraw it.
+as wang.li child request-change G120116202203151239 --name "张小明" --evidence "家长书面申请" --signed 2026-11-20
+if as wang.li child decide 2 --approve; then echo "UNEXPECTED: the principal approved their own request"; exit 1; fi
+as wang.li child decide 2 --reject "asked by mistake"
 as wang.li child changes
 as wang.li data history "child:G120116202203151239"
 
