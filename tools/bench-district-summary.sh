@@ -10,13 +10,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 n="${1:-1000}"
 m="${2:-300}"
-swift build -c release --product pemis-server >&2
-swift build -c release --product pemis-load >&2
-bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
-work="$(mktemp -d)"
-server=0
-trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
+build_release pemis-server pemis-load
+work_dir_with_cleanup
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n" --children "$m"
 start_server "$bin" "$work" "$work/data"
 "$bin/pemis-load" district-summary --server "$address"

@@ -10,14 +10,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 n="${1:-10000}"
 samples="${2:-200}"
-swift build -c release --product pemis-server >&2
-swift build -c release --product pemis-load >&2
-bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
+build_release pemis-server pemis-load
 
-work="$(mktemp -d)"
-trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
-server=0
+work_dir_with_cleanup
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens "$n"
 start_server "$bin" "$work" "$work/data" --max-open-shards 64
 echo "shard files: $(ls "$work/data/shards" | grep -c 'sqlite$'); server keeps at most 64 open"

@@ -10,15 +10,10 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rows="${1:-5000}"
-swift build -c release --product pemis-server >&2
-swift build -c release --product pemis >&2
-swift build -c release --product pemis-load >&2
-bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
+build_release pemis-server pemis pemis-load
 
-work="$(mktemp -d)"
-server=0
-trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
+work_dir_with_cleanup
 "$bin/pemis-load" seed-district --data-dir "$work/data" --kindergartens 1 --password "Seeded-principal-2026" >/dev/null
 start_server "$bin" "$work" "$work/data"
 export PEMIS_CONFIG_DIR="$work/client"

@@ -9,10 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${1:-10}"
-swift build -c release --product pemis-server >&2
-swift build -c release --product pemis-load >&2
-bin="$(swift build -c release --show-bin-path)"
 . "$root/tools/lib/server.sh"
+build_release pemis-server pemis-load
 echo "| kindergartens | clients | transfers/s | p50 ms | p99 ms | errors |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for n in 100 1000 10000; do

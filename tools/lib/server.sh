@@ -1,4 +1,5 @@
-# Sourced by the benchmark scripts: starting a pemis-server for a measurement.
+# Sourced by the benchmark scripts: building in release, a scratch directory, and starting a
+# pemis-server for a measurement.
 #
 # start_server BIN_DIR WORK_DIR DATA_DIR [serve options…]
 #   Starts `pemis-server serve` on a free port with the repository's calendar, logging warnings
@@ -13,4 +14,20 @@ start_server() {
   for _ in $(seq 300); do grep -q "listening on" "$work/server.out" && break; sleep 0.1; done
   address="$(grep -o 'listening on [^ ]*' "$work/server.out" | head -1 | cut -d' ' -f3)"
   [ -n "$address" ] || { cat "$work/server.out" >&2; echo "pemis-server did not start" >&2; exit 1; }
+}
+
+# build_release PRODUCT… : builds the products in release (progress on stderr); sets $bin to
+# where they are.
+build_release() {
+  local product
+  for product in "$@"; do swift build -c release --product "$product" >&2; done
+  bin="$(swift build -c release --show-bin-path)"
+}
+
+# work_dir_with_cleanup: makes a scratch directory ($work) and, on exit, stops the server
+# start_server started (if it got that far) and removes the directory.
+work_dir_with_cleanup() {
+  work="$(mktemp -d)"
+  server=0
+  trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$work"' EXIT
 }
