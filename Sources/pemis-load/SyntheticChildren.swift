@@ -31,6 +31,16 @@ enum SyntheticChildren {
     var guardianName: String
     var guardianRelation: String
     var phone: String
+
+    /// The child as a record entered on 1 September 2026, under its own resident ID unless
+    /// another document is given (load runs plant wrong or missing ones on purpose).
+    func record(type: IDDocumentType = .residentID, number: String? = nil, onlyChild: Bool = false) -> ChildRecord {
+      ChildRecord(
+        name: name, gender: gender, birthDate: birthDate, idDocumentType: type, idDocumentNumber: number ?? idNumber, nationality: "CHN",
+        ethnicity: "01", birthPlace: division, householdRegister: division, householdType: "resident", hmtStatus: "none", health: "healthy",
+        onlyChild: onlyChild, guardians: [.init(name: guardianName, relation: guardianRelation, phone: phone)],
+        entryDate: CalendarDate(year: 2026, month: 9, day: 1))
+    }
   }
 
   static func child(_ i: Int) -> Child {

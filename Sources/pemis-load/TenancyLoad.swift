@@ -104,11 +104,7 @@ extension SeedDistrict {
     var rows: [(row: TenantShard.ImportRow, recordNumber: String)] = []
     for i in 0..<count {
       let c = SyntheticChildren.child(ordinal * count + i)
-      let child = ChildRecord(
-        name: c.name, gender: c.gender, birthDate: c.birthDate, idDocumentType: .residentID, idDocumentNumber: c.idNumber, nationality: "CHN",
-        ethnicity: "01", birthPlace: c.division, householdRegister: c.division, householdType: "resident", hmtStatus: "none", health: "healthy",
-        onlyChild: i % 3 == 0, guardians: [.init(name: c.guardianName, relation: c.guardianRelation, phone: c.phone)],
-        entryDate: CalendarDate(year: 2026, month: 9, day: 1))
+      let child = c.record(onlyChild: i % 3 == 0)
       rows.append((TenantShard.ImportRow(number: i + 1, child: child, classId: classes[i % 3]), "G" + c.idNumber))
     }
     try await shard.applyImport(rows, by: "seed", at: at)
@@ -126,13 +122,6 @@ extension SeedDistrict {
   /// ID sharing name, gender and birth date. Synthetic children from `first` on, so they collide
   /// with nothing else. The sweep should open exactly 3 × `count` cases.
   static func plantProblems(_ count: Int, in codes: [String], after first: Int, tenancy: Tenancy, at: Int64) async throws {
-    func child(_ c: SyntheticChildren.Child, type: IDDocumentType, number: String) -> ChildRecord {
-      ChildRecord(
-        name: c.name, gender: c.gender, birthDate: c.birthDate, idDocumentType: type, idDocumentNumber: number, nationality: "CHN",
-        ethnicity: "01", birthPlace: c.division, householdRegister: c.division, householdType: "resident", hmtStatus: "none", health: "healthy",
-        onlyChild: false, guardians: [.init(name: c.guardianName, relation: c.guardianRelation, phone: c.phone)],
-        entryDate: CalendarDate(year: 2026, month: 9, day: 1))
-    }
     var planted: [String: [ChildIndexRecord]] = [:]
     func plant(_ record: ChildRecord, _ recordNumber: String, at code: String) async throws {
       let shard = try await tenancy.shards.shard(try InstitutionCode(validating: code))
@@ -145,18 +134,18 @@ extension SeedDistrict {
       // (a) the check character is wrong.
       let invalid = SyntheticChildren.child(first + 3 * k)
       let broken = String(invalid.idNumber.dropLast()) + (invalid.idNumber.last == "0" ? "1" : "0")
-      try await plant(child(invalid, type: .residentID, number: broken), "G" + broken, at: here)
+      try await plant(invalid.record(number: broken), "G" + broken, at: here)
       // (b) one ID, two records: here under its G number, there under a temporary one.
       let twice = SyntheticChildren.child(first + 3 * k + 1)
-      try await plant(child(twice, type: .residentID, number: twice.idNumber), "G" + twice.idNumber, at: here)
-      try await plant(child(twice, type: .residentID, number: twice.idNumber), "L" + SyntheticChildren.pad(first + k, 9), at: there)
+      try await plant(twice.record(), "G" + twice.idNumber, at: here)
+      try await plant(twice.record(), "L" + SyntheticChildren.pad(first + k, 9), at: there)
       // (c) no ID, same name, gender and birth date in both. Synthetic names repeat, so the
       // name carries k (in three given-name characters) to keep each pair its own person.
       var person = SyntheticChildren.child(first + 3 * k + 2)
       let given = SyntheticChildren.distinctGiven
       person.name = String(person.name.prefix(1)) + String([given[k % given.count], given[k / given.count % given.count], given[k / given.count / given.count % given.count]])
-      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k), 17), at: here)
-      try await plant(child(person, type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k) + 1, 17), at: there)
+      try await plant(person.record(type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k), 17), at: here)
+      try await plant(person.record(type: .other, number: ""), "J9" + SyntheticChildren.pad(2 * (first + k) + 1, 17), at: there)
     }
     for (_, rows) in planted { try await tenancy.registry.syncIndex(rows) }
     print("planted \(count) problem records of each kind (the sweep should open \(3 * count) cases)")
