@@ -61,7 +61,7 @@ extension Router {
     var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
     var after: String?
     while true {
-      let page = try await registry.activeIndexRecords(after: after, limit: pageSize)
+      let page = try await registry.indexRecords(after: after, limit: pageSize, activeOnly: true)
       found += Self.invalidIDProblems(in: page)
       guard page.count == pageSize, let last = page.last else { break }
       after = last.recordNumber

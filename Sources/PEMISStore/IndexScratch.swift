@@ -8,7 +8,7 @@ internal import PEMISDomain
 /// 10,000 kindergartens has ten times as many.
 ///
 /// It holds ID numbers, so it lives in the data directory (0700) and is deleted by ``close()``;
-/// a file a crash left behind is deleted by the next check.
+/// a file a crash left behind is deleted by the next check or at the server's start.
 public final class IndexScratch: Sendable {
   let queue: DatabaseQueue
   let path: String
@@ -59,13 +59,12 @@ public final class IndexScratch: Sendable {
     }
   }
 
-  /// What was gathered: shard rows, active ones, record numbers active in more than one
-  /// kindergarten (with those kindergartens). Then builds the expected index, one row per record
-  /// number: the active row if there is one (the lowest kindergarten code when it is active in
-  /// several, as before), else the newest.
-  public func finish() async throws -> (rows: Int, active: Int, activeTwice: [(recordNumber: String, kindergartens: [String])]) {
+  /// What was gathered: how many rows are active, and the record numbers active in more than
+  /// one kindergarten (with those kindergartens). Then builds the expected index, one row per
+  /// record number: the active row if there is one (the lowest kindergarten code when it is
+  /// active in several, as before), else the newest.
+  public func finish() async throws -> (active: Int, activeTwice: [(recordNumber: String, kindergartens: [String])]) {
     try await queue.write { db in
-      let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM holder") ?? 0
       let active = try Int.fetchOne(db, sql: "SELECT count(*) FROM holder WHERE active") ?? 0
       var twice: [(String, [String])] = []
       let cursor = try Row.fetchCursor(
@@ -92,7 +91,7 @@ public final class IndexScratch: Sendable {
           WHERE n = 1;
           DROP TABLE holder;
           """)
-      return (rows, active, twice)
+      return (active, twice)
     }
   }
 

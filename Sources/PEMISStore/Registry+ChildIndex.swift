@@ -201,10 +201,13 @@ extension Registry {
     }
   }
 
-  /// Index rows after `after` in record-number order, a page at a time (the check).
-  public func indexRecords(after: String?, limit: Int) async throws -> [ChildIndexRecord] {
+  /// Index rows after `after` in record-number order, a page at a time: the check reads them
+  /// all, the duplicate sweep the active ones, without holding millions of rows at once.
+  public func indexRecords(after: String?, limit: Int, activeOnly: Bool = false) async throws -> [ChildIndexRecord] {
     try await writer.read { db in
-      try ChildIndexRecord.filter(Column("recordNumber") > (after ?? "")).order(Column("recordNumber")).limit(limit).fetchAll(db)
+      var request = ChildIndexRecord.filter(Column("recordNumber") > (after ?? ""))
+      if activeOnly { request = request.filter(Column("active") == true) }
+      return try request.order(Column("recordNumber")).limit(limit).fetchAll(db)
     }
   }
 
@@ -220,16 +223,6 @@ extension Registry {
     try await writer.read { db in try ChildIndexRecord.fetchCount(db) }
   }
 
-  /// Active rows in record-number order, one page after `after`: the duplicate sweep reads the
-  /// district's index a page at a time instead of holding millions of rows at once.
-  public func activeIndexRecords(after: String?, limit: Int) async throws -> [ChildIndexRecord] {
-    try await writer.read { db in
-      var request = ChildIndexRecord.filter(Column("active") == true)
-      if let after { request = request.filter(Column("recordNumber") > after) }
-      return try request.order(Column("recordNumber")).limit(limit).fetchAll(db)
-    }
-  }
-
   /// The document number of `documentKey` ("type|number"), in SQL: the sweep groups by number
   /// whatever the document type says.
   private static let documentNumberSQL = "substr(documentKey, instr(documentKey, '|') + 1)"
@@ -237,26 +230,22 @@ extension Registry {
   /// Active rows whose document number another active row also has (any document type),
   /// grouped by SQLite rather than in memory.
   public func activeRowsSharingDocumentNumber() async throws -> [ChildIndexRecord] {
-    try await writer.read { db in
-      try ChildIndexRecord.fetchAll(
-        db,
-        sql: """
-          SELECT * FROM child_index WHERE active AND documentKey IS NOT NULL AND \(Self.documentNumberSQL) IN (
-            SELECT \(Self.documentNumberSQL) FROM child_index WHERE active AND documentKey IS NOT NULL
-            GROUP BY 1 HAVING count(*) > 1)
-          ORDER BY recordNumber
-          """)
-    }
+    try await activeRows(sharing: Self.documentNumberSQL, among: "documentKey IS NOT NULL")
   }
 
   /// Active rows without a document whose name, gender and birth date another such row shares.
   public func activeRowsSharingPerson() async throws -> [ChildIndexRecord] {
+    try await activeRows(sharing: "personKey", among: "documentKey IS NULL")
+  }
+
+  /// Active rows matching `condition` whose `key` (an SQL expression) another such row shares.
+  private func activeRows(sharing key: String, among condition: String) async throws -> [ChildIndexRecord] {
     try await writer.read { db in
       try ChildIndexRecord.fetchAll(
         db,
         sql: """
-          SELECT * FROM child_index WHERE active AND documentKey IS NULL AND personKey IN (
-            SELECT personKey FROM child_index WHERE active AND documentKey IS NULL GROUP BY personKey HAVING count(*) > 1)
+          SELECT * FROM child_index WHERE active AND \(condition) AND \(key) IN (
+            SELECT \(key) FROM child_index WHERE active AND \(condition) GROUP BY 1 HAVING count(*) > 1)
           ORDER BY recordNumber
           """)
     }
