@@ -157,8 +157,11 @@ public enum ChildState: String, CaseIterable, Hashable, Sendable, Codable {
   case transferredOut = "transferred_out"
   case graduated
   case left
-  /// Accidental departure (injury or death): the record is closed.
+  /// Accidental departure for an injury: the record is closed.
   case closed
+  /// Accidental departure by death: the record is closed, and its identity is never enrolled
+  /// again without the Preschool Education Office (docs/ROUTING.md, identity rules).
+  case deceased
   /// Deleted to resolve a duplicate case: kept, and visible to the district and the kindergarten.
   case deleted
 }
@@ -168,6 +171,8 @@ public enum ChildState: String, CaseIterable, Hashable, Sendable, Codable {
 public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
   case assignClass = "assign_class", moveClass = "move_class", promote, graduate, leave
   case accidentalDeparture = "accidental_departure"
+  /// An accidental departure by death.
+  case recordDeath = "record_death"
   /// Any change of the record's information (key information or other fields).
   case changeInformation = "update"
   /// Resolving a duplicate case by deleting this record (soft: it stays visible).
@@ -182,7 +187,10 @@ public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
       case (.changeInformation, .pendingTransferOut): .pendingTransferOut
       case (.graduate, .enrolled): .graduated
       case (.leave, .enrolled): .left
-      case (.accidentalDeparture, .enrolled), (.accidentalDeparture, .pendingTransferOut): .closed
+      // A child pending transfer-out is first returned to enrolled by the routing layer, which
+      // cancels the transfer, so no transfer is left waiting for a child who left.
+      case (.accidentalDeparture, .enrolled): .closed
+      case (.recordDeath, .enrolled): .deceased
       case (.delete, .enrolled): .deleted
       case (.requestTransferOut, .enrolled): .pendingTransferOut
       case (.cancelTransferOut, .pendingTransferOut): .enrolled

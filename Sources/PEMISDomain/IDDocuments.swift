@@ -1,3 +1,4 @@
+internal import Foundation
 /// Identity documents and their rules (MISSION: national practice; GB 11643-1999).
 public enum IDDocumentType: String, CaseIterable, Hashable, Sendable, Codable {
   /// 居民身份证
@@ -105,4 +106,31 @@ public enum IDDocuments {
     guard characters.count > 8 else { return String(repeating: "*", count: characters.count) }
     return String(characters.prefix(4)) + String(repeating: "*", count: characters.count - 8) + String(characters.suffix(4))
   }
+}
+
+/// An ID document as the district index keys it — `type|NUMBER`, the number upper-cased and in
+/// Unicode normal form C — built in this one place for every index key: enrollment, import,
+/// transfer look-ups, key changes and the duplicate sweep. SQLite compares bytes, so a number
+/// typed in another case or composed differently must come out the same.
+public struct DocumentKey: Hashable, Sendable, CustomStringConvertible {
+  public let rawValue: String
+
+  public init(type: IDDocumentType, number: String) {
+    rawValue = "\(type.rawValue)|\(number.trimmingCharacters(in: .whitespaces).uppercased().precomposedStringWithCanonicalMapping)"
+  }
+
+  /// The child's document, or nil when it has no number.
+  public init?(_ child: ChildRecord) {
+    guard !child.idDocumentNumber.isEmpty else { return nil }
+    self.init(type: child.idDocumentType, number: child.idDocumentNumber)
+  }
+
+  /// A key as stored.
+  public init(stored: String) { rawValue = stored }
+
+  /// The number: everything after the first "|" (an `other` document's number may hold one).
+  /// SQL does the same (`Registry.documentNumberSQL`).
+  public var number: String { rawValue.firstIndex(of: "|").map { String(rawValue[rawValue.index(after: $0)...]) } ?? rawValue }
+
+  public var description: String { rawValue }
 }

@@ -52,9 +52,6 @@ extension Router {
               kind: "index disagrees",
               detail: "\(IDDocuments.mask(expected.recordNumber)): index says \(row.kindergartenCode) \(row.state.rawValue), shards say \(expected.kindergartenCode) \(expected.state.rawValue)"))
         }
-        if row.reservation != nil {
-          report.findings.append(Finding(kind: "open reservation", detail: "\(IDDocuments.mask(row.recordNumber)) at \(row.kindergartenCode)"))
-        }
       }
     }
     // Each index row: some shard holds its record.
@@ -70,8 +67,20 @@ extension Router {
       }
     }
     report.indexRows = try await registry.indexCount()
+    for reservation in try await registry.openReservations() {
+      report.findings.append(
+        Finding(
+          kind: "open reservation",
+          detail: "\(reservation.purpose) at \(reservation.kindergartenCode) (\(reservation.id), \(now() - reservation.createdAt) s old)"))
+    }
     for transfer in try await registry.inFlightTransfers() {
-      report.findings.append(Finding(kind: "transfer mid-step", detail: "\(transfer.id) is \(transfer.state.rawValue)"))
+      let age = now() - transfer.updatedAt
+      // Mid-step for longer than a step takes: something keeps it from finishing.
+      let stuck = age >= stuckTransferSeconds
+      report.findings.append(
+        Finding(
+          kind: stuck ? "transfer stuck" : "transfer mid-step",
+          detail: "\(transfer.id) is \(transfer.state.rawValue)" + (stuck ? " for \(age / 60) minutes; pemis transfer abort \(transfer.id) ends it" : "")))
     }
     return report
   }

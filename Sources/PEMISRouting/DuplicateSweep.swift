@@ -102,8 +102,7 @@ extension Router {
       throw StoreError(.invalidArgument, "record_number: not one of this kindergarten's records in case \(id)")
     }
     let shard = try await shard(code)
-    let row = try await shard.softDelete(recordNumber, reason: "duplicate case \(id)", by: by, at: now())
-    try await sync(code, [row])
+    _ = try await softDelete(recordNumber, in: shard, reason: "duplicate case \(id)", by: by)
     return try await recheck(id, resolution: "deleted", action: "deleted \(IDDocuments.mask(recordNumber))", code: code, by: by)
   }
 

@@ -1,3 +1,4 @@
+internal import Foundation
 public import Logging
 public import PEMISDomain
 public import PEMISStore
@@ -14,15 +15,29 @@ public final class Router: Sendable {
   let now: @Sendable () -> Int64
   let logger: Logger
   let summaries = SummaryCache()
+  /// This process's name on the reservations it makes: recovery leaves a live process's
+  /// reservations alone until their lease runs out.
+  public let instance: String
+  /// Seconds a reservation is left to its owner before recovery may end it.
+  let leaseSeconds: Int64
+  /// A transfer mid-step for longer than this is reported by the check and warned of in the log.
+  public let stuckTransferSeconds: Int64
+  /// Fault points between the steps of every multi-file operation, for tests.
+  public let faults: FaultPoints
 
   public init(
-    registry: Registry, shards: ShardPool, calendar: WorkingDayCalendar, logger: Logger, now: @escaping @Sendable () -> Int64
+    registry: Registry, shards: ShardPool, calendar: WorkingDayCalendar, logger: Logger, now: @escaping @Sendable () -> Int64,
+    leaseSeconds: Int64 = 600, stuckTransferSeconds: Int64 = 600, faults: FaultPoints = FaultPoints()
   ) {
     self.registry = registry
     self.shards = shards
     self.calendar = calendar
     self.logger = logger
     self.now = now
+    self.instance = "P" + UUID().uuidString
+    self.leaseSeconds = leaseSeconds
+    self.stuckTransferSeconds = stuckTransferSeconds
+    self.faults = faults
   }
 
   var today: CalendarDate { CalendarDate(beijingTimeOf: now()) }
@@ -42,7 +57,14 @@ public final class Router: Sendable {
         _ = try await drive(transfer.id)
         finished += 1
       } catch {
-        logger.error("transfer recovery failed", metadata: ["transfer.id": "\(transfer.id)", "error": "\(error)"])
+        let stuck = now() - transfer.updatedAt
+        if stuck >= stuckTransferSeconds {
+          logger.warning(
+            "transfer stuck mid-step",
+            metadata: ["transfer.id": "\(transfer.id)", "state": "\(transfer.state.rawValue)", "seconds": "\(stuck)", "error": "\(error)"])
+        } else {
+          logger.error("transfer recovery failed", metadata: ["transfer.id": "\(transfer.id)", "error": "\(error)"])
+        }
       }
     }
     if finished > 0 { logger.info("recovery finished \(finished) interrupted steps") }

@@ -35,7 +35,8 @@ public struct PEMISServer: Service {
     let calendar = try CalendarFiles.load(directory: configuration.calendarDirectory)
     let tenancy = try Tenancy(
       dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
-      passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now)
+      passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now,
+      stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60)
     self.tenancy = tenancy
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),

@@ -19,6 +19,7 @@ extension ServerConfiguration {
     ("maxOpenShards", "PEMIS_MAX_OPEN_SHARDS"),
     ("passwordHashCost", "PEMIS_PASSWORD_HASH_COST"),
     ("calendarDirectory", "PEMIS_CALENDAR_DIR"),
+    ("stuckTransferMinutes", "PEMIS_STUCK_TRANSFER_MINUTES"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -144,6 +145,7 @@ extension ServerConfiguration {
     case "maxOpenShards": maxOpenShards = try integer()
     case "passwordHashCost": passwordHashCost = try integer()
     case "calendarDirectory": calendarDirectory = text
+    case "stuckTransferMinutes": stuckTransferMinutes = try integer()
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

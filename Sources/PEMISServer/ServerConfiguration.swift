@@ -37,6 +37,10 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var passwordHashCost: Int
   /// Folder of `<year>.json` working-day calendars (docs/CALENDAR.md). Default "Config/calendar".
   public var calendarDirectory: String
+  /// Minutes a transfer may stay mid-step (requested, accepting, cancelling, declining, aborting)
+  /// before `pemis-server check` reports it stuck and recovery warns in the log. Default 10: a
+  /// step takes milliseconds, and recovery retries every minute.
+  public var stuckTransferMinutes: Int = 10
 
   public static var defaults: Self {
     Self(
@@ -94,6 +98,7 @@ public struct ServerConfiguration: Sendable, Equatable {
       "must be between 1 and 10000, got \(maxConcurrentCallsPerConnection)")
     try check(idleTimeoutSeconds > 0, "idleTimeoutSeconds", "must be above 0, got \(idleTimeoutSeconds)")
     try check(gracePeriodSeconds >= 0, "gracePeriodSeconds", "must not be negative, got \(gracePeriodSeconds)")
+    try check((1...10_080).contains(stuckTransferMinutes), "stuckTransferMinutes", "must be between 1 and 10080 (a week), got \(stuckTransferMinutes)")
     try check((1...100_000).contains(maxOpenShards), "maxOpenShards", "must be between 1 and 100000, got \(maxOpenShards)")
     try check((10...20).contains(passwordHashCost), "passwordHashCost", "must be between 10 and 20, got \(passwordHashCost)")
   }

@@ -118,7 +118,7 @@ public final class IndexScratch: Sendable {
 
   /// An expected row read as an index row: no reservation, no time.
   static let columns =
-    "recordNumber, kindergartenCode, state, documentKey, personKey, active, NULL AS reservation, NULL AS previous, 0 AS updatedAt"
+    "recordNumber, kindergartenCode, state, documentKey, personKey, active, NULL AS reservation, NULL AS previous, NULL AS heldKey, 0 AS updatedAt"
 
   /// Deletes the file.
   public func close() {

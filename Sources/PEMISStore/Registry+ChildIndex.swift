@@ -24,6 +24,8 @@ public struct ChildIndexRecord: Codable, Sendable, Hashable, FetchableRecord, Pe
   public var reservation: String?
   /// What the row was before the reservation (JSON of the previous row), to restore on release.
   public var previous: String?
+  /// The document key the row had before a reservation changed it, held until the change ends.
+  public var heldKey: String?
   public var updatedAt: Int64
 
   public init(recordNumber: String, kindergartenCode: String, state: ChildState, child: ChildRecord, updatedAt: Int64) {
@@ -52,21 +54,16 @@ public struct ChildIndexRecord: Codable, Sendable, Hashable, FetchableRecord, Pe
     active = try row.decode(forColumn: "active")
     reservation = try row.decode(forColumn: "reservation")
     previous = try row.decode(forColumn: "previous")
+    heldKey = try row.decode(forColumn: "heldKey")
     updatedAt = try row.decode(forColumn: "updatedAt")
   }
 
   /// Keys are in Unicode normal form C: SQLite compares bytes, so "José" typed composed and
   /// decomposed must be stored alike for the duplicate check to see one person.
-  public static func documentKey(_ child: ChildRecord) -> String? {
-    child.idDocumentNumber.isEmpty
-      ? nil : "\(child.idDocumentType.rawValue)|\(child.idDocumentNumber.uppercased().precomposedStringWithCanonicalMapping)"
-  }
+  public static func documentKey(_ child: ChildRecord) -> String? { DocumentKey(child)?.rawValue }
 
-  /// The number of a document key "type|number": everything after the first "|" (a number of
-  /// type `other` may itself hold one). SQL does the same with `documentNumberSQL`.
-  public static func documentNumber(ofKey key: String) -> String {
-    key.firstIndex(of: "|").map { String(key[key.index(after: $0)...]) } ?? key
-  }
+  /// The number of a document key "type|number" (``DocumentKey/number``).
+  public static func documentNumber(ofKey key: String) -> String { DocumentKey(stored: key).number }
 
   public static func personKey(_ child: ChildRecord) -> String {
     "\(child.name.precomposedStringWithCanonicalMapping)|\(child.gender.rawValue)|\(child.birthDate)"
@@ -117,71 +114,13 @@ extension Registry {
     try await writer.read { db in try ChildIndexRecord.fetchOne(db, key: recordNumber) }
   }
 
-  /// A conflict found while reserving: the new child is already active somewhere.
+  /// A conflict found while reserving: the row cannot become what it would be.
   public struct IndexConflict: Sendable, Hashable {
-    /// Which of the reserved children (its position in the request).
+    /// Which of the reserved rows (its position in the request).
     public var position: Int
+    /// The index row it meets.
     public var existing: ChildIndexRecord
-  }
-
-  /// Reserves new children of a kindergarten in the index, all or none, before they are written
-  /// to its shard. Returns the conflicts (ID document or record number active in another
-  /// kindergarten, or here); when there are any, nothing is reserved.
-  public func reserve(
-    _ children: [(recordNumber: String, child: ChildRecord)], kindergarten code: String, reservation: String, at: Int64
-  ) async throws -> [IndexConflict] {
-    try await writer.write { db in
-      var conflicts: [IndexConflict] = []
-      for (position, item) in children.enumerated() {
-        let row = ChildIndexRecord(recordNumber: item.recordNumber, kindergartenCode: code, state: .enrolled, child: item.child, updatedAt: at)
-        if let key = row.documentKey,
-          let existing = try ChildIndexRecord.filter(Column("documentKey") == key && Column("active") == true).fetchOne(db)
-        {
-          conflicts.append(IndexConflict(position: position, existing: existing))
-          continue
-        }
-        if let existing = try ChildIndexRecord.fetchOne(db, key: item.recordNumber), existing.active || existing.reservation != nil {
-          conflicts.append(IndexConflict(position: position, existing: existing))
-        }
-      }
-      guard conflicts.isEmpty else { return conflicts }
-      for item in children {
-        var row = ChildIndexRecord(recordNumber: item.recordNumber, kindergartenCode: code, state: .enrolled, child: item.child, updatedAt: at)
-        row.reservation = reservation
-        if let existing = try ChildIndexRecord.fetchOne(db, key: item.recordNumber) {
-          row.previous = String(decoding: try JSONEncoder().encode(existing), as: UTF8.self)
-        }
-        try row.save(db)
-      }
-      return []
-    }
-  }
-
-  /// The children reserved under `reservation` were written to their shard.
-  public func confirm(reservation: String) async throws {
-    try await writer.write { db in
-      try db.execute(sql: "UPDATE child_index SET reservation = NULL, previous = NULL WHERE reservation = ?", arguments: [reservation])
-    }
-  }
-
-  /// The shard write failed (or never happened): the reserved rows go back to what they were.
-  public func release(reservation: String) async throws {
-    try await writer.write { db in try Self.release(db, reservation: reservation) }
-  }
-
-  static func release(_ db: Database, reservation: String) throws {
-    for row in try ChildIndexRecord.filter(Column("reservation") == reservation).fetchAll(db) {
-      if let previous = row.previous, let old = try? JSONDecoder().decode(ChildIndexRecord.self, from: Data(previous.utf8)) {
-        try old.update(db)
-      } else {
-        try row.delete(db)
-      }
-    }
-  }
-
-  /// Reservations left by a crash between the registry and the shard, for recovery.
-  public func openReservations() async throws -> [ChildIndexRecord] {
-    try await writer.read { db in try ChildIndexRecord.filter(Column("reservation") != nil).fetchAll(db) }
+    public var reason: IndexConflictReason
   }
 
   /// Brings index rows in line with the shard rows they describe (after a shard write).
@@ -272,6 +211,8 @@ extension Registry {
   public func replaceIndex(from scratch: IndexScratch, at: Int64) async throws -> Int {
     try await writer.write { db in
       try ChildIndexRecord.deleteAll(db)
+      // The rebuilt index is what the shards say: reservations that were waiting are superseded.
+      try IndexReservation.deleteAll(db)
       var count = 0
       var after: String?
       while true {

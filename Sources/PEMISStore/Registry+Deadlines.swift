@@ -122,27 +122,30 @@ extension Registry {
   /// event reported twice is discharged once).
   @discardableResult
   public func recordReported(_ obligations: [ObligationRecord], by: String, at: Int64, on day: CalendarDate) async throws -> [ObligationRecord] {
-    try await writer.write { db in
-      var discharged: [ObligationRecord] = []
-      for obligation in obligations {
-        try obligation.insert(db, onConflict: .ignore)
-        let key: StatementArguments = [obligation.kindergartenCode, obligation.kind.rawValue, obligation.subject, obligation.triggeredOn]
-        try db.cachedStatement(
-          sql: """
-            UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ?
-            WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ? AND doneAt IS NULL
-            """
-        ).execute(arguments: [at, by, day.description] + key)
-        if db.changesCount > 0,
-          let done = try db.cachedRecord(
-            ObligationRecord.self, "SELECT * FROM obligation WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ?", key)
-        {
-          discharged.append(done)
-        }
-      }
-      return discharged
-    }
+    try await writer.write { db in try Self.recordReported(db, obligations, by: by, at: at, on: day) }
   }
+
+  static func recordReported(_ db: Database, _ obligations: [ObligationRecord], by: String, at: Int64, on day: CalendarDate) throws -> [ObligationRecord] {
+    var discharged: [ObligationRecord] = []
+    for obligation in obligations {
+      try obligation.insert(db, onConflict: .ignore)
+      let key: StatementArguments = [obligation.kindergartenCode, obligation.kind.rawValue, obligation.subject, obligation.triggeredOn]
+      try db.cachedStatement(
+        sql: """
+          UPDATE obligation SET doneAt = ?, doneBy = ?, doneOn = ?
+          WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ? AND doneAt IS NULL
+          """
+      ).execute(arguments: [at, by, day.description] + key)
+      if db.changesCount > 0,
+        let done = try db.cachedRecord(
+          ObligationRecord.self, "SELECT * FROM obligation WHERE kindergartenCode = ? AND kind = ? AND subject = ? AND triggeredOn = ?", key)
+      {
+        discharged.append(done)
+      }
+    }
+    return discharged
+  }
+
 
   static func registerMonthlyAuditMigrations(_ migrator: inout DatabaseMigrator) {
     migrator.registerMigration("v4-monthly-audits") { db in

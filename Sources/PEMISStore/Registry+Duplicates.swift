@@ -137,6 +137,16 @@ extension Registry {
           }
           continue
         }
+        // An arbitration that accepted the parents' evidence stays accepted: the same records
+        // sharing the same key are not a new problem. Only a change of the records it covered
+        // (one more, one less, another kindergarten) opens a case again.
+        if try DuplicateCaseRecord.filter(
+          Column("kind") == problem.kind.rawValue && Column("key") == problem.key && Column("state") == CaseState.resolved.rawValue
+            && Column("resolution") == "evidence_accepted"
+        ).fetchAll(db).contains(where: { Set($0.records) == Set(problem.records) }) {
+          unchanged += 1
+          continue
+        }
         let created = try DuplicateCaseRecord(kind: problem.kind, key: problem.key, records: problem.records, at: at).insertAndFetch(db)
         try Self.linkKindergartens(db, created)
         try CaseEventRecord(caseId: created.id!, action: "opened", actor: by, kindergartenCode: "", note: "found by the sweep", at: at).insert(db)
@@ -246,7 +256,7 @@ extension Registry {
       try Int.fetchOne(
         db,
         sql: """
-          SELECT COUNT(*) FROM transfer WHERE state NOT IN ('completed', 'cancelled', 'declined', 'failed')
+          SELECT COUNT(*) FROM transfer WHERE state NOT IN \(TransferState.finalStatesSQL)
           AND (fromCode IN (SELECT value FROM json_each(?1)) OR toCode IN (SELECT value FROM json_each(?1)))
           """, arguments: [Self.jsonList(codes)]) ?? 0
     }
@@ -262,7 +272,7 @@ extension Registry {
     try await writer.read { db in
       var counts: [String: Int] = [:]
       for row in try Row.fetchAll(
-        db, sql: "SELECT fromCode, toCode FROM transfer WHERE state NOT IN ('completed', 'cancelled', 'declined', 'failed')")
+        db, sql: "SELECT fromCode, toCode FROM transfer WHERE state NOT IN \(TransferState.finalStatesSQL)")
       {
         counts[row["fromCode"], default: 0] += 1
         counts[row["toCode"], default: 0] += 1

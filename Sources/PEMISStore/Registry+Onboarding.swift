@@ -49,6 +49,25 @@ extension Registry {
     }
   }
 
+  /// Issues a kindergarten's accounts (Appendix 1, the last step), in one transaction: the
+  /// application's step, its two accounts, the kindergarten's activation and the obligations
+  /// that activation starts (Art. 13) — all or nothing, so no kindergarten is active without
+  /// its deadlines. The shard exists before this is called (the routing layer's order).
+  public func issueAccounts(
+    application id: String, code: String, accounts: [AccountRecord], obligations: [ObligationRecord], actor: String, actorRole: Role,
+    at: Int64
+  ) async throws -> ApplicationRecord {
+    try await takeStep(.issueAccounts, application: id, actor: actor, actorRole: actorRole, at: at, note: accounts.map(\.username).joined(separator: ", ")) {
+      record, db in
+      for account in accounts where try AccountRecord.exists(db, key: account.username) {
+        throw StoreError(.alreadyExists, "username: '\(account.username)' is already taken")
+      }
+      for account in accounts { try account.insert(db) }
+      try KindergartenRecord(code: code, name: record.name, ownership: record.ownership, applicationId: record.id, activatedAt: at).insert(db)
+      for obligation in obligations { try obligation.insert(db, onConflict: .ignore) }
+    }
+  }
+
   public func applications(
     state: OnboardingState?, ownership: Ownership?, offset: Int, limit: Int
   ) async throws -> (applications: [ApplicationRecord], total: Int) {

@@ -17,10 +17,17 @@ public enum TransferState: String, CaseIterable, Hashable, Sendable, Codable {
   case declining, declined
   /// The sending shard refused the first step (the child was not enrolled): nothing happened.
   case failed
+  /// The Preschool Education Office ends a transfer that cannot go on (`pemis transfer abort`):
+  /// the child is enrolled at the sender again, or — when the receiver already holds it — the
+  /// transfer completes instead.
+  case aborting, aborted
 
   /// Still moving: recovery drives these to an end.
-  public var isInFlight: Bool { [.requested, .accepting, .cancelling, .declining].contains(self) }
-  public var isFinal: Bool { [.completed, .cancelled, .declined, .failed].contains(self) }
+  public var isInFlight: Bool { [.requested, .accepting, .cancelling, .declining, .aborting].contains(self) }
+  public var isFinal: Bool { Self.finalStates.contains(self) }
+  public static let finalStates: [TransferState] = [.completed, .cancelled, .declined, .failed, .aborted]
+  /// The final states as an SQL list, for `state NOT IN (…)`.
+  public static let finalStatesSQL = "(" + finalStates.map { "'\($0.rawValue)'" }.joined(separator: ", ") + ")"
 }
 
 public struct TransferRecord: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
@@ -78,6 +85,14 @@ extension Registry {
     }
   }
 
+  static func registerTransferAbortMigration(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v8-transfer-abort") { db in
+      // An aborted transfer is closed too: the child may be transferred again.
+      try db.execute(sql: "DROP INDEX transfer_open_per_child")
+      try db.execute(sql: "CREATE UNIQUE INDEX transfer_open_per_child ON transfer(recordNumber) WHERE state NOT IN \(TransferState.finalStatesSQL)")
+    }
+  }
+
   /// Records a new transfer (state `requested`); refused while the child has an open one.
   /// When a transfer with this id exists already (a client's retry), returns it instead.
   @discardableResult
@@ -86,7 +101,7 @@ extension Registry {
       if let existing = try db.cachedRecord(TransferRecord.self, "SELECT * FROM transfer WHERE id = ?", [transfer.id]) { return existing }
       if let open = try db.cachedRecord(
         TransferRecord.self,
-        "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN ('completed', 'cancelled', 'declined', 'failed') LIMIT 1",
+        "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
         [transfer.recordNumber])
       {
         throw StoreError(.failedPrecondition, "record_number: transfer \(open.id) of this child is still open (\(open.state.rawValue))")

@@ -103,6 +103,8 @@ public final class Registry: Sendable {
     registerChildIndexMigrations(&migrator)
     registerTransferMigrations(&migrator)
     registerDuplicateMigrations(&migrator)
+    registerReservationMigrations(&migrator)
+    registerTransferAbortMigration(&migrator)
     return migrator
   }
 

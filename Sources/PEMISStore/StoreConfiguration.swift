@@ -23,6 +23,8 @@ public struct StoreConfiguration: Sendable, Equatable {
 public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
   public enum Kind: Sendable, Hashable {
     case notFound, alreadyExists, failedPrecondition, invalidArgument, permissionDenied, unavailable
+    /// A concurrent change got there first, or recovery ended this one: worth trying again.
+    case aborted
   }
   public var kind: Kind
   public var message: String

@@ -104,6 +104,14 @@ extension TenantShard {
     }
   }
 
+  /// A key-information change request and the child it concerns.
+  public func keyChangeRequest(_ id: Int64) async throws -> (KeyChangeRecord, ChildRow)? {
+    try await read { db in
+      guard let request = try KeyChangeRecord.fetchOne(db, key: id) else { return nil }
+      return (request, try Self.requireChild(db, request.recordNumber))
+    }
+  }
+
   /// Approves (applies the change, with history naming the request) or rejects a request.
   /// Returns the request and the child as it was before the decision (for the differences).
   public func decideKeyChange(

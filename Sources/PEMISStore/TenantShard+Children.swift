@@ -88,19 +88,14 @@ extension TenantShard {
     _ child: ChildRecord, recordNumber: String, classId: String?, midTerm: Bool = false, by: String, at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      if try ChildRow.exists(db, key: recordNumber) {
-        throw StoreError(.alreadyExists, "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
-      }
-      if let same = try ChildRow.filter(Column("identityKey") == child.identityKey).fetchOne(db) {
-        throw StoreError(
-          .alreadyExists,
-          "child: already enrolled here as \(IDDocuments.mask(same.recordNumber)) (same \(child.idDocumentNumber.isEmpty ? "name, gender and birth date" : "ID document"))")
-      }
+      try Self.refuseActiveIdentity(db, recordNumber: recordNumber, child: child)
       if let classId, try !ClassRecord.exists(db, key: classId) {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
       }
       let row = ChildRow(recordNumber: recordNumber, data: child, state: .enrolled, classId: classId, createdAt: at)
-      try row.insert(db)
+      // A child enrolled here before (left, graduated, transferred out, or a record deleted to
+      // resolve a duplicate case) keeps one row: the old stay's row is replaced, its history kept.
+      try row.save(db)
       try Self.recordChanges(db, record: "child:\(recordNumber)", old: ChildRecord?.none, new: child, by: by, at: at, masked: ["idDocumentNumber"])
       if let classId {
         try HistoryRecord(
@@ -129,6 +124,27 @@ extension TenantShard {
   /// calls read one child, often several times.
   static func findChild(_ db: Database, _ recordNumber: String) throws -> ChildRow? {
     try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber])
+  }
+
+  /// Refuses a new enrollment here of a record number or identity that is active here; inactive
+  /// rows (left, graduated, transferred out, deleted) never block. A record closed by death is
+  /// refused too: its identity is not enrolled again without the Preschool Education Office.
+  static func refuseActiveIdentity(_ db: Database, recordNumber: String, child: ChildRecord) throws {
+    if let existing = try findChild(db, recordNumber), existing.state.isActive || existing.state == .deceased {
+      throw StoreError(
+        existing.state == .deceased ? .failedPrecondition : .alreadyExists,
+        existing.state == .deceased
+          ? "child.id_document_number: the record \(IDDocuments.mask(recordNumber)) here was closed by death"
+          : "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
+    }
+    if let same = try ChildRow.filter(
+      Column("identityKey") == child.identityKey && Column("recordNumber") != recordNumber
+        && [ChildState.enrolled.rawValue, ChildState.pendingTransferOut.rawValue].contains(Column("state"))
+    ).fetchOne(db) {
+      throw StoreError(
+        .alreadyExists,
+        "child: already enrolled here as \(IDDocuments.mask(same.recordNumber)) (same \(child.idDocumentNumber.isEmpty ? "name, gender and birth date" : "ID document"))")
+    }
   }
 
   /// The same, or NOT_FOUND naming the masked number.

@@ -41,9 +41,11 @@ extension TenantShard {
           continue
         }
         firstRow[key] = row.number
-        var existing = try ChildRow.filter(Column("identityKey") == key).fetchOne(db)
+        // Only an active record is the same child again; an earlier stay's row never blocks.
+        let activeStates = [ChildState.enrolled.rawValue, ChildState.pendingTransferOut.rawValue]
+        var existing = try ChildRow.filter(Column("identityKey") == key && activeStates.contains(Column("state"))).fetchOne(db)
         if existing == nil, let number = row.child.identityRecordNumber {
-          existing = try ChildRow.fetchOne(db, key: number)
+          existing = try ChildRow.fetchOne(db, key: number).flatMap { $0.state.isActive ? $0 : nil }
         }
         guard let existing else { continue }
         let masked = IDDocuments.mask(existing.recordNumber)
@@ -82,21 +84,27 @@ extension TenantShard {
 
   /// Enrolls the new rows, each with its record number, in one transaction. Refuses the whole
   /// batch if any of them appeared since it was planned.
-  public func applyImport(_ rows: [(row: ImportRow, recordNumber: String)], by: String, at: Int64) async throws {
+  @discardableResult
+  public func applyImport(_ rows: [(row: ImportRow, recordNumber: String)], by: String, at: Int64) async throws -> [ChildRow] {
     try await write { db in
+      var written: [ChildRow] = []
+      written.reserveCapacity(rows.count)
       for (row, recordNumber) in rows {
         let record = ChildRow(recordNumber: recordNumber, data: row.child, state: .enrolled, classId: row.classId, createdAt: at)
-        if try ChildRow.exists(db, key: recordNumber)
-          || ChildRow.filter(Column("identityKey") == record.identityKey).fetchCount(db) > 0
-        {
+        do {
+          try Self.refuseActiveIdentity(db, recordNumber: recordNumber, child: row.child)
+        } catch {
           throw StoreError(.failedPrecondition, "row \(row.number): the child was enrolled while the file was being imported; import it again")
         }
-        try record.insert(db)
+        // Inactive rows of an earlier stay are replaced, as for a single enrollment.
+        try record.save(db)
+        written.append(record)
         try HistoryRecord(
           record: "child:\(recordNumber)", field: "enrolled", oldValue: "",
           newValue: "imported (row \(row.number))" + (row.classId.map { ", class \($0)" } ?? ""), changedBy: by, changedAt: at
         ).insert(db)
       }
+      return written
     }
   }
 }

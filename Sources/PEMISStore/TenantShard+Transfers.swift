@@ -98,12 +98,11 @@ extension TenantShard {
     at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      if let existing = try Self.findChild(db, recordNumber) {
-        if existing.transferId == transfer && existing.state == .enrolled { return existing }
-        if existing.state.isActive {
-          throw StoreError(.alreadyExists, "record_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
-        }
+      if let existing = try Self.findChild(db, recordNumber), existing.transferId == transfer && existing.state == .enrolled {
+        return existing
       }
+      // The same identity rule as an enrollment's: nobody active here with this record or person.
+      try Self.refuseActiveIdentity(db, recordNumber: recordNumber, child: child)
       if let classId, try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM class WHERE id = ?"), arguments: [classId]) == nil {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
       }

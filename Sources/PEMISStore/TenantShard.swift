@@ -30,8 +30,28 @@ public final class TenantShard: Sendable {
     registerFinanceMigrations(&migrator)
     registerChildMigrations(&migrator)
     registerTransferMigrations(&migrator)
+    migrator.registerMigration("v7-applied-changes") { db in
+      // The routing layer's changes this shard committed, by reservation id, written in the
+      // same transaction as the change: recovery asks here whether a change happened.
+      try db.create(table: "applied_change") { t in
+        t.primaryKey("id", .text)
+        t.column("at", .integer).notNull().indexed()
+      }
+    }
     return migrator
   }
+
+  /// The reservation a routing-layer change runs under: every shard write made while it is set
+  /// records it in `applied_change`, in the write's own transaction (``hasApplied(_:)``).
+  @TaskLocal public static var changeMarker: String?
+
+  /// Whether the change `id` committed here.
+  public func hasApplied(_ id: String) async throws -> Bool {
+    try await read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM applied_change WHERE id = ?", arguments: [id]) ?? false }
+  }
+
+  /// Markers older than a week: their reservations ended long ago (a lease is minutes).
+  static let markerRetention: Int64 = 7 * 86_400
 
   public struct Info: Sendable, Equatable {
     public var code: String
@@ -43,7 +63,14 @@ public final class TenantShard: Sendable {
   /// district summary) see that it changed, even when a write fails halfway.
   func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
     defer { generation.bump() }
-    return try await writer.write(updates)
+    guard let marker = Self.changeMarker else { return try await writer.write(updates) }
+    return try await writer.write { db in
+      let result = try updates(db)
+      let at = Int64(Date().timeIntervalSince1970)
+      try db.execute(sql: "INSERT OR IGNORE INTO applied_change (id, at) VALUES (?, ?)", arguments: [marker, at])
+      try db.execute(sql: "DELETE FROM applied_change WHERE at < ?", arguments: [at - Self.markerRetention])
+      return result
+    }
   }
 
   /// Every read of the shard goes through here, not through GRDB's `read`: on a DatabaseQueue

@@ -107,6 +107,7 @@ struct ServerOptions: ParsableArguments {
   @Option(help: "Shards kept open at once (PEMIS_MAX_OPEN_SHARDS).") var maxOpenShards: Int?
   @Option(help: "log2 of the scrypt cost for passwords, 10-20 (PEMIS_PASSWORD_HASH_COST).") var passwordHashCost: Int?
   @Option(name: .customLong("calendar-dir"), help: "Folder of <year>.json working-day calendars (PEMIS_CALENDAR_DIR).") var calendarDirectory: String?
+  @Option(help: "Minutes a transfer may stay mid-step before it is reported stuck (PEMIS_STUCK_TRANSFER_MINUTES).") var stuckTransferMinutes: Int?
 
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
@@ -118,6 +119,7 @@ struct ServerOptions: ParsableArguments {
       ("gracePeriodSeconds", gracePeriod.map { String($0) }), ("logLevel", logLevel), ("diagnostics", diagnostics),
       ("durability", durability), ("maxOpenShards", maxOpenShards.map(String.init)),
       ("passwordHashCost", passwordHashCost.map(String.init)), ("calendarDirectory", calendarDirectory),
+      ("stuckTransferMinutes", stuckTransferMinutes.map(String.init)),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

@@ -10,7 +10,7 @@ import SwiftProtobuf
 struct TransferCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "transfer", abstract: "Transfers between kindergartens: out, archive, in, cancel, decline, list.",
-    subcommands: [Out.self, Archive.self, In.self, Cancel.self, Decline.self, List.self])
+    subcommands: [Out.self, Archive.self, In.self, Cancel.self, Decline.self, Abort.self, List.self])
 
   static func client(_ client: GRPCClient<PEMISWireClientTransport>) -> Pemis_V1_Transfers.Client<PEMISWireClientTransport> {
     .init(wrapping: client)
@@ -132,6 +132,27 @@ struct TransferCommand: AsyncParsableCommand {
         let t = try await connection.withSession { client in
           try await TransferCommand.client(client).declineTransfer(.with {
             $0.kindergartenCode = target.kindergarten
+            $0.transferID = id
+            $0.reason = reason
+          })
+        }
+        if connection.json { return try printJSON(message: t) }
+        TransferCommand.rows([t])
+      }
+    }
+  }
+
+  struct Abort: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "The Preschool Education Office ends a transfer that cannot go on, saying why.",
+      discussion: "The child is enrolled at the sending kindergarten again; if the receiver already holds it, the transfer completes instead.")
+    @OptionGroup var connection: ConnectionOptions
+    @Argument(help: "Transfer id.") var id: String
+    @Option(help: "Why the office ends it.") var reason: String
+    func run() async throws {
+      try await runReportingFailure {
+        let t = try await connection.withSession { client in
+          try await TransferCommand.client(client).abortTransfer(.with {
             $0.transferID = id
             $0.reason = reason
           })

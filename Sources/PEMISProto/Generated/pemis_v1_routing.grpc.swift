@@ -88,6 +88,19 @@ public enum Pemis_V1_Transfers: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "AbortTransfer" metadata.
+        public enum AbortTransfer: Sendable {
+            /// Request type for "AbortTransfer".
+            public typealias Input = Pemis_V1_AbortTransferRequest
+            /// Response type for "AbortTransfer".
+            public typealias Output = Pemis_V1_Transfer
+            /// Descriptor for "AbortTransfer".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.Transfers"),
+                method: "AbortTransfer",
+                type: .unary
+            )
+        }
         /// Namespace for "ListTransfers" metadata.
         public enum ListTransfers: Sendable {
             /// Request type for "ListTransfers".
@@ -108,6 +121,7 @@ public enum Pemis_V1_Transfers: Sendable {
             TransferIn.descriptor,
             CancelTransfer.descriptor,
             DeclineTransfer.descriptor,
+            AbortTransfer.descriptor,
             ListTransfers.descriptor
         ]
     }
@@ -227,6 +241,25 @@ extension Pemis_V1_Transfers {
         /// - Returns: A streaming response of `Pemis_V1_Transfer` messages.
         func declineTransfer(
             request: GRPCCore.StreamingServerRequest<Pemis_V1_TransferActionRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Transfer>
+
+        /// Handle the "AbortTransfer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+        /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_AbortTransferRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_Transfer` messages.
+        func abortTransfer(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_AbortTransferRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Transfer>
 
@@ -352,6 +385,25 @@ extension Pemis_V1_Transfers {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Transfer>
 
+        /// Handle the "AbortTransfer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+        /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AbortTransferRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_Transfer` message.
+        func abortTransfer(
+            request: GRPCCore.ServerRequest<Pemis_V1_AbortTransferRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Transfer>
+
         /// Handle the "ListTransfers" method.
         ///
         /// > Source IDL Documentation:
@@ -472,6 +524,25 @@ extension Pemis_V1_Transfers {
             context: GRPCCore.ServerContext
         ) async throws -> Pemis_V1_Transfer
 
+        /// Handle the "AbortTransfer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+        /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_AbortTransferRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_Transfer` to respond with.
+        func abortTransfer(
+            request: Pemis_V1_AbortTransferRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_Transfer
+
         /// Handle the "ListTransfers" method.
         ///
         /// > Source IDL Documentation:
@@ -552,6 +623,17 @@ extension Pemis_V1_Transfers.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Pemis_V1_Transfers.Method.AbortTransfer.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_AbortTransferRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_Transfer>(),
+            handler: { request, context in
+                try await self.abortTransfer(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Pemis_V1_Transfers.Method.ListTransfers.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListTransfersRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListTransfersResponse>(),
@@ -617,6 +699,17 @@ extension Pemis_V1_Transfers.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Transfer> {
         let response = try await self.declineTransfer(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func abortTransfer(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_AbortTransferRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_Transfer> {
+        let response = try await self.abortTransfer(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -696,6 +789,19 @@ extension Pemis_V1_Transfers.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Transfer> {
         return GRPCCore.ServerResponse<Pemis_V1_Transfer>(
             message: try await self.declineTransfer(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func abortTransfer(
+        request: GRPCCore.ServerRequest<Pemis_V1_AbortTransferRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_Transfer> {
+        return GRPCCore.ServerResponse<Pemis_V1_Transfer>(
+            message: try await self.abortTransfer(
                 request: request.message,
                 context: context
             ),
@@ -841,6 +947,30 @@ extension Pemis_V1_Transfers {
         func declineTransfer<Result>(
             request: GRPCCore.ClientRequest<Pemis_V1_TransferActionRequest>,
             serializer: some GRPCCore.MessageSerializer<Pemis_V1_TransferActionRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Transfer>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Transfer>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "AbortTransfer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+        /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AbortTransferRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_AbortTransferRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Transfer` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func abortTransfer<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_AbortTransferRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_AbortTransferRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Transfer>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Transfer>) async throws -> Result
@@ -1061,6 +1191,41 @@ extension Pemis_V1_Transfers {
             )
         }
 
+        /// Call the "AbortTransfer" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+        /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_AbortTransferRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_AbortTransferRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_Transfer` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func abortTransfer<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_AbortTransferRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_AbortTransferRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_Transfer>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Transfer>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_Transfers.Method.AbortTransfer.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ListTransfers" method.
         ///
         /// > Source IDL Documentation:
@@ -1240,6 +1405,36 @@ extension Pemis_V1_Transfers.ClientProtocol {
         try await self.declineTransfer(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_TransferActionRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Transfer>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AbortTransfer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+    /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_AbortTransferRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func abortTransfer<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_AbortTransferRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Transfer>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.abortTransfer(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_AbortTransferRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_Transfer>(),
             options: options,
             onResponse: handleResponse
@@ -1439,6 +1634,40 @@ extension Pemis_V1_Transfers.ClientProtocol {
             metadata: metadata
         )
         return try await self.declineTransfer(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "AbortTransfer" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > The Preschool Education Office ends a transfer that cannot go on, with the reason: the child
+    /// > is enrolled at the sender again (or, if the receiver already holds it, the transfer completes).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func abortTransfer<Result>(
+        _ message: Pemis_V1_AbortTransferRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_Transfer>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_AbortTransferRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.abortTransfer(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -56,12 +56,12 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
   func getTransferArchive(request: Pemis_V1_GetTransferArchiveRequest, context: ServerContext) async throws -> Pemis_V1_TransferArchive {
     try await handling {
       let (code, _) = try code(request.kindergartenCode)
-      var documentKey: String?
+      var documentKey: DocumentKey?
       if !request.idDocumentNumber.isEmpty {
         guard let type = IDDocumentType(rawValue: request.idDocumentType.isEmpty ? "resident_id" : request.idDocumentType) else {
           throw RPCError(code: .invalidArgument, message: "id_document_type: must be one of \(IDDocumentType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        documentKey = "\(type.rawValue)|\(request.idDocumentNumber.uppercased())"
+        documentKey = DocumentKey(type: type, number: request.idDocumentNumber)
       }
       guard !request.recordNumber.isEmpty || documentKey != nil else {
         throw RPCError(code: .invalidArgument, message: "record_number: give the record number or the ID document")
@@ -115,6 +115,22 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       }
       let transfer = try await router.decline(request.transferID, at: code, reason: reason, by: caller.username)
       AuditTargets.add("transfer:\(transfer.id)")
+      return Self.proto(transfer)
+    }
+  }
+
+  func abortTransfer(request: Pemis_V1_AbortTransferRequest, context: ServerContext) async throws -> Pemis_V1_Transfer {
+    try await handling {
+      let caller = try Caller.required()
+      let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+      guard !reason.isEmpty, reason.count <= 200 else {
+        throw RPCError(code: .invalidArgument, message: "reason: an abort says why, at most 200 characters")
+      }
+      guard Router.validTransferID(request.transferID) else {
+        throw RPCError(code: .invalidArgument, message: "transfer_id: \"T\" and 6-40 letters, digits or '-'")
+      }
+      let transfer = try await router.abort(request.transferID, reason: reason, by: caller.username)
+      AuditTargets.add("transfer:\(transfer.id) \(transfer.state.rawValue)")
       return Self.proto(transfer)
     }
   }

@@ -68,13 +68,18 @@ extension ChildRecordsService {
         }
       }
       if !errors.isEmpty { throw FieldViolationsError(errors) }
-      let row = try await shard.updateChild(
-        current.recordNumber, fields: fields, from: source, validate: Self.validator(today: tenancy.today), by: caller.username,
-        at: tenancy.now())
-      // Art. 17(2): other changes entered within 3 working days; the entry is the report.
-      try await tenancy.recordReported(
-        .otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):\(fields.map(\.rawValue).joined(separator: "+"))@\(tenancy.now())",
-        eventOn: changedOn, by: caller.username)
+      // Art. 17(2): other changes entered within 3 working days; the entry is the report, made
+      // with the shard's write through the routing layer.
+      let router = tenancy.router
+      let subject = "child:\(current.recordNumber):\(fields.map(\.rawValue).joined(separator: "+"))@\(tenancy.now())"
+      let validate = Self.validator(today: tenancy.today)
+      let (recordNumber, username, now, changed) = (current.recordNumber, caller.username, tenancy.now, source)
+      let row = try await router.reportedChange(
+        "update", in: shard, obligations: [router.reportedObligation(.otherChange, in: shard, subject: subject, on: changedOn)],
+        by: caller.username
+      ) {
+        try await shard.updateChild(recordNumber, fields: fields, from: changed, validate: validate, by: username, at: now())
+      }
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -170,16 +175,10 @@ extension ChildRecordsService {
         throw RPCError(code: .invalidArgument, message: "note: a rejection says why")
       }
       guard note.count <= 300 else { throw RPCError(code: .invalidArgument, message: "note: at most 300 characters") }
-      let decided = try await shard.decideKeyChange(
-        request.id, approve: request.approve, note: note, validate: Self.validator(today: tenancy.today), by: caller.username,
-        at: tenancy.now())
-      if request.approve {
-        // A new ID document or name moves the child's entry in the district index.
-        try await tenancy.router.sync(shard.code.rawValue, [decided.after])
-        try await tenancy.recordReported(
-          .otherChange, kindergarten: shard.code, subject: "child:\(decided.after.recordNumber):key-change#\(request.id)",
-          eventOn: tenancy.today, by: caller.username)
-      }
+      // Through the routing layer: an approval moves the child's identity in the district index
+      // (refused when another child has it) and is its own Art. 17(2) report.
+      let decided = try await tenancy.router.decideKeyChange(
+        request.id, in: shard, approve: request.approve, note: note, validate: Self.validator(today: tenancy.today), by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(decided.after.recordNumber))")
       AuditTargets.add("key-change:\(request.id) \(decided.request.state.rawValue)")
       return Self.proto(decided.request)
@@ -257,10 +256,14 @@ extension ChildRecordsService {
       let note = request.note.trimmingCharacters(in: .whitespacesAndNewlines)
       guard note.count <= 300 else { throw RPCError(code: .invalidArgument, message: "note: at most 300 characters") }
       try await tenancy.openMonthlyAudits()
-      _ = try await shard.signOff(month: month, note: note, by: caller.username, at: tenancy.now())
-      try await tenancy.registry.completeObligations(
-        kindergarten: shard.code.rawValue, kinds: [.monthlyAudit], subject: { $0 == Registry.monthlyAuditSubject(month) },
-        by: caller.username, at: tenancy.now(), on: tenancy.today)
+      // The sign-off and the discharge of the month's obligation, through the routing layer.
+      let (username, now) = (caller.username, tenancy.now)
+      _ = try await tenancy.router.reportedChange(
+        "sign-off", in: shard, completions: [ObligationCompletion(kind: .monthlyAudit, subject: Registry.monthlyAuditSubject(month))],
+        by: caller.username
+      ) {
+        try await shard.signOff(month: month, note: note, by: username, at: now())
+      }
       AuditTargets.add("month:\(shard.code)/\(month)")
       return try await monthlyAudit(shard, month, page: try Page(.with { $0.pageSize = 1 }))
     }

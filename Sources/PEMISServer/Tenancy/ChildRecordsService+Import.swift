@@ -80,27 +80,13 @@ extension ChildRecordsService {
       let unchanged = valid.count - new.count
       if !first.dryRun && !new.isEmpty {
         let numbered = try await recordNumbers(for: new)
-        // The district index first: a child active in another kindergarten fails its row.
-        let (reservation, duplicates) = try await tenancy.router.reserveImport(numbered, in: shard.code.rawValue)
+        // Through the routing layer: the district index first (a child whose identity is taken
+        // fails its row), then the shard, then the index and the Art. 15(3) reports together.
+        let duplicates = try await tenancy.router.importChildren(numbered, in: shard, by: caller.username)
         if !duplicates.isEmpty {
           try await reportFailures(duplicates, rows: rows.count, response: response)
         }
-        do {
-          try await shard.applyImport(numbered, by: caller.username, at: tenancy.now())
-        } catch {
-          try? await tenancy.router.release(reservation: reservation)
-          throw error
-        }
-        try await tenancy.router.confirm(reservation: reservation)
         try await response.write(Self.progress("applied", numbered.count, numbered.count))
-        // Art. 15(3): collected, entered and imported within 30 working days of entry.
-        let now = tenancy.now()
-        try await tenancy.registry.recordReported(
-          numbered.map {
-            ObligationRecord(
-              kindergartenCode: shard.code.rawValue, kind: .enrollment, subject: "child:\($0.recordNumber)", triggeredOn: $0.row.child.entryDate,
-              dueOn: try? ObligationKind.enrollment.due(after: $0.row.child.entryDate, in: tenancy.calendar), createdAt: now)
-          }, by: caller.username, at: now, on: today)
       }
       AuditTargets.add("import:\(shard.code) rows=\(rows.count) created=\(first.dryRun ? 0 : new.count)")
       try await response.write(

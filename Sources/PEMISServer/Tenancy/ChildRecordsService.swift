@@ -87,12 +87,10 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         }
         recordNumber = j
       }
-      // Through the routing layer: refused if the child is active in another kindergarten.
+      // Through the routing layer: refused if the child's identity is taken; the enrollment is
+      // its own Art. 15(3) report (entered within 30 working days of entry), in the same step.
       let row = try await tenancy.router.enroll(
         child, recordNumber: recordNumber, in: shard, classId: classId, midTerm: request.midTerm, by: caller.username)
-      // Art. 15(3): entered within 30 working days of entry; entering it is the discharge.
-      try await tenancy.recordReported(
-        .enrollment, kindergarten: shard.code, subject: "child:\(recordNumber)", eventOn: child.entryDate, by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -137,16 +135,26 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   ) async throws -> Pemis_V1_ClassStepResponse {
     let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
     let date = try tenancy.pastDate(request.effectiveOn, field: "effective_on")
-    let result =
-      graduate
-      ? try await shard.graduateClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
-      : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
-    if !request.preview {
-      if graduate { try await tenancy.router.sync(shard.code.rawValue, result.children) }
-      let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
-      try await tenancy.recordReported(.promotion, kindergarten: shard.code, subject: "class:\(request.classID) \(what)", eventOn: date, by: caller.username)
-      AuditTargets.add("class:\(shard.code)/\(request.classID)")
+    let router = tenancy.router
+    let result: TenantShard.ClassStep
+    if graduate {
+      // Through the routing layer: the children's index rows and the report go with it.
+      result = try await router.graduateClass(request.classID, in: shard, on: date, apply: !request.preview, by: caller.username)
+    } else if request.preview {
+      result = try await shard.promoteClass(request.classID, apply: false, by: caller.username, at: tenancy.now())
+    } else {
+      let preview = try await shard.promoteClass(request.classID, apply: false, by: caller.username, at: tenancy.now())
+      let subject = "class:\(request.classID) promotion to \(preview.classRecord.data.grade.rawValue)"
+      let classID = request.classID
+      let username = caller.username
+      let now = tenancy.now
+      result = try await router.reportedChange(
+        "promote", in: shard, obligations: [router.reportedObligation(.promotion, in: shard, subject: subject, on: date)], by: caller.username
+      ) {
+        try await shard.promoteClass(classID, apply: true, by: username, at: now())
+      }
     }
+    if !request.preview { AuditTargets.add("class:\(shard.code)/\(request.classID)") }
     return .with {
       $0.classID = result.classRecord.id
       $0.grade = result.classRecord.data.grade.rawValue
@@ -172,9 +180,11 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         throw RPCError(code: .invalidArgument, message: "reason: required, at most 200 characters")
       }
       let date = try tenancy.pastDate(request.leftOn, field: "left_on")
-      let row = try await shard.endAttendance(try await tenancy.recordNumber(request.recordNumber, in: shard), event: .leave, on: date, reason: "\(date) \(reason)", by: caller.username, at: tenancy.now())
-      try await tenancy.router.sync(shard.code.rawValue, [row])
-      try await tenancy.recordReported(.otherChange, kindergarten: shard.code, subject: "child:\(row.recordNumber):left", eventOn: date, by: caller.username)
+      // Through the routing layer: a pending transfer is cancelled first; the index and the
+      // Art. 17(2) report go with the shard's write.
+      let row = try await tenancy.router.endAttendance(
+        try await tenancy.recordNumber(request.recordNumber, in: shard), in: shard, ending: .leave, on: date, reason: "\(date) \(reason)",
+        by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
@@ -193,11 +203,9 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
         throw RPCError(code: .invalidArgument, message: "evidence: the certificate or report is required (Art. 17(3)), at most 200 characters")
       }
       let date = try tenancy.pastDate(request.occurredOn, field: "occurred_on")
-      let row = try await shard.endAttendance(
-        try await tenancy.recordNumber(request.recordNumber, in: shard), event: .accidentalDeparture, on: date, reason: "\(request.kind) on \(date); \(evidence)",
-        by: caller.username, at: tenancy.now())
-      try await tenancy.router.sync(shard.code.rawValue, [row])
-      try await tenancy.recordReported(.accidentalDeparture, kindergarten: shard.code, subject: "child:\(row.recordNumber)", eventOn: date, by: caller.username)
+      let row = try await tenancy.router.endAttendance(
+        try await tenancy.recordNumber(request.recordNumber, in: shard), in: shard, ending: .accidentalDeparture(death: request.kind == "death"),
+        on: date, reason: "\(request.kind) on \(date); \(evidence)", by: caller.username)
       AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }

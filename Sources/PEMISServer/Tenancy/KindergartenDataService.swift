@@ -2,6 +2,7 @@ internal import Foundation
 internal import GRPCCore
 internal import PEMISDomain
 internal import PEMISProto
+internal import PEMISRouting
 internal import PEMISStore
 internal import SwiftProtobuf
 
@@ -298,12 +299,16 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
         },
         changedOn: CalendarDate(request.changedOn))
       try Self.check(group.violations(today: today))
-      try await shard.setLeadership(group, by: caller.username, at: tenancy.now())
-      let report = try await tenancy.recordReported(
-        .leadershipChange, kindergarten: shard.code, subject: "leadership:\(group.changedOn)", eventOn: group.changedOn,
-        by: caller.username)
+      // The change and its Art. 19 report, through the routing layer.
+      let router = tenancy.router
+      var report = router.reportedObligation(.leadershipChange, in: shard, subject: "leadership:\(group.changedOn)", on: group.changedOn)
+      let (username, now) = (caller.username, tenancy.now)
+      try await router.reportedChange("leadership", in: shard, obligations: [report], by: caller.username) {
+        try await shard.setLeadership(group, by: username, at: now())
+      }
       AuditTargets.add("leadership:\(shard.code)")
-      let status = report.map { $0.status(today: today) == .done(onTime: true) ? "done" : "done_late" } ?? ""
+      report.doneOn = today.description
+      let status = report.status(today: today) == .done(onTime: true) ? "done" : "done_late"
       return Self.proto(try await shard.leadership()!, code: shard.code, reportStatus: status)
     }
   }

@@ -4,6 +4,7 @@ internal import GRPCCore
 internal import Logging
 internal import PEMISDomain
 internal import PEMISProto
+internal import PEMISRouting
 internal import PEMISStore
 internal import SwiftProtobuf
 
@@ -166,29 +167,6 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
         displayName: request.administratorName.trimmingCharacters(in: .whitespacesAndNewlines),
         passwordHash: try await tenancy.hasher.hashOffPool(administratorPassword), createdAt: now)
 
-      // The shard first: if the registry step then fails, the half-made shard is removed and
-      // nothing refers to it; a kindergarten is active only once both exist.
-      let existed = tenancy.shards.exists(code)
-      try await tenancy.shards.create(code, createdAt: now)
-      let record: ApplicationRecord
-      do {
-        record = try await tenancy.registry.takeStep(
-          .issueAccounts, application: current.id, actor: caller.username, actorRole: caller.role, at: now,
-          note: "\(principal.username), \(administrator.username)"
-        ) { record, db in
-          for account in [principal, administrator] where try AccountRecord.exists(db, key: account.username) {
-            throw StoreError(.alreadyExists, "username: '\(account.username)' is already taken")
-          }
-          try principal.insert(db)
-          try administrator.insert(db)
-          try KindergartenRecord(
-            code: code.rawValue, name: record.name, ownership: record.ownership, applicationId: record.id, activatedAt: now
-          ).insert(db)
-        }
-      } catch {
-        if !existed { tenancy.shards.discard(code) }
-        throw error
-      }
       AuditTargets.add("account:\(principal.username)")
       AuditTargets.add("account:\(administrator.username)")
       // Art. 13: with its accounts, the kindergarten owes its four areas within 30 working days.
@@ -200,12 +178,14 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
         tenancy.logger.warning(
           "initial-data deadlines for \(code) wait for a calendar file: add Config/calendar/\(activatedOn.year + 1).json")
       }
-      try await tenancy.registry.openObligations(
-        DataArea.allCases.map {
+      // Through the routing layer: the shard, then the accounts, the activation and its
+      // obligations in one registry transaction.
+      let record = try await tenancy.router.issueAccounts(
+        application: current.id, code: code, accounts: [principal, administrator],
+        obligations: DataArea.allCases.map {
           ObligationRecord(
-            kindergartenCode: code.rawValue, kind: .initialData, subject: $0.rawValue, triggeredOn: activatedOn,
-            dueOn: due, createdAt: now)
-        })
+            kindergartenCode: code.rawValue, kind: .initialData, subject: $0.rawValue, triggeredOn: activatedOn, dueOn: due, createdAt: now)
+        }, actor: caller.username, actorRole: caller.role)
       let application = try await application(record)
       return .with {
         $0.application = application

@@ -194,6 +194,10 @@ enum Policy {
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
     path(Pemis_V1_Transfers.Method.DeclineTransfer.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    // A transfer that cannot go on is ended by the Preschool Education Office (Art. 16 is its
+    // oversight), never by one side alone.
+    path(Pemis_V1_Transfers.Method.AbortTransfer.descriptor): .init(
+      access: .roles([.preschoolOffice: .district, .districtAdmin: .district]), audit: .always),
     path(Pemis_V1_Transfers.Method.ListTransfers.descriptor): .init(
       access: .roles(districtRead.merging([.principal: .ownKindergarten, .administrator: .ownKindergarten]) { a, _ in a }),
       audit: .always),

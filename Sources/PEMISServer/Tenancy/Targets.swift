@@ -157,6 +157,8 @@ extension Pemis_V1_TransferOutRequest: TargetedRequest { var target: RequestTarg
 extension Pemis_V1_GetTransferArchiveRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_TransferInRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_TransferActionRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+/// District-wide: the roles table alone decides.
+extension Pemis_V1_AbortTransferRequest: TargetedRequest { var target: RequestTarget { .none } }
 extension Pemis_V1_ListTransfersRequest: TargetedRequest { var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) } }
 /// District-wide: the roles table alone decides.
 extension Pemis_V1_SweepDuplicatesRequest: TargetedRequest { var target: RequestTarget { .none } }

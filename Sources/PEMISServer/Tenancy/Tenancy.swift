@@ -27,7 +27,7 @@ public final class Tenancy: Sendable {
 
   public init(
     dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
-    now: @escaping @Sendable () -> Int64 = Tenancy.systemClock
+    now: @escaping @Sendable () -> Int64 = Tenancy.systemClock, stuckTransferSeconds: Int64 = 600
   ) throws {
     registry = try Registry(directory: dataDirectory, configuration: store)
     shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
@@ -36,7 +36,7 @@ public final class Tenancy: Sendable {
     decoyHash = try hasher.hash(Secrets.oneTimePassword())
     self.now = now
     self.logger = logger
-    router = Router(registry: registry, shards: shards, calendar: calendar, logger: logger, now: now)
+    router = Router(registry: registry, shards: shards, calendar: calendar, logger: logger, now: now, stuckTransferSeconds: stuckTransferSeconds)
   }
 
   /// Seconds since 1970 by the system clock.
@@ -77,21 +77,6 @@ public final class Tenancy: Sendable {
     case 0: throw RPCError(code: .notFound, message: "record_number: no child \(number) here")
     default: throw RPCError(code: .invalidArgument, message: "record_number: \(number) matches more than one child; give the full number")
     }
-  }
-
-  /// An event whose entry is its own report (enrollment, promotion, leadership change, …):
-  /// opens the obligation it starts and discharges it at once, on time or late. When the
-  /// calendar lacks the due date's year, the obligation is kept without a due date, as
-  /// everywhere else. Returns the discharged obligation.
-  @discardableResult
-  func recordReported(
-    _ kind: ObligationKind, kindergarten code: InstitutionCode, subject: String, eventOn date: CalendarDate, by: String
-  ) async throws -> ObligationRecord? {
-    // Opened and discharged in one registry transaction.
-    try await registry.recordReported(
-      [ObligationRecord(kindergartenCode: code.rawValue, kind: kind, subject: subject, triggeredOn: date, dueOn: try? kind.due(after: date, in: calendar), createdAt: now())],
-      by: by, at: now(), on: today
-    ).first
   }
 
   /// Opens the monthly audit of every month that has ended (Art. 11): at start, and before
@@ -145,6 +130,7 @@ func rpcError(_ error: any Error) -> any Error {
     case .invalidArgument: code = .invalidArgument
     case .permissionDenied: code = .permissionDenied
     case .unavailable: code = .unavailable
+    case .aborted: code = .aborted
     }
     return RPCError(code: code, message: error.message)
   case let error as CalendarError:
