@@ -117,7 +117,8 @@ let targets: [Target] = [
     dependencies: [
       "PEMISWire", "PEMISProto", "PEMISDomain", "PEMISStore", "PEMISRouting",
       .product(name: "NIOPosix", package: "swift-nio"),
-      .product(name: "GRDB", package: "GRDB.swift"),
+      // No GRDB: services read through the store's intention-named methods and write more than
+      // one file only through the routing layer (docs/ROUTING.md).
       .product(name: "Crypto", package: "swift-crypto"),
       .product(name: "CryptoExtras", package: "swift-crypto"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),

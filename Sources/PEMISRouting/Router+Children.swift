@@ -110,7 +110,34 @@ extension Router {
 
   // MARK: New children
 
-  /// Enrolls one child (Art. 15(3): its entry is its own report).
+  /// "G" numbers from the ID; "J" numbers for the others, their sequences taken from the
+  /// registry in one transaction (a number a failed enrollment took is skipped, never reused).
+  func recordNumbers(for children: [ChildRecord]) async throws -> [String] {
+    var counts: [String: Int] = [:]
+    for child in children where child.identityRecordNumber == nil {
+      counts[child.householdRegister + child.birthDate.description, default: 0] += 1
+    }
+    var next = counts.isEmpty ? [:] : try await registry.nextRecordSequences(counts)
+    return try children.map { child in
+      if let number = child.identityRecordNumber { return number }
+      let prefix = child.householdRegister + child.birthDate.description
+      let sequence = next[prefix, default: 0]
+      next[prefix] = sequence + 1
+      guard let number = RecordNumbers.jNumber(division: child.householdRegister, birthDate: child.birthDate, gender: child.gender, sequence: sequence)
+      else {
+        throw StoreError(.resourceExhausted, "record_number: no J record number left for \(prefix)")
+      }
+      return number
+    }
+  }
+
+  /// Enrolls one child (Art. 15(3): its entry is its own report), numbering it first.
+  public func enroll(_ child: ChildRecord, in shard: TenantShard, classId: String?, midTerm: Bool, by: String) async throws -> ChildRow {
+    let recordNumber = try await recordNumbers(for: [child])[0]
+    return try await enroll(child, recordNumber: recordNumber, in: shard, classId: classId, midTerm: midTerm, by: by)
+  }
+
+  /// Enrolls one child under a record number already given.
   public func enroll(
     _ child: ChildRecord, recordNumber: String, in shard: TenantShard, classId: String?, midTerm: Bool, by: String
   ) async throws -> ChildRow {
@@ -125,8 +152,14 @@ extension Router {
     }
   }
 
-  /// Imports new children, all or none. Rows whose identity is taken come back as row failures
-  /// (nothing is written then); otherwise the children are enrolled.
+  /// Imports new children, all or none, numbering them first.
+  public func importChildren(_ rows: [TenantShard.ImportRow], in shard: TenantShard, by: String) async throws -> [(row: Int, error: DomainError)] {
+    let numbers = try await recordNumbers(for: rows.map(\.child))
+    return try await importChildren(Array(zip(rows, numbers)).map { (row: $0.0, recordNumber: $0.1) }, in: shard, by: by)
+  }
+
+  /// Imports new children under record numbers already given, all or none. Rows whose identity
+  /// is taken come back as row failures (nothing is written then); otherwise they are enrolled.
   public func importChildren(
     _ rows: [(row: TenantShard.ImportRow, recordNumber: String)], in shard: TenantShard, by: String
   ) async throws -> [(row: Int, error: DomainError)] {

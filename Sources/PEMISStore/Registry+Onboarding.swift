@@ -33,7 +33,27 @@ extension Registry {
   /// state (so two clerks racing cannot both succeed), applies `change`, records the event.
   public func takeStep(
     _ step: OnboardingStep, application id: String, actor: String, actorRole: Role, at: Int64, note: String = "",
-    _ change: @Sendable (inout ApplicationRecord, Database) throws -> Void = { _, _ in }
+    _ change: @escaping @Sendable (inout ApplicationRecord) throws -> Void = { _ in }
+  ) async throws -> ApplicationRecord {
+    try await takeStep(step, application: id, actor: actor, actorRole: actorRole, at: at, note: note) { record, _ in try change(&record) }
+  }
+
+  /// Admits an application with its institution code (Appendix 1): the code is given to one
+  /// kindergarten only, checked in the step's own transaction.
+  public func admit(application id: String, code: String, actor: String, actorRole: Role, at: Int64) async throws -> ApplicationRecord {
+    try await takeStep(.admit, application: id, actor: actor, actorRole: actorRole, at: at, note: code) { record, db in
+      if let other = try String.fetchOne(
+        db, sql: "SELECT id FROM application WHERE institutionCode = ? AND id <> ?", arguments: [code, record.id])
+      {
+        throw StoreError(.alreadyExists, "institution_code: \(code) is already assigned to application \(other)")
+      }
+      record.institutionCode = code
+    }
+  }
+
+  func takeStep(
+    _ step: OnboardingStep, application id: String, actor: String, actorRole: Role, at: Int64, note: String = "",
+    _ change: @Sendable (inout ApplicationRecord, Database) throws -> Void
   ) async throws -> ApplicationRecord {
     try await writer.write { db in
       guard var record = try ApplicationRecord.fetchOne(db, key: id) else {

@@ -25,6 +25,8 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     case notFound, alreadyExists, failedPrecondition, invalidArgument, permissionDenied, unavailable
     /// A concurrent change got there first, or recovery ended this one: worth trying again.
     case aborted
+    /// Something ran out: numbers of a sequence, disk space.
+    case resourceExhausted
   }
   public var kind: Kind
   public var message: String

@@ -79,14 +79,13 @@ extension ChildRecordsService {
       let new = zip(valid, plan.outcomes).filter { $0.1 == .new }.map(\.0)
       let unchanged = valid.count - new.count
       if !first.dryRun && !new.isEmpty {
-        let numbered = try await recordNumbers(for: new)
         // Through the routing layer: the district index first (a child whose identity is taken
         // fails its row), then the shard, then the index and the Art. 15(3) reports together.
-        let duplicates = try await tenancy.router.importChildren(numbered, in: shard, by: caller.username)
+        let duplicates = try await tenancy.router.importChildren(new, in: shard, by: caller.username)
         if !duplicates.isEmpty {
           try await reportFailures(duplicates, rows: rows.count, response: response)
         }
-        try await response.write(Self.progress("applied", numbered.count, numbered.count))
+        try await response.write(Self.progress("applied", new.count, new.count))
       }
       AuditTargets.add("import:\(shard.code) rows=\(rows.count) created=\(first.dryRun ? 0 : new.count)")
       try await response.write(
@@ -116,28 +115,5 @@ extension ChildRecordsService {
     let failingRows = Set(failures.map(\.row)).count
     throw RPCError(
       code: .invalidArgument, message: "file: \(failingRows) of \(rows) rows fail (\(failures.count) problems); nothing was imported")
-  }
-
-  /// "G" numbers from the ID; "J" numbers for the others, their sequences taken from the
-  /// registry in one transaction.
-  private func recordNumbers(for rows: [TenantShard.ImportRow]) async throws -> [(row: TenantShard.ImportRow, recordNumber: String)] {
-    var counts: [String: Int] = [:]
-    for row in rows where row.child.identityRecordNumber == nil {
-      counts[row.child.householdRegister + row.child.birthDate.description, default: 0] += 1
-    }
-    var next = counts.isEmpty ? [:] : try await tenancy.registry.nextRecordSequences(counts)
-    return try rows.map { row in
-      if let number = row.child.identityRecordNumber { return (row, number) }
-      let prefix = row.child.householdRegister + row.child.birthDate.description
-      let sequence = next[prefix, default: 0]
-      next[prefix] = sequence + 1
-      guard
-        let number = RecordNumbers.jNumber(
-          division: row.child.householdRegister, birthDate: row.child.birthDate, gender: row.child.gender, sequence: sequence)
-      else {
-        throw RPCError(code: .resourceExhausted, message: "row \(row.number): no J record number left for \(prefix)")
-      }
-      return (row, number)
-    }
   }
 }

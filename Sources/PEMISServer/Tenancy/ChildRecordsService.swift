@@ -75,23 +75,10 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       if caller.role == .classLeader, classId.map({ !caller.classes.contains($0) }) ?? true {
         throw RPCError(code: .permissionDenied, message: "class_id: a class leader enrolls children into their own classes (\(caller.classes.joined(separator: ", ")))")
       }
-      let recordNumber: String
-      if let number = child.identityRecordNumber {
-        recordNumber = number
-      } else {
-        let prefix = child.householdRegister + child.birthDate.description
-        let sequence = try await tenancy.registry.nextRecordSequence(prefix: prefix)
-        guard let j = RecordNumbers.jNumber(division: child.householdRegister, birthDate: child.birthDate, gender: child.gender, sequence: sequence)
-        else {
-          throw RPCError(code: .resourceExhausted, message: "record_number: no J number left for \(prefix)")
-        }
-        recordNumber = j
-      }
       // Through the routing layer: refused if the child's identity is taken; the enrollment is
       // its own Art. 15(3) report (entered within 30 working days of entry), in the same step.
-      let row = try await tenancy.router.enroll(
-        child, recordNumber: recordNumber, in: shard, classId: classId, midTerm: request.midTerm, by: caller.username)
-      AuditTargets.add("child:\(IDDocuments.mask(recordNumber))")
+      let row = try await tenancy.router.enroll(child, in: shard, classId: classId, midTerm: request.midTerm, by: caller.username)
+      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
       return Self.proto(row, fullID: false)
     }
   }

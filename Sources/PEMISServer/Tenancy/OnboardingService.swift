@@ -1,5 +1,4 @@
 internal import Foundation
-internal import GRDB
 internal import GRPCCore
 internal import Logging
 internal import PEMISDomain
@@ -42,7 +41,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
 
   private func step(
     _ step: OnboardingStep, _ id: String, note: String = "",
-    _ change: @escaping @Sendable (inout ApplicationRecord, Database) throws -> Void = { _, _ in }
+    _ change: @escaping @Sendable (inout ApplicationRecord) throws -> Void = { _ in }
   ) async throws -> Pemis_V1_Application {
     let caller = try Caller.required()
     let record = try await tenancy.registry.takeStep(
@@ -74,7 +73,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       guard !reason.isEmpty, reason.count <= 500 else {
         throw RPCError(code: .invalidArgument, message: "reason: required when returning an application, at most 500 characters")
       }
-      return try await step(.return, request.applicationID, note: reason) { record, _ in record.returnReason = reason }
+      return try await step(.return, request.applicationID, note: reason) { record in record.returnReason = reason }
     }
   }
 
@@ -83,7 +82,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
   ) async throws -> Pemis_V1_Application {
     try await handling {
       let form = try ApplicationForm(request.form)
-      return try await step(.resubmit, request.applicationID) { record, _ in
+      return try await step(.resubmit, request.applicationID) { record in
         guard form.ownership == record.ownership else {
           throw DomainError(
             field: "form.ownership", rule: "immutable",
@@ -101,14 +100,10 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
   ) async throws -> Pemis_V1_Application {
     try await handling {
       let code = try InstitutionCode(validating: request.institutionCode)
-      return try await step(.admit, request.applicationID, note: code.rawValue) { record, db in
-        if let other = try String.fetchOne(
-          db, sql: "SELECT id FROM application WHERE institutionCode = ? AND id <> ?", arguments: [code.rawValue, record.id])
-        {
-          throw StoreError(.alreadyExists, "institution_code: \(code) is already assigned to application \(other)")
-        }
-        record.institutionCode = code.rawValue
-      }
+      let caller = try Caller.required()
+      let record = try await tenancy.registry.admit(
+        application: request.applicationID, code: code.rawValue, actor: caller.username, actorRole: caller.role, at: tenancy.now())
+      return try await application(record)
     }
   }
 
@@ -124,7 +119,7 @@ struct OnboardingService: Pemis_V1_Onboarding.SimpleServiceProtocol {
       guard date.isValid else {
         throw RPCError(code: .invalidArgument, message: "commitment.signed_on: is not a valid date")
       }
-      return try await step(.recordCommitment, request.applicationID, note: "\(signatory) \(date)") { record, _ in
+      return try await step(.recordCommitment, request.applicationID, note: "\(signatory) \(date)") { record in
         record.commitmentSignatory = signatory
         record.commitmentDate = date.description
       }

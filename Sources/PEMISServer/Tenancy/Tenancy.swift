@@ -131,6 +131,7 @@ func rpcError(_ error: any Error) -> any Error {
     case .permissionDenied: code = .permissionDenied
     case .unavailable: code = .unavailable
     case .aborted: code = .aborted
+    case .resourceExhausted: code = .resourceExhausted
     }
     return RPCError(code: code, message: error.message)
   case let error as CalendarError:
