@@ -68,6 +68,8 @@ extension ChildRecordsService {
         }
       }
       if !errors.isEmpty { throw FieldViolationsError(errors) }
+      // Dated from the record's entry on (the earlier entry date when the change corrects it).
+      try TimeOrder.checkEvent(changedOn, field: "changed_on", entered: min(current.data.entryDate, source.entryDate), today: tenancy.today)
       let row = try await shard.updateChild(
         current.recordNumber, fields: fields, from: source, validate: Self.validator(today: tenancy.today), by: caller.username,
         at: tenancy.now())
@@ -178,7 +180,8 @@ extension ChildRecordsService {
         try await tenancy.router.sync(shard.code.rawValue, [decided.after])
         try await tenancy.recordReported(
           .otherChange, kindergarten: shard.code, subject: "child:\(decided.after.recordNumber):key-change#\(request.id)",
-          eventOn: tenancy.today, by: caller.username)
+          eventOn: TimeOrder.keyChangeClockStart(requestedOn: CalendarDate(beijingTimeOf: decided.request.requestedAt), decidedOn: tenancy.today),
+          by: caller.username)
       }
       AuditTargets.add("child:\(IDDocuments.mask(decided.after.recordNumber))")
       AuditTargets.add("key-change:\(request.id) \(decided.request.state.rawValue)")

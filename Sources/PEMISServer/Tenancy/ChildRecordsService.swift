@@ -140,7 +140,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
     let result =
       graduate
       ? try await shard.graduateClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
-      : try await shard.promoteClass(request.classID, apply: !request.preview, by: caller.username, at: tenancy.now())
+      : try await shard.promoteClass(request.classID, on: date, apply: !request.preview, by: caller.username, at: tenancy.now())
     if !request.preview {
       if graduate { try await tenancy.router.sync(shard.code.rawValue, result.children) }
       let what = graduate ? "graduation" : "promotion to \(result.classRecord.data.grade.rawValue)"
