@@ -299,7 +299,8 @@ extension Router {
     let changed = request.values.applied(to: child.data)
     after.documentKey = ChildIndexRecord.documentKey(changed)
     after.personKey = ChildIndexRecord.personKey(changed)
-    let requestedOn = CalendarDate(beijingTimeOf: request.requestedAt)
+    // Art. 17(2): the clock runs from the request, not the approval.
+    let requestedOn = TimeOrder.keyChangeClockStart(requestedOn: CalendarDate(beijingTimeOf: request.requestedAt), decidedOn: today)
     return try await indexedChange(
       "key-change", in: code, rows: [after],
       obligations: [reported(.otherChange, code, subject: "child:\(child.recordNumber):key-change#\(id)", on: requestedOn)], by: by,

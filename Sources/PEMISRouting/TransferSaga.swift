@@ -34,6 +34,7 @@ extension Router {
       id: id, recordNumber: recordNumber, fromCode: code, toCode: destination, appliedOn: appliedOn, requestedBy: by, at: now())
     // A retry with the same id finds its transfer (the child may be pending already).
     if child.transferId != id { _ = try ChildEvent.requestTransferOut.apply(to: child.state) }
+    try TimeOrder.checkEvent(appliedOn, field: ChildEvent.requestTransferOut.dateField, entered: child.data.entryDate, today: today)
     if let existing = try await registry.createTransfer(created) {
       guard existing.recordNumber == recordNumber && existing.fromCode == code && existing.toCode == destination else {
         throw StoreError(.alreadyExists, "transfer_id: \(id) is another transfer")

@@ -216,7 +216,8 @@ extension Registry {
     }
   }
 
-  /// Records a term's start and opens every active kindergarten's re-verification obligations,
+  /// Records a term's start and opens the re-verification obligations of every kindergarten
+  /// that had its accounts by the start (``TimeOrder/owesTermVerification(accountsIssuedOn:termStartsOn:)``),
   /// in one transaction. Returns how many kindergartens owe it.
   public func startTerm(
     name: String, startsOn: CalendarDate, dueOn: CalendarDate, by: String, at: Int64
@@ -226,7 +227,9 @@ extension Registry {
         throw StoreError(.alreadyExists, "term: '\(name)' already started on \(existing["startsOn"] as String)")
       }
       try db.execute(sql: "INSERT INTO term (name, startsOn, setBy, setAt) VALUES (?, ?, ?, ?)", arguments: [name, startsOn.description, by, at])
-      let codes = try String.fetchAll(db, sql: "SELECT code FROM kindergarten")
+      let codes = try Row.fetchAll(db, sql: "SELECT code, activatedAt FROM kindergarten").filter {
+        TimeOrder.owesTermVerification(accountsIssuedOn: CalendarDate(beijingTimeOf: $0["activatedAt"]), termStartsOn: startsOn)
+      }.map { $0["code"] as String }
       for code in codes {
         for area in DataArea.allCases {
           let obligation = ObligationRecord(

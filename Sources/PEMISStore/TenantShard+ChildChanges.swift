@@ -77,6 +77,9 @@ extension TenantShard {
     try await write { db in
       let row = try Self.requireChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
+      // The new template states the birth date as changed.
+      try TimeOrder.checkSigned(
+        templateSignedOn, field: "template_signed_on", birth: values.applied(to: row.data).birthDate, today: CalendarDate(beijingTimeOf: at))
       let differences = values.differences(from: row.data)
       if differences.isEmpty {
         throw StoreError(.invalidArgument, "request: the values asked for are the ones on record; nothing would change")
@@ -189,6 +192,7 @@ extension TenantShard {
   ) async throws -> (PaperArchiveRecord, ChildRow) {
     try await write { db in
       let row = try Self.requireChild(db, recordNumber)
+      try TimeOrder.checkSigned(parentSignedOn, field: "parent_signed_on", birth: row.data.birthDate, today: CalendarDate(beijingTimeOf: at))
       let old = try PaperArchiveRecord.fetchOne(db, key: recordNumber)
       let record = PaperArchiveRecord(
         recordNumber: recordNumber, parentSignedOn: parentSignedOn.description, checkedBy: checkedBy, checkedOn: checkedOn.description,

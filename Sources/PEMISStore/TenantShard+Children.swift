@@ -174,6 +174,9 @@ extension TenantShard {
     }
   }
 
+  /// The history field of a class that keeps each promotion's effective date.
+  static let promotedOnField = "promoted on"
+
   /// Children in a class, for the deletion rule.
   func childCount(classId: String, _ db: Database) throws -> Int {
     try ChildRow.filter(Column("classId") == classId).fetchCount(db)
@@ -188,8 +191,9 @@ extension TenantShard {
   }
 
   /// Promotes a class: grade up, school year on; its enrolled children stay in it. With
-  /// `apply: false` nothing is written.
-  public func promoteClass(_ classId: String, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
+  /// `apply: false` nothing is written. `date` is the promotion's effective date (today when
+  /// nil): kept in the class's history, so the next promotion can be held to once a school year.
+  public func promoteClass(_ classId: String, on date: CalendarDate? = nil, apply: Bool, by: String, at: Int64) async throws -> ClassStep {
     try await write { db in
       guard var record = try ClassRecord.fetchOne(db, key: classId) else {
         throw StoreError(.notFound, "class_id: no class \(classId)")
@@ -197,6 +201,11 @@ extension TenantShard {
       guard let next = record.data.grade.promoted else {
         throw StoreError(.failedPrecondition, "class_id: a \(record.data.grade.rawValue) class is not promoted; graduate it")
       }
+      let effective = date ?? CalendarDate(beijingTimeOf: at)
+      let lastPromoted = try String.fetchOne(
+        db, sql: "SELECT newValue FROM history WHERE record = ? AND field = ? ORDER BY id DESC LIMIT 1",
+        arguments: ["class:\(classId)", Self.promotedOnField])
+      try TimeOrder.checkPromotion(classId: classId, on: effective, lastPromotedOn: lastPromoted.flatMap(CalendarDate.init(iso:)))
       let years = record.data.schoolYear.split(separator: "-").compactMap { Int($0) }
       var data = record.data
       data.grade = next
@@ -205,6 +214,10 @@ extension TenantShard {
       for child in children { _ = try ChildEvent.promote.apply(to: child.state) }
       if apply {
         try Self.recordChanges(db, record: "class:\(classId)", old: record.data, new: data, by: by, at: at)
+        try HistoryRecord(
+          record: "class:\(classId)", field: Self.promotedOnField, oldValue: lastPromoted ?? "", newValue: effective.description, changedBy: by,
+          changedAt: at
+        ).insert(db)
         for child in children {
           try HistoryRecord(record: "child:\(child.recordNumber)", field: "promoted", oldValue: record.data.grade.rawValue, newValue: next.rawValue, changedBy: by, changedAt: at).insert(db)
         }
@@ -228,6 +241,9 @@ extension TenantShard {
       }
       var children = try ChildRow.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db)
       for i in children.indices {
+        try TimeOrder.checkEvent(
+          date, field: ChildEvent.graduate.dateField, entered: children[i].data.entryDate, today: CalendarDate(beijingTimeOf: at),
+          child: "child \(IDDocuments.mask(children[i].recordNumber))")
         children[i].state = try ChildEvent.graduate.apply(to: children[i].state)
         children[i].classId = nil
         children[i].leftOn = date.description
@@ -251,6 +267,7 @@ extension TenantShard {
       }
       let old = row.state
       row.state = try event.apply(to: row.state)
+      try TimeOrder.checkEvent(date, field: event.dateField, entered: row.data.entryDate, today: CalendarDate(beijingTimeOf: at))
       row.classId = nil
       row.leftOn = date.description
       try row.update(db)

@@ -203,6 +203,10 @@ struct ChildRecordsTests {
       let still = try await district.asUser(admin) { try await Pemis_V1_KindergartenData.Client(wrapping: $0).listClasses(.init()) }
       #expect(still.classes.first?.grade == "small")
       _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) }
+      // Once a school year: the next promotion comes a year later (the account kept in use).
+      district.clock.advance(175 * 86400)
+      _ = try await district.login(admin)
+      district.clock.advance(175 * 86400)
       _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) }
       let large = await failure { _ = try await children(district, admin) { try await $0.promoteClass(.with { $0.classID = small }) } }
       #expect(large?.code == .failedPrecondition)

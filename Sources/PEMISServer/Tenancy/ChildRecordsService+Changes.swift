@@ -68,6 +68,8 @@ extension ChildRecordsService {
         }
       }
       if !errors.isEmpty { throw FieldViolationsError(errors) }
+      // Dated from the record's entry on (the earlier entry date when the change corrects it).
+      try TimeOrder.checkEvent(changedOn, field: "changed_on", entered: min(current.data.entryDate, source.entryDate), today: tenancy.today)
       // Art. 17(2): other changes entered within 3 working days; the entry is the report, made
       // with the shard's write through the routing layer.
       let router = tenancy.router

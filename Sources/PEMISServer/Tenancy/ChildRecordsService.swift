@@ -128,9 +128,9 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       // Through the routing layer: the children's index rows and the report go with it.
       result = try await router.graduateClass(request.classID, in: shard, on: date, apply: !request.preview, by: caller.username)
     } else if request.preview {
-      result = try await shard.promoteClass(request.classID, apply: false, by: caller.username, at: tenancy.now())
+      result = try await shard.promoteClass(request.classID, on: date, apply: false, by: caller.username, at: tenancy.now())
     } else {
-      let preview = try await shard.promoteClass(request.classID, apply: false, by: caller.username, at: tenancy.now())
+      let preview = try await shard.promoteClass(request.classID, on: date, apply: false, by: caller.username, at: tenancy.now())
       let subject = "class:\(request.classID) promotion to \(preview.classRecord.data.grade.rawValue)"
       let classID = request.classID
       let username = caller.username
@@ -138,7 +138,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       result = try await router.reportedChange(
         "promote", in: shard, obligations: [router.reportedObligation(.promotion, in: shard, subject: subject, on: date)], by: caller.username
       ) {
-        try await shard.promoteClass(classID, apply: true, by: username, at: now())
+        try await shard.promoteClass(classID, on: date, apply: true, by: username, at: now())
       }
     }
     if !request.preview { AuditTargets.add("class:\(shard.code)/\(request.classID)") }
