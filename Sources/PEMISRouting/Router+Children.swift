@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Logging
 public import PEMISDomain
 public import PEMISStore
 
@@ -343,21 +344,32 @@ extension Router {
   func recoverReservations() async throws -> Int {
     var finished = 0
     for (reservation, rows) in try await registry.reservationsToRecover(owner: instance, now: now()) {
-      var truth: [ChildIndexRecord] = []
-      let shard = try await shard(reservation.kindergartenCode)
-      // The shard says whether the change committed: it wrote the reservation's marker in the
-      // change's own transaction. If it did, the index takes what the shard holds; if not, every
-      // row goes back to what it was (and no obligation is reported).
-      let happened = try await shard.hasApplied(reservation.id)
-      if happened {
-        for row in rows {
-          guard let held = try await shard.child(row.recordNumber) else { continue }
-          truth.append(Self.indexRow(held, code: reservation.kindergartenCode, at: now()))
-        }
+      do {
+        try await recover(reservation, rows)
+        finished += 1
+      } catch {
+        // One reservation that cannot be finished now (its shard unreadable) does not keep
+        // recovery from the others, nor from the transfers.
+        logger.error("reservation recovery failed", metadata: ["reservation": "\(reservation.id)", "error": "\(error)"])
       }
-      try await registry.recover(reservation: reservation.id, rows: truth, happened: happened, at: now())
-      finished += 1
     }
     return finished
+  }
+
+  /// One reservation: the shard says whether its change committed.
+  func recover(_ reservation: IndexReservation, _ rows: [ChildIndexRecord]) async throws {
+    var truth: [ChildIndexRecord] = []
+    let shard = try await shard(reservation.kindergartenCode)
+    // The shard says whether the change committed: it wrote the reservation's marker in the
+    // change's own transaction. If it did, the index takes what the shard holds; if not, every
+    // row goes back to what it was (and no obligation is reported).
+    let happened = try await shard.hasApplied(reservation.id)
+    if happened {
+      for row in rows {
+        guard let held = try await shard.child(row.recordNumber) else { continue }
+        truth.append(Self.indexRow(held, code: reservation.kindergartenCode, at: now()))
+      }
+    }
+    try await registry.recover(reservation: reservation.id, rows: truth, happened: happened, at: now())
   }
 }
