@@ -199,7 +199,7 @@ public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
       }
     guard let next else {
       throw DomainError(
-        field: "child_id", rule: "state",
+        field: "child_id", rule: "state", kind: .failedPrecondition,
         "cannot \(rawValue.replacingUnderscores) a child whose record is \(state.rawValue.replacingUnderscores)")
     }
     return next

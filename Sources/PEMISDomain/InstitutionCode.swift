@@ -27,16 +27,37 @@ public struct InstitutionCode: Hashable, Sendable, Comparable, CustomStringConve
 
 /// A rule of the regulation or of the system that a request broke, naming the field and the rule,
 /// for a status message a person can act on.
+///
+/// The ``kind`` says what sort of rule it is, so the server picks the status from it (in
+/// PEMISServer, which speaks gRPC; these rules stay free of any transport) instead of reading the
+/// rule's name.
 public struct DomainError: Error, Hashable, Sendable, CustomStringConvertible {
+  /// What sort of rule was broken; each becomes one gRPC status.
+  public enum Kind: Sendable, Hashable, CaseIterable {
+    /// The request itself is wrong (a format, a required field, a range): fix it and send again.
+    case invalidArgument
+    /// The request is right but the record is not in a state that allows it (an application
+    /// not yet approved, a child who already left): it may succeed once the state changes.
+    case failedPrecondition
+    /// The request names something that does not exist.
+    case notFound
+    /// The request would create something that already exists.
+    case alreadyExists
+  }
+
   /// Path of the offending field in the request, e.g. "form.name".
   public var field: String
   /// Short rule name, e.g. "required", "format", "state".
   public var rule: String
   public var message: String
+  public var kind: Kind
 
-  public init(field: String, rule: String, _ message: String) {
+  /// `kind` defaults to ``Kind/invalidArgument``: most rules are about what the request says;
+  /// rules about the state of a record pass ``Kind/failedPrecondition``.
+  public init(field: String, rule: String, kind: Kind = .invalidArgument, _ message: String) {
     self.field = field
     self.rule = rule
+    self.kind = kind
     self.message = message
   }
 

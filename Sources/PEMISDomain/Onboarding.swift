@@ -57,7 +57,7 @@ public enum OnboardingStep: String, Hashable, Sendable, CaseIterable {
       let now = state.map { "is \($0.rawValue)" } ?? "does not exist yet"
       let needed = requiredState.map { "must be \($0.rawValue)" } ?? "must not exist yet"
       throw DomainError(
-        field: "application_id", rule: "state",
+        field: "application_id", rule: "state", kind: .failedPrecondition,
         "cannot \(displayName): the application \(now); it \(needed)")
     }
     return resultingState

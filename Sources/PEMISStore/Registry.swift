@@ -7,7 +7,8 @@ internal import Synchronization
 /// The district-level database, `registry.sqlite`: kindergartens and their onboarding, accounts,
 /// sessions and the audit log. Each public method is one transaction.
 public final class Registry: Sendable {
-  let writer: DatabasePool
+  /// Every transaction goes through here, so GRDB's errors leave as ``StoreError``s.
+  let writer: StoreDatabase<DatabasePool>
   public let path: String
   /// Batches audit entries into shared commits (``appendAudit(_:)``).
   let auditAppender = AuditAppender()
@@ -18,8 +19,14 @@ public final class Registry: Sendable {
   public init(directory: String, configuration: StoreConfiguration = .defaults) throws {
     try makePrivateDirectory(directory)
     path = (directory as NSString).appendingPathComponent("registry.sqlite")
-    writer = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
-    try Self.migrator.migrate(writer)
+    let name = "the district registry"
+    do {
+      let pool = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
+      try Self.migrator.migrate(pool)
+      writer = StoreDatabase(pool, name: name)
+    } catch {
+      throw StoreError.mapped(error, in: name)
+    }
   }
 
   /// Named migrations; never edited once shipped.

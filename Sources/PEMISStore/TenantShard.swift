@@ -6,14 +6,22 @@ public import PEMISDomain
 /// kindergarten's records (classes, staff, children) as migrations here.
 public final class TenantShard: Sendable {
   public let code: InstitutionCode
-  let writer: DatabaseQueue
+  /// Every transaction goes through here, so GRDB's errors leave as ``StoreError``s.
+  let writer: StoreDatabase<DatabaseQueue>
   let generation: ShardGeneration
 
   init(code: InstitutionCode, path: String, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration()) throws {
     self.code = code
     self.generation = generation
-    writer = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
-    try Self.migrator.migrate(writer)
+    // Opening and migrating fail as the shard's transactions do: a full disk, a damaged file.
+    let name = "the database of kindergarten \(code)"
+    do {
+      let queue = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
+      try Self.migrator.migrate(queue)
+      writer = StoreDatabase(queue, name: name)
+    } catch {
+      throw StoreError.mapped(error, in: name)
+    }
   }
 
   static var migrator: DatabaseMigrator {

@@ -10,6 +10,10 @@ internal import PEMISStore
 ///
 /// One interceptor, three steps, because they share what they learn: the caller, and the
 /// kindergarten the request turned out to target. Denied calls are audited too.
+///
+/// Being the outermost step of every call, it is also where a failed call gets its final status
+/// (``ErrorStatus``): whatever a handler, a streaming producer or this interceptor threw, the
+/// client sees a status other than UNKNOWN, with a message.
 struct AccessControlInterceptor: ServerInterceptor {
   let tenancy: Tenancy
 
@@ -19,6 +23,38 @@ struct AccessControlInterceptor: ServerInterceptor {
     next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     let method = "/\(context.descriptor.fullyQualifiedMethod)"
+    let errors = ErrorStatus(logger: tenancy.logger)
+    let response: StreamingServerResponse<Output>
+    do {
+      response = try await checked(request: request, context: context, method: method, next: next)
+    } catch {
+      return StreamingServerResponse(error: errors.status(for: error, method: method))
+    }
+    switch response.accepted {
+    case .failure(let error):
+      return StreamingServerResponse(error: errors.status(for: error, method: method))
+    case .success(let contents):
+      // A streaming handler fails inside its producer, after this function returned.
+      let producer = contents.producer
+      return StreamingServerResponse(
+        accepted: .success(
+          .init(metadata: contents.metadata) { writer in
+            do {
+              return try await producer(writer)
+            } catch {
+              throw errors.status(for: error, method: method)
+            }
+          }))
+    }
+  }
+
+  /// Authenticate, authorize, run the handler, audit.
+  private func checked<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    method: String,
+    next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
     guard let policy = Policy.table[method] else {
       // Fail closed: a method nobody wrote a policy for is served to nobody.
       throw RPCError(code: .permissionDenied, message: "\(method) has no access policy")
@@ -83,7 +119,7 @@ struct AccessControlInterceptor: ServerInterceptor {
       if case .always = policy.audit { audited = true } else { audited = false }
       switch response.accepted {
       case .failure(let error):
-        entry.result = error.code.grpcName
+        entry.result = ErrorStatus.code(of: error).grpcName
         if audited { await append(entry, record) }
         return response
       case .success(let contents):
@@ -104,14 +140,14 @@ struct AccessControlInterceptor: ServerInterceptor {
                 if audited { await append(entry, record) }
                 return trailers
               } catch {
-                entry.result = (error as? RPCError).map { $0.code.grpcName } ?? "UNKNOWN"
+                entry.result = ErrorStatus.code(of: error).grpcName
                 if audited { await append(entry, record) }
                 throw error
               }
             }))
       }
     } catch {
-      entry.result = (error as? RPCError).map { $0.code.grpcName } ?? "UNKNOWN"
+      entry.result = ErrorStatus.code(of: error).grpcName
       await append(entry, record)
       throw error
     }
