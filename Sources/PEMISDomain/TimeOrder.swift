@@ -68,7 +68,7 @@ public enum TimeOrder {
     let year = SchoolYear(containing: date)
     if year == SchoolYear(containing: last) {
       throw DomainError(
-        field: "class_id", rule: "state",
+        field: "class_id", rule: "state", kind: .failedPrecondition,
         "class \(classId) was already promoted in school year \(year) (on \(last)); a class is promoted once a school year")
     }
   }

@@ -248,6 +248,7 @@ struct FailingCall: Sendable {
       (T.TransferIn.descriptor, call(principal, names: "transfer_id:", Pemis_V1_TransferInRequest.with { $0.transferID = "T-unknown-1" })),
       (T.CancelTransfer.descriptor, call(principal, names: "transfer_id:", Pemis_V1_TransferActionRequest.with { $0.transferID = "T-unknown-1" })),
       (T.DeclineTransfer.descriptor, call(principal, names: "transfer_id:", Pemis_V1_TransferActionRequest.with { $0.transferID = "T-unknown-1"; $0.reason = "no place" })),
+      (T.AbortTransfer.descriptor, call(.role(.preschoolOffice), names: "transfer_id:", code: .notFound, Pemis_V1_AbortTransferRequest.with { $0.transferID = "T-unknown-1"; $0.reason = "the parents withdrew" })),
       (T.ListTransfers.descriptor, call(admin, names: "institution_code:", code: .invalidArgument, Pemis_V1_ListTransfersRequest.with { $0.kindergartenCode = badCode })),
 
       (Du.SweepDuplicates.descriptor, call(.endedSession, names: "authorization:", code: .unauthenticated, Pemis_V1_SweepDuplicatesRequest())),
