@@ -140,19 +140,19 @@ struct District: Sendable {
     return id
   }
 
-  /// Everything a denied call must leave as it was: accounts, applications, their history,
-  /// kindergartens, and the shards folder.
-  func fingerprint() async throws -> String {
-    let tables = try await registry.writer.read { db -> String in
-      var text = ""
-      for table in ["account", "application", "onboarding_event", "kindergarten"] {
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1") { text += "\(row)\n" }
-      }
-      return text
+  /// Every table of every SQLite file in the data directory, and its list of files
+  /// (``DataFingerprint``): what a denied call must leave as it was.
+  /// - Parameter auditThrough: leave the audit entries after this sequence number out (the
+  ///   `auditHead` of the fingerprint taken before the call).
+  func fingerprint(auditThrough: Int64? = nil) async throws -> DataFingerprint {
+    try await DataFingerprint.of(dataDirectory, auditThrough: auditThrough)
+  }
+
+  /// The audit entries written after sequence number `seq`, oldest first.
+  func auditEntries(after seq: Int64) async throws -> [AuditRecord] {
+    try await registry.writer.read { db in
+      try AuditRecord.filter(Column("seq") > seq).order(Column("seq")).fetchAll(db)
     }
-    let shards = try FileManager.default.contentsOfDirectory(atPath: server.tenancy.shards.directory)
-      .filter { $0.hasSuffix(".sqlite") }.sorted()
-    return tables + shards.joined(separator: ",")
   }
 }
 
