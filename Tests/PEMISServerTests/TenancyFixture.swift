@@ -208,16 +208,26 @@ func withDistrictServer<R: Sendable>(
 /// The test clock starts at the same second in every ``District``, so the copy's times agree
 /// with it.
 enum DistrictTemplate {
-  private static let built = Task<String, any Error> { try await build() }
+  private static let built = Task<(directory: String, tokens: [String: String]), any Error> { try await build() }
 
   /// The template's data directory (built on first use; never written to after).
-  static func directory() async throws -> String { try await built.value }
+  static func directory() async throws -> String { try await built.value.directory }
+
+  /// A session of every role's account (``District/user(_:kindergarten:)``, kindergarten A),
+  /// opened while the template was built: the sessions are in every copy, and valid there for
+  /// 12 hours of its test clock. Spares a login (a scrypt hash) per role per test.
+  static func token(_ username: String) async throws -> String {
+    guard let token = try await built.value.tokens[username] else {
+      throw ServerProcessError(message: "no template session for \(username)")
+    }
+    return token
+  }
 
   /// Seeds a fresh data directory through the real server, stops the server and checkpoints
   /// every database, so each is one self-contained file.
-  static func build() async throws -> String {
+  static func build() async throws -> (directory: String, tokens: [String: String]) {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-template-\(UUID())").path
-    try await withDistrictServer(dataDirectory: data) { district in
+    let tokens = try await withDistrictServer(dataDirectory: data) { district -> [String: String] in
       for role in Role.district { try await district.seedAccount(District.user(role), role) }
       // Two active kindergartens through the real onboarding calls, then their staff.
       for (code, ownership) in [(District.kindergartenA, Pemis_V1_Ownership.public), (District.kindergartenB, .private)] {
@@ -226,13 +236,16 @@ enum DistrictTemplate {
           try await district.seedAccount(District.user(role, kindergarten: code), role, kindergarten: code)
         }
       }
+      var tokens: [String: String] = [:]
+      for role in Role.allCases { tokens[District.user(role)] = try await district.login(District.user(role)).token }
+      return tokens
     }
     for file in try DataFingerprint.files(in: data) where file.hasSuffix(".sqlite") {
       let database = try DatabaseQueue(path: (data as NSString).appendingPathComponent(file))
       try await database.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
       try database.close()
     }
-    return data
+    return (data, tokens)
   }
 
   /// Copies a data directory that no server is writing: every file, each database with its
