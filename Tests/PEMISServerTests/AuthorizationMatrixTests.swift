@@ -8,6 +8,7 @@ import SwiftProtobuf
 import Testing
 
 @testable import PEMISServer
+import PEMISStore
 
 typealias Client = GRPCClient<PEMISWireClientTransport>
 
@@ -22,6 +23,10 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   var call: @Sendable (Client, String) async throws -> Void
 
   var testDescription: String { name }
+
+  /// The method's path as the server names it ("/pemis.v1.Session/WhoAmI"): the case's name up
+  /// to the first space.
+  var method: String { "/pemis.v1." + name.split(separator: " ")[0] }
 
   static let district = Set(Role.district)
   static let kindergartenA = Set(Role.kindergarten)
@@ -516,16 +521,20 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   }
 }
 
-// Serialized: each case builds a whole district; run together they would crowd out the
-// timing-sensitive transport tests on a two-core machine.
+// Serialized: each case starts a server of its own (on a copy of the seeded district) and logs
+// in as every role; run together they would crowd out the timing-sensitive transport tests on a
+// two-core machine.
 @Suite("Authorization: every method × every role", .serialized)
 struct AuthorizationMatrixTests {
-  @Test("allowed calls pass authorization; denied ones get PERMISSION_DENIED and change nothing", arguments: MatrixCase.all)
+  @Test("allowed calls pass authorization; denied ones get PERMISSION_DENIED, are audited and change nothing", arguments: MatrixCase.all)
   func matrix(_ testCase: MatrixCase) async throws {
     try await withDistrict { district in
       for role in Role.allCases {
         let target = try await testCase.setup(district)
-        let token = try await district.login(District.user(role)).token
+        let username = District.user(role)
+        // A session opened when the district was seeded (a login per role per case was a third
+        // of the matrix's time); Logout ends it in this case's copy only.
+        let token = try await DistrictTemplate.token(username)
         let before = try await district.fingerprint()
         var outcome: RPCError?
         do {
@@ -539,8 +548,17 @@ struct AuthorizationMatrixTests {
             "\(role.rawValue) should be allowed: \(outcome.map(String.init(describing:)) ?? "")")
         } else {
           #expect(outcome?.code == .permissionDenied, "\(role.rawValue) should be denied, got \(outcome.map(String.init(describing:)) ?? "OK")")
-          let after = try await district.fingerprint()
-          #expect(before == after, "a denied call by \(role.rawValue) changed the registry or the shards")
+          // Every table of every file as it was, but for the audit entry of the denial…
+          let after = try await district.fingerprint(auditThrough: before.auditHead)
+          #expect(
+            after == before,
+            "a denied call by \(role.rawValue) changed the data directory: \(after.differences(from: before).joined(separator: "; "))")
+          // …which must be there: one entry, this call, this caller, denied.
+          let entries = try await district.auditEntries(after: before.auditHead)
+          #expect(
+            entries.map { [$0.method, $0.username, $0.role, $0.result] }
+              == [[testCase.method, username, role.rawValue, RPCError.Code.permissionDenied.grpcName]],
+            "a denied call by \(role.rawValue) should leave exactly its own audit entry, found \(entries)")
         }
       }
     }
@@ -548,7 +566,7 @@ struct AuthorizationMatrixTests {
 
   @Test("every method in the policy table is covered by the matrix or is open")
   func coverage() {
-    let covered = Set(MatrixCase.all.map { "/pemis.v1." + $0.name.split(separator: " ")[0] })
+    let covered = Set(MatrixCase.all.map(\.method))
     for (method, policy) in Policy.table {
       if case .open = policy.access { continue }
       #expect(covered.contains(method), "\(method) is missing from the matrix")
@@ -570,14 +588,21 @@ struct AuthorizationMatrixTests {
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
 
-  @Test("without a session every protected method is UNAUTHENTICATED", arguments: MatrixCase.all)
+  @Test("without a session every protected method is UNAUTHENTICATED, is audited and changes nothing", arguments: MatrixCase.all)
   func anonymous(_ testCase: MatrixCase) async throws {
     try await withDistrict { district in
       let target = try await testCase.setup(district)
+      let before = try await district.fingerprint()
       let error = await #expect(throws: RPCError.self) {
         try await withPEMISClient(district.address) { client in try await testCase.call(client, target) }
       }
       #expect(error?.code == .unauthenticated)
+      let after = try await district.fingerprint(auditThrough: before.auditHead)
+      #expect(after == before, "a call without a session changed the data directory: \(after.differences(from: before).joined(separator: "; "))")
+      let entries = try await district.auditEntries(after: before.auditHead)
+      #expect(
+        entries.map { [$0.method, $0.username, $0.result] } == [[testCase.method, "", RPCError.Code.unauthenticated.grpcName]],
+        "a call without a session should leave exactly its own audit entry, found \(entries)")
     }
   }
 }

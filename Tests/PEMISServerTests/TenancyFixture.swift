@@ -140,32 +140,47 @@ struct District: Sendable {
     return id
   }
 
-  /// Everything a denied call must leave as it was: accounts, applications, their history,
-  /// kindergartens, and the shards folder.
-  func fingerprint() async throws -> String {
-    let tables = try await registry.writer.read { db -> String in
-      var text = ""
-      for table in ["account", "application", "onboarding_event", "kindergarten"] {
-        for row in try Row.fetchAll(db, sql: "SELECT * FROM \(table) ORDER BY 1") { text += "\(row)\n" }
-      }
-      return text
+  /// Every table of every SQLite file in the data directory, and its list of files
+  /// (``DataFingerprint``): what a denied call must leave as it was.
+  /// - Parameter auditThrough: leave the audit entries after this sequence number out (the
+  ///   `auditHead` of the fingerprint taken before the call).
+  func fingerprint(auditThrough: Int64? = nil) async throws -> DataFingerprint {
+    try await DataFingerprint.of(dataDirectory, auditThrough: auditThrough)
+  }
+
+  /// The audit entries written after sequence number `seq`, oldest first.
+  func auditEntries(after seq: Int64) async throws -> [AuditRecord] {
+    try await registry.writer.read { db in
+      try AuditRecord.filter(Column("seq") > seq).order(Column("seq")).fetchAll(db)
     }
-    let shards = try FileManager.default.contentsOfDirectory(atPath: server.tenancy.shards.directory)
-      .filter { $0.hasSuffix(".sqlite") }.sorted()
-    return tables + shards.joined(separator: ",")
   }
 }
 
-/// Starts a server with a fresh data directory and builds the district described on ``District``.
+/// Starts a server on a copy of the district described on ``District`` and runs `body` with it.
+/// The district is built once per test process through the real server (``DistrictTemplate``);
+/// each call gets its own copy of its data directory, so what one test writes no other sees.
 func withDistrict<R: Sendable>(
   _ configure: (inout ServerConfiguration) -> Void = { _ in }, _ body: (District) async throws -> R
+) async throws -> R {
+  let template = try await DistrictTemplate.directory()
+  let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
+  try DistrictTemplate.copyDataDirectory(template, to: data)
+  defer { try? FileManager.default.removeItem(atPath: data) }
+  return try await withDistrictServer(dataDirectory: data, configure, body)
+}
+
+/// Runs the real `PEMISServer` in this process on `dataDirectory`, with a test clock and a
+/// low password hashing cost, as a ``District`` (whatever the directory holds).
+func withDistrictServer<R: Sendable>(
+  dataDirectory: String, _ configure: (inout ServerConfiguration) -> Void = { _ in },
+  _ body: (District) async throws -> R
 ) async throws -> R {
   var configuration = ServerConfiguration.defaults
   configuration.port = 0
   configure(&configuration)
   configuration.passwordHashCost = 10
   configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path
-  configuration.dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
+  configuration.dataDirectory = dataDirectory
   let clock = TestClock()
   let server = try PEMISServer(
     configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
@@ -177,17 +192,85 @@ func withDistrict<R: Sendable>(
     let district = District(
       address: address, server: server, clock: clock, dataDirectory: configuration.dataDirectory,
       http2Address: http2Address)
-    for role in Role.district { try await district.seedAccount(District.user(role), role) }
-    // Two active kindergartens through the real onboarding calls, then their staff.
-    for (code, ownership) in [(District.kindergartenA, Pemis_V1_Ownership.public), (District.kindergartenB, .private)] {
-      _ = try await district.application(ownership, to: .active, code: code)
-      for role in Role.kindergarten {
-        try await district.seedAccount(District.user(role, kindergarten: code), role, kindergarten: code)
-      }
-    }
     let result = await Result { try await body(district) }
     group.cancelAll()
     try? await group.waitForAll()
     return try result.get()
+  }
+}
+
+/// The district every ``withDistrict(_:_:)`` starts from, built once per test process: an
+/// account for every role, two active kindergartens (A public, B private) with all kindergarten
+/// roles, all through a real server. Building it took most of a test's time when every test did
+/// (each onboarding step is a login and a call); copying it takes milliseconds.
+///
+/// A copy is what a restart of that server would find: the registry and shards, checkpointed.
+/// The test clock starts at the same second in every ``District``, so the copy's times agree
+/// with it.
+enum DistrictTemplate {
+  private static let built = Task<(directory: String, tokens: [String: String]), any Error> { try await build() }
+
+  /// The template's data directory (built on first use; never written to after).
+  static func directory() async throws -> String { try await built.value.directory }
+
+  /// A session of every role's account (``District/user(_:kindergarten:)``, kindergarten A),
+  /// opened while the template was built: the sessions are in every copy, and valid there for
+  /// 12 hours of its test clock. Spares a login (a scrypt hash) per role per test.
+  static func token(_ username: String) async throws -> String {
+    guard let token = try await built.value.tokens[username] else {
+      throw ServerProcessError(message: "no template session for \(username)")
+    }
+    return token
+  }
+
+  /// Seeds a fresh data directory through the real server, stops the server and checkpoints
+  /// every database, so each is one self-contained file.
+  static func build() async throws -> (directory: String, tokens: [String: String]) {
+    let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-template-\(UUID())").path
+    let tokens = try await withDistrictServer(dataDirectory: data) { district -> [String: String] in
+      for role in Role.district { try await district.seedAccount(District.user(role), role) }
+      // Two active kindergartens through the real onboarding calls, then their staff.
+      for (code, ownership) in [(District.kindergartenA, Pemis_V1_Ownership.public), (District.kindergartenB, .private)] {
+        _ = try await district.application(ownership, to: .active, code: code)
+        for role in Role.kindergarten {
+          try await district.seedAccount(District.user(role, kindergarten: code), role, kindergarten: code)
+        }
+      }
+      var tokens: [String: String] = [:]
+      for role in Role.allCases { tokens[District.user(role)] = try await district.login(District.user(role)).token }
+      return tokens
+    }
+    for file in try DataFingerprint.files(in: data) where file.hasSuffix(".sqlite") {
+      let database = try DatabaseQueue(path: (data as NSString).appendingPathComponent(file))
+      try await database.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+      try database.close()
+    }
+    return (data, tokens)
+  }
+
+  /// Copies a data directory that no server is writing: every file, each database with its
+  /// `-wal` (empty after ``build()``'s checkpoint, copied all the same so a copy is never half a
+  /// database), never a `-shm` (SQLite rebuilds it from the `-wal`). Owner-only, as the server
+  /// makes them.
+  static func copyDataDirectory(_ source: String, to destination: String) throws {
+    let manager = FileManager.default
+    try manager.createDirectory(atPath: destination, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    guard let walker = manager.enumerator(atPath: source) else { return }
+    while let file = walker.nextObject() as? String {
+      let from = (source as NSString).appendingPathComponent(file)
+      let to = (destination as NSString).appendingPathComponent(file)
+      var isDirectory: ObjCBool = false
+      guard manager.fileExists(atPath: from, isDirectory: &isDirectory) else { continue }
+      if isDirectory.boolValue {
+        try manager.createDirectory(atPath: to, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+      } else if !file.hasSuffix("-shm") {
+        do {
+          try manager.copyItem(atPath: from, toPath: to)
+          try manager.setAttributes([.posixPermissions: 0o600], ofItemAtPath: to)
+        } catch where file.hasSuffix("-wal") && !manager.fileExists(atPath: from) {
+          // Gone since the listing: its last connection closed, after checkpointing it.
+        }
+      }
+    }
   }
 }
