@@ -86,6 +86,14 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           $0.accept = true
         })
       },
+      // Ending a transfer that cannot go on is the Preschool Education Office's (and the
+      // district administrator's), never one side's.
+      MatrixCase(name: "Transfers/AbortTransfer", allowed: [.preschoolOffice, .districtAdmin]) { client, _ in
+        _ = try await Pemis_V1_Transfers.Client(wrapping: client).abortTransfer(.with {
+          $0.transferID = "T-unknown-1"
+          $0.reason = "the parents withdrew"
+        })
+      },
       MatrixCase(name: "District/GetDistrictSummary", allowed: district) { client, _ in
         _ = try await Pemis_V1_District.Client(wrapping: client).getDistrictSummary(.init())
       },
