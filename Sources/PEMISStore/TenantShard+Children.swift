@@ -159,7 +159,7 @@ extension TenantShard {
   public func assignClass(_ recordNumber: String, classId: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
       guard var row = try Self.findChild(db, recordNumber) else {
-        throw StoreError(.notFound, "record_number: no child \(recordNumber) here")
+        throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
       }
       guard try ClassRecord.exists(db, key: classId) else {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
