@@ -94,7 +94,51 @@ struct IntegrityTests {
     }
   }
 
+  /// A class of this grade with the child enrolled in it (setup of promote and graduate).
+  static func classWithChild(_ grade: Grade) -> @Sendable (District) async throws -> Void {
+    { district in
+      let shard = try await shardOf(district, District.kindergartenA)
+      let id = try await shard.createClass(
+        KindergartenClass(name: "整合\(UniqueNumbers.next())", grade: grade, schoolYear: "2026-2027", headTeacherStaffId: nil, capacity: 30),
+        by: "seed", at: district.clock.now
+      ).id
+      var child = KindergartenDataFixtures.child()
+      child.entryDate = .with { $0.year = 2026; $0.month = 9; $0.day = 1 }
+      _ = try await district.asUser(District.user(.administrator)) {
+        try await Pemis_V1_ChildRecords.Client(wrapping: $0).enrollChild(.with {
+          $0.child = child
+          $0.classID = id
+        })
+      }
+    }
+  }
+
+  static func classStep(_ graduate: Bool) -> @Sendable (District) async throws -> Void {
+    { district in
+      let id = try #require(try await shardOf(district, District.kindergartenA).classes().first?.id)
+      _ = try await district.asUser(District.user(.administrator)) {
+        let client = Pemis_V1_ChildRecords.Client(wrapping: $0)
+        let request = Pemis_V1_ClassStepRequest.with { $0.classID = id }
+        return graduate ? try await client.graduateClass(request) : try await client.promoteClass(request)
+      }
+    }
+  }
+
   static let operations: [Operation] = [
+    Operation(
+      name: "promote", setup: classWithChild(.small), act: classStep(false),
+      happened: { try await shardOf($0, District.kindergartenA).classes().first?.data.grade == .middle }),
+    Operation(name: "graduate", setup: classWithChild(.large), act: classStep(true), happened: { try await state($0) == .graduated }),
+    Operation(
+      name: "leadership", setup: { _ in },
+      act: { district in
+        _ = try await district.asUser(District.user(.principal)) {
+          try await Pemis_V1_KindergartenData.Client(wrapping: $0).setLeadershipGroup(.with {
+            $0.members = KindergartenDataFixtures.leadership
+            $0.changedOn = CalendarDate(beijingTimeOf: district.clock.now).proto
+          })
+        }
+      }, happened: { try await shardOf($0, District.kindergartenA).leadership() != nil }),
     Operation(name: "enroll", setup: { _ in }, act: enrolled, happened: { try await state($0) == .enrolled }),
     Operation(
       name: "import", setup: { _ in },
@@ -311,6 +355,42 @@ struct IntegrityTests {
       }
       let active = try await router.check().activeChildren
       #expect(active == 1)
+    }
+  }
+
+  @Test("a crash after the sender's shard was reverted (cancel, decline, abort) is finished by recovery")
+  func revertCrashes() async throws {
+    try await withDistrict { district in
+      try await enroll(district)
+      let router = district.server.tenancy.router
+      for (kind, end) in [("cancel", TransferState.cancelled), ("decline", .declined), ("abort", .aborted)] {
+        let out = try await transferOut(district)
+        router.faults.arm("transfer.reverted", .crash)
+        let crashed = await failure {
+          switch kind {
+          case "cancel": _ = try await transfers(district, adminA) { try await $0.cancelTransfer(.with { $0.transferID = out.id }) }
+          case "decline":
+            _ = try await transfers(district, adminB) {
+              try await $0.declineTransfer(.with {
+                $0.transferID = out.id
+                $0.reason = "no place"
+              })
+            }
+          default:
+            _ = try await district.as(.preschoolOffice) {
+              try await Pemis_V1_Transfers.Client(wrapping: $0).abortTransfer(.with {
+                $0.transferID = out.id
+                $0.reason = "withdrawn"
+              })
+            }
+          }
+        }
+        #expect(crashed != nil, "\(kind)")
+        _ = try await restarted(district).recover()
+        #expect(try await district.registry.transfer(out.id)?.state == end, "\(kind)")
+        #expect(try await shard(district, a).child(number)?.state == .enrolled, "\(kind)")
+        try await consistent(district, kind)
+      }
     }
   }
 
