@@ -30,6 +30,9 @@ let dependencies: [Package.Dependency] = [
   // standard gRPC (grpcio, grpcurl, other languages' stubs) reach the same services, and
   // pemis-load compares both transports against one server (docs/PERFORMANCE.md).
   .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+  // Tests only: random operation sequences with shrinking for the integrity property test
+  // (Tests/PEMISServerTests/IntegrityPropertyTests.swift); no product target links it.
+  .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -137,6 +140,7 @@ let targets: [Target] = [
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
+      .product(name: "PropertyBased", package: "swift-property-based"),
       http2,
     ],
     swiftSettings: settings

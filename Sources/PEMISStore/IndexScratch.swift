@@ -87,7 +87,7 @@ public final class IndexScratch: Sendable {
           INSERT INTO expected SELECT recordNumber, kindergartenCode, state, documentKey, personKey, active FROM (
             SELECT *, row_number() OVER (
               PARTITION BY recordNumber
-              ORDER BY active DESC, CASE WHEN active THEN kindergartenCode END, createdAt DESC, kindergartenCode) AS n FROM holder)
+              ORDER BY active DESC, CASE WHEN active THEN kindergartenCode END, createdAt DESC, state = 'transferred_out', kindergartenCode) AS n FROM holder)
           WHERE n = 1;
           DROP TABLE holder;
           """)

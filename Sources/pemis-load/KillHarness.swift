@@ -7,14 +7,16 @@ import PEMISRouting
 import PEMISStore
 import Synchronization
 
-/// `pemis-load kill-harness`: kills the server (SIGKILL) at random moments while clients run
-/// transfers, restarts it, and at the end checks the invariant from the shards up: every record
-/// number active in exactly one shard, the index in agreement, no transfer stuck, no child lost
-/// or doubled.
+/// `pemis-load kill-harness`: kills the server (SIGKILL) at random moments while clients run a
+/// mixed workload (transfers, enrollments, imports, accidental departures, key-information
+/// changes), restarts it, and at the end checks the invariant from the shards up: every record
+/// number active in exactly one shard, the index in agreement, no transfer stuck, and the active
+/// children the seeded ones plus those enrolled or imported minus those departed — an operation a
+/// kill interrupted resolved from the data by the record number its client chose.
 struct KillHarness: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "kill-harness",
-    abstract: "SIGKILL the server at random moments during concurrent transfers; check nothing is lost or doubled.",
+    abstract: "SIGKILL the server at random moments during a concurrent mixed workload; check nothing is lost or doubled.",
     discussion: "Runs small in the test suite; tools/kill-harness.sh runs it large.")
 
   @Option(help: "The pemis-server executable (default: next to this one).") var serverBinary: String?
@@ -27,21 +29,30 @@ struct KillHarness: AsyncParsableCommand {
   @Option(help: "Shortest run before a kill, ms.") var minMs: Int = 300
   @Option(help: "Longest run before a kill, ms.") var maxMs: Int = 2000
   @Option(help: "The server's durability: full or normal.") var durability: String = "full"
+  @Option(help: "The work between kills, comma-separated: transfers,enroll,import,depart,key-change.")
+  var mix: String = HarnessWork.allCases.map(\.rawValue).joined(separator: ",")
 
   func run() async throws {
     let binary = serverBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("pemis-server").path
     guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no pemis-server at \(binary)") }
     let data = dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("pemis-kill-\(UUID().uuidString)").path
-    let seed = try SeedDistrict.parse(["--data-dir", data, "--kindergartens", "\(kindergartens)", "--children", "\(children)"])
+    let work = try HarnessWork.parse(mix)
+    let password = "Seeded-principal-2026"
+    let seed = try SeedDistrict.parse(["--data-dir", data, "--kindergartens", "\(kindergartens)", "--children", "\(children)", "--password", password])
     try await seed.run()
+    try await Self.seedAdministrators(dataDirectory: data, kindergartens: kindergartens, password: password)
     let seeded = kindergartens * children
 
     var completed = 0
     var interrupted = 0
+    var interruptedReservations = 0
     var errors: [String: Int] = [:]
-    let numbers = Dictionary(uniqueKeysWithValues: (0..<seeded).map { ("G" + SyntheticChildren.child($0).idNumber, $0) })
+    let seededNumbers = Dictionary(uniqueKeysWithValues: (0..<seeded).map { ("G" + SyntheticChildren.child($0).idNumber, $0) })
     // One pool for the whole run: children keep their places across restarts.
-    let driver = TransferDriver(kindergartens: kindergartens, childrenEach: children, password: "Seeded-principal-2026", readShare: 0)
+    let ledger = MixLedger(firstNew: seeded)
+    let driver = MixDriver(
+      transfers: TransferDriver(kindergartens: kindergartens, childrenEach: children, password: password, readShare: 0), mix: work,
+      ledger: ledger, password: password, administrators: AccountTokens(password: password))
     for round in 0...kills {
       let server = try ServerProcess(binary: binary, dataDirectory: data, calendarDirectory: calendarDir, durability: durability)
       let address = try ServerAddress(parsing: try await server.waitUntilListening())
@@ -53,7 +64,7 @@ struct KillHarness: AsyncParsableCommand {
       }
       let stopped = Atomic<Bool>(false)
       let delay = Int.random(in: minMs...max(minMs, maxMs))
-      async let outcome = driver.drive(address: address, clients: clients, seconds: 3600, progress: false, stop: { stopped.load(ordering: .relaxed) })
+      async let outcome = driver.drive(address: address, clients: clients, stop: { stopped.load(ordering: .relaxed) })
       try await Task.sleep(for: .milliseconds(delay))
       server.kill()
       try server.waitForExit()
@@ -69,18 +80,45 @@ struct KillHarness: AsyncParsableCommand {
       // Children set aside by errors come back, where the shards say they are enrolled.
       let report = try await Self.report(dataDirectory: data, collectEnrolled: true)
       var enrolled: [Int: Int] = [:]
+      let numbers = seededNumbers.merging(await ledger.attemptedNew) { a, _ in a }
       for (recordNumber, kindergarten) in report.enrolled {
         if let child = numbers[recordNumber], let code = Int(kindergarten.dropFirst(2)) { enrolled[child] = code - 1 }
       }
       await driver.pool.reset(enrolled)
+      interruptedReservations += reservations
       print("kill \(round + 1) after \(delay) ms: \(result.transfers) transfers completed before it; \(midStep) transfers mid-step, \(reservations) reservations open")
     }
     let report = try await Self.report(dataDirectory: data)
     print("errors seen by clients while the server died: \(errors.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
-    print("after \(kills) kills: \(completed) transfers completed, \(interrupted) caught mid-step and finished by recovery; \(report.activeChildren) active children of \(seeded) seeded; \(report.findings.count) disagreements")
+    let acknowledged = await ledger.acknowledged
+    print("operations acknowledged by kind: \(HarnessWork.allCases.map { "\($0.rawValue) \(acknowledged[$0.rawValue] ?? 0)" }.joined(separator: ", "))")
+    // What happened, from the data: a new child happened if some shard holds its record; a
+    // departure if the record is closed (only departures close a record here).
+    let records = try await Self.records(dataDirectory: data, kindergartens: kindergartens)
+    let attempted = await ledger.attemptedNew
+    let created = attempted.keys.filter { records[$0] != nil }.count
+    let departed = records.values.filter { rows in rows.contains { $0.state == .closed || $0.state == .deceased } }.count
+    let expected = seeded + created - departed
+    // Acknowledged changes that are not in the data.
+    var lost = 0
+    for record in await ledger.acknowledgedNew where records[record] == nil { lost += 1 }
+    for record in await ledger.acknowledgedDepartures where !(records[record] ?? []).contains(where: { $0.state == .closed || $0.state == .deceased }) { lost += 1 }
+    let laterNames = await ledger.namesAttemptedSinceAcknowledged
+    for (record, name) in await ledger.acknowledgedNames {
+      // The last acknowledged name, unless a later change a kill interrupted went through.
+      let allowed = Set([name] + (laterNames[record] ?? []))
+      if !(records[record] ?? []).contains(where: { allowed.contains($0.name) }) { lost += 1 }
+    }
+    let doubled = max(0, report.activeChildren - expected)
+    lost += max(0, expected - report.activeChildren)
+    print(
+      "after \(kills) kills: \(completed) transfers completed, \(interrupted) caught mid-step and \(interruptedReservations) reservations open,"
+        + " finished by recovery; \(report.activeChildren) active children = \(seeded) seeded + \(created) enrolled or imported"
+        + " − \(departed) departed (expected \(expected)); \(report.findings.count) disagreements")
+    print("children lost: \(lost), doubled: \(doubled)")
     for finding in report.findings { print("  \(finding)") }
-    guard report.findings.isEmpty, report.activeChildren == seeded else {
-      print("FAILED: \(report.activeChildren == seeded ? "" : "children lost or doubled; ")the invariant does not hold")
+    guard report.findings.isEmpty, lost == 0, doubled == 0 else {
+      print("FAILED: \(lost == 0 && doubled == 0 ? "" : "children lost or doubled; ")the invariant does not hold")
       throw ExitCode(1)
     }
     print("survived \(kills) kills: nothing lost or doubled, the index agrees, no transfer stuck")

@@ -2,11 +2,12 @@ import Foundation
 import Testing
 
 /// The crash-safety harness, small: the real server process is killed with SIGKILL at random
-/// moments while clients run transfers, restarted (recovery at start), and at the end the
+/// moments while clients run the mixed workload (transfers, enrollments, imports, accidental
+/// departures, key-information changes), restarted (recovery at start), and at the end the
 /// invariant is checked from the shards up, by the harness and by `pemis-server check`.
 @Suite("Kill harness", .serialized)
 struct KillHarnessTests {
-  @Test("SIGKILL during concurrent transfers: nothing lost or doubled, the index agrees, no transfer stuck")
+  @Test("SIGKILL during a concurrent mixed workload: nothing lost or doubled, the index agrees, no transfer stuck")
   func kills() throws {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-kill-test-\(UUID())").path
     let output = try run(
@@ -18,7 +19,12 @@ struct KillHarnessTests {
       ], timeout: 300)
     #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
     #expect(output.stdout.contains("survived 4 kills: nothing lost or doubled"), "\(output.stdout)")
-    #expect(output.stdout.contains("40 active children of 40 seeded"))
+    #expect(output.stdout.contains("active children = 40 seeded + "), "\(output.stdout)")
+    #expect(output.stdout.contains("children lost: 0, doubled: 0"), "\(output.stdout)")
+    // Every kind of work ran between the kills.
+    for kind in ["transfers", "enroll", "import", "depart", "key-change"] {
+      #expect(output.stdout.range(of: "\(kind) [1-9]", options: .regularExpression) != nil, "\(kind) never acknowledged: \(output.stdout)")
+    }
     // And the server's own check agrees.
     let check = try run(productsDirectory.appendingPathComponent("pemis-server"), ["check", "--data-dir", data])
     #expect(check.status == 0, "\(check.stdout)")

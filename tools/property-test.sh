@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The integrity property test, long: N random sequences of operations over three kindergartens,
+# with random fault points and concurrency (Tests/PEMISServerTests/IntegrityPropertyTests.swift).
+# Prints sequences run, operations run, fault points hit and violations found.
+#
+# Usage: tools/property-test.sh [N]   (default 1000; the CI run uses the test's small default)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+swift build --build-tests >&2
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+PEMIS_PROPERTY_SEQUENCES="${1:-1000}" swift test --skip-build --filter IntegrityPropertyTests >"$log" 2>&1 || status=$?
+grep -E "violation|Failure occured|fixedSeed|error:" "$log" | head -40 || true
+grep -E "^integrity property:|Test run with" "$log" || true
+exit "$status"
