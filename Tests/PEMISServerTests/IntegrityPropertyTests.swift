@@ -16,7 +16,7 @@ import Testing
 /// records. `PEMIS_PROPERTY_SEQUENCES` sets the number of sequences (`tools/property-test.sh N`).
 @Suite("Integrity property")
 struct IntegrityPropertyTests {
-  static var sequences: Int { Int(ProcessInfo.processInfo.environment["PEMIS_PROPERTY_SEQUENCES"] ?? "") ?? 30 }
+  static var sequences: Int { Int(ProcessInfo.processInfo.environment["PEMIS_PROPERTY_SEQUENCES"] ?? "") ?? 10 }
   /// Two minutes and one more per 100 sequences: a long run from the script is not cut short.
   static var minutes: Int { 2 + sequences / 100 }
 

@@ -394,6 +394,26 @@ struct IntegrityTests {
     }
   }
 
+  @Test("a child transferred and then departed within the same second: the check picks the receiver's row, not the sender's")
+  func sameSecondTransferThenDeparture() async throws {
+    try await withDistrict { district in
+      // The test clock stands still: enrollment, transfer-in and departure share one second, so
+      // both shards' rows have the same creation time (found by the mixed kill harness).
+      try await enroll(district)
+      let out = try await transferOut(district)
+      _ = try await transfers(district, adminB) { try await $0.transferIn(.with { $0.transferID = out.id }) }
+      _ = try await children(district, adminB) {
+        try await $0.recordAccidentalDeparture(.with {
+          $0.recordNumber = number
+          $0.kind = "injury"
+          $0.evidence = "hospital report 2026-119"
+        })
+      }
+      #expect(try await district.registry.indexRecord(number)?.kindergartenCode == b)
+      try await consistent(district)
+    }
+  }
+
   @Test("an accidental departure of a child pending transfer-out cancels the transfer first; none is left waiting")
   func departurePendingTransfer() async throws {
     try await withDistrict { district in
