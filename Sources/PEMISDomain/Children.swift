@@ -184,7 +184,9 @@ public enum ChildEvent: String, CaseIterable, Hashable, Sendable {
       switch (self, state) {
       case (.assignClass, .enrolled), (.moveClass, .enrolled), (.promote, .enrolled): .enrolled
       case (.changeInformation, .enrolled): .enrolled
-      case (.changeInformation, .pendingTransferOut): .pendingTransferOut
+      // Not while pending transfer-out: the receiver takes the record as it is when it accepts,
+      // so a change made at the sender meanwhile could be lost; the receiver makes it after the
+      // transfer-in (or the sender cancels the transfer first).
       case (.graduate, .enrolled): .graduated
       case (.leave, .enrolled): .left
       // A child pending transfer-out is first returned to enrolled by the routing layer, which

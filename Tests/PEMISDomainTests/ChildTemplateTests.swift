@@ -114,8 +114,8 @@ struct ChildTemplateTests {
   @Test("a changed record follows the lifecycle: open records only")
   func updateState() throws {
     #expect(try ChildEvent.changeInformation.apply(to: .enrolled) == .enrolled)
-    #expect(try ChildEvent.changeInformation.apply(to: .pendingTransferOut) == .pendingTransferOut)
-    for state in [ChildState.graduated, .left, .closed, .transferredOut] {
+    // Not while pending transfer-out: the receiver would take the record as it was.
+    for state in [ChildState.pendingTransferOut, .graduated, .left, .closed, .deceased, .transferredOut] {
       #expect(throws: DomainError.self) { try ChildEvent.changeInformation.apply(to: state) }
     }
   }
