@@ -82,6 +82,14 @@ extension Router {
     if let conflict = conflicts.first {
       throw IdentityConflict(field: field, conflict: conflict, here: code).storeError
     }
+    return try await writeReserved(operation, reservation, in: code, write: write)
+  }
+
+  /// The steps after a reservation: the shard write marked with it, then the confirmation; a
+  /// failed write releases it. Named fault points sit before and after the write.
+  func writeReserved<T: Sendable>(
+    _ operation: String, _ reservation: IndexReservation, in code: String, write: () async throws -> (T, [ChildRow])
+  ) async throws -> T {
     let result: T
     let written: [ChildRow]
     do {
@@ -178,18 +186,10 @@ extension Router {
          DomainError(field: "id_document_number", rule: "duplicate", IdentityConflict(field: "id_document_number", conflict: conflict, here: code).message))
       }
     }
-    let written: [ChildRow]
-    do {
-      try faults.hit("import.reserved")
-      written = try await TenantShard.$changeMarker.withValue(reservation.id) { try await shard.applyImport(rows, by: by, at: now()) }
-    } catch let crash as FaultInjected where crash.kind == .crash {
-      throw crash
-    } catch {
-      try? await registry.release(reservation: reservation.id)
-      throw error
+    try await writeReserved("import", reservation, in: code) {
+      let written = try await shard.applyImport(rows, by: by, at: now())
+      return ((), written)
     }
-    try faults.hit("import.written")
-    try await registry.confirm(reservation: reservation.id, rows: written.map { Self.indexRow($0, code: code, at: now()) }, at: now())
     return []
   }
 
