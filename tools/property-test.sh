@@ -4,6 +4,7 @@
 # Prints sequences run, operations run, fault points hit and violations found.
 #
 # Usage: tools/property-test.sh [N]   (default 1000; the CI run uses the test's small default)
+# Environment: PEMIS_PROPERTY_MINUTES raises the time limit (default 2 + N/100) on a loaded machine.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
