@@ -50,7 +50,7 @@ let nio: [Target.Dependency] = [
   .product(name: "NIOPosix", package: "swift-nio"),
 ]
 
-let targets: [Target] = [
+var targets: [Target] = [
   // Generated messages and service stubs (tools/generate-protos.sh); never edited by hand.
   .target(
     name: "PEMISProto",
@@ -190,6 +190,32 @@ let targets: [Target] = [
     swiftSettings: settings
   ),
 ]
+
+// Coverage-guided fuzzing (docs/FUZZING.md). The harnesses are a library, so the test suite runs
+// every stored input through them in an ordinary debug build; the libFuzzer executables exist only
+// in the fuzz build (`tools/fuzz.sh` sets PEMIS_FUZZ and `--sanitize=fuzzer`), because their `main`
+// is libFuzzer's.
+targets.append(
+  .target(
+    name: "PEMISFuzzing",
+    dependencies: [
+      "PEMISServer", "PEMISStore", "PEMISClient", "PEMISWire", "PEMISProto",
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      .product(name: "Logging", package: "swift-log"),
+    ],
+    swiftSettings: settings
+  ))
+if let index = targets.firstIndex(where: { $0.name == "PEMISServerTests" }) {
+  targets[index].dependencies.append("PEMISFuzzing")
+}
+if Context.environment["PEMIS_FUZZ"] != nil {
+  for name in ["fuzz-frames", "fuzz-server"] {
+    targets.append(
+      .executableTarget(name: name, dependencies: ["PEMISFuzzing"], path: "Fuzz/Targets/\(name)", swiftSettings: settings))
+  }
+}
 
 let package = Package(
   name: "pemis",

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing with libFuzzer, in a debug build (assertions on) with AddressSanitizer
+# (docs/FUZZING.md). For each target: replays every stored crash (Fuzz/Regressions/TARGET), then
+# fuzzes from the committed corpus plus the seeds for SECONDS, and prints executions and crashes.
+# A crash is written to Fuzz/Regressions/TARGET/ (commit it with the fix) and fails the script.
+#
+# Usage: tools/fuzz.sh [SECONDS] [TARGET ...]
+#   SECONDS per target (default 600); TARGET: frames, server (default both).
+# Environment:
+#   FUZZ_KEEP=1    merge the inputs that found new coverage into Fuzz/Corpus/TARGET (a long run
+#                  whose corpus is worth committing); otherwise the repository is not touched.
+#   FUZZ_FORKS=N   run N fuzzing processes (libFuzzer -fork), default 1.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+seconds="${1:-600}"
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(frames server)
+
+scratch="$root/.build-fuzz"
+build() { PEMIS_FUZZ=1 swift build --scratch-path "$scratch" --sanitize=fuzzer --sanitize=address "$@"; }
+for target in "${targets[@]}"; do build --product "fuzz-$target" >&2; done
+bin="$(build --show-bin-path)"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export PEMIS_CALENDAR_DIR="$root/Config/calendar"
+# Leaks are not crashes here: the server's long-lived objects are alive at exit by design.
+export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:${ASAN_OPTIONS:-}"
+status=0
+total=0
+for target in "${targets[@]}"; do
+  exe="$bin/fuzz-$target"
+  regressions="Fuzz/Regressions/$target"
+  corpus="$work/corpus-$target"
+  mkdir -p "$regressions" "$corpus"
+  # The stored crashes first: each must now pass.
+  if compgen -G "$regressions/*" >/dev/null; then
+    "$exe" "$regressions"/* >"$work/replay-$target.log" 2>&1 || {
+      echo "fuzz $target: a stored crash input crashes again:" >&2
+      tail -n 30 "$work/replay-$target.log" >&2
+      status=1
+      continue
+    }
+  fi
+  before="$(ls "$regressions" | wc -l)"
+  cp Fuzz/Corpus/"$target"/* "$corpus"/ 2>/dev/null || true
+  PEMIS_FUZZ_WRITE_SEEDS="$corpus" PEMIS_FUZZ_WRITE_DICTIONARY="$work/$target.dict" "$exe" >/dev/null 2>&1
+  dict=()
+  [ -f "$work/$target.dict" ] && dict=(-dict="$work/$target.dict")
+  log="$work/fuzz-$target.log"
+  fuzz_status=0
+  "$exe" "$corpus" "${dict[@]}" -max_total_time="$seconds" -timeout=30 -rss_limit_mb=4096 -max_len=65536 \
+    -print_final_stats=1 -artifact_prefix="$regressions/" ${FUZZ_FORKS:+-fork="$FUZZ_FORKS" -ignore_crashes=0} \
+    >"$log" 2>&1 || fuzz_status=$?
+  runs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -n 1 || true)"
+  [ -n "$runs" ] || runs="$(grep -Eo '^#[0-9]+' "$log" | tail -n 1 | tr -d '#' || echo 0)"
+  coverage="$(grep -Eo 'cov: [0-9]+' "$log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)"
+  crashes=$(( $(ls "$regressions" | wc -l) - before ))
+  total=$((total + runs))
+  echo "fuzz $target: $runs executions in ${seconds} s, coverage $coverage edges, $crashes crashes, corpus $(ls "$corpus" | wc -l) inputs"
+  if [ "$fuzz_status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
+    echo "fuzz $target: FAILED (libFuzzer exit $fuzz_status); the input is in $regressions/:" >&2
+    grep -E "ERROR|Fatal error|SUMMARY|panic|precondition|#[0-9]+ 0x" "$log" | head -n 40 >&2 || tail -n 40 "$log" >&2
+    status=1
+  fi
+  if [ "${FUZZ_KEEP:-0}" = 1 ]; then
+    mkdir -p "Fuzz/Corpus/$target"
+    "$exe" -merge=1 "Fuzz/Corpus/$target" "$corpus" >/dev/null 2>&1 || true
+    echo "fuzz $target: Fuzz/Corpus/$target now has $(ls "Fuzz/Corpus/$target" | wc -l) inputs"
+  fi
+done
+echo "fuzz: $total executions in all"
+exit "$status"
