@@ -34,9 +34,9 @@ public enum AccountRules {
     }
   }
 
-  /// Consecutive failed logins that lock an account.
+  /// Failed logins that lock an account out from the address they came from (``LoginThrottle``).
   public static let maxFailedLogins = 5
-  /// How long a lockout lasts.
+  /// How long a lockout lasts after the last of them.
   public static let lockoutSeconds: Int64 = 15 * 60
   /// Accounts unused this long are sealed until a district administrator unseals them.
   public static let sealAfterSeconds: Int64 = 183 * 24 * 3600

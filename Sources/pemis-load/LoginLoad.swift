@@ -6,6 +6,8 @@ import PEMISClient
 import PEMISDomain
 import PEMISProto
 import PEMISStore
+import PEMISWire
+import SwiftProtobuf
 
 /// `pemis-load login-flood`: what guessing achieves against the lockout, and what a login flood
 /// costs a real user (docs/PERFORMANCE.md, "Logins under attack"). Against a server started on a

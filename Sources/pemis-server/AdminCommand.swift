@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PEMISServer
+import PEMISStore
 
 /// `pemis-server admin …`: break-glass on the server host. It opens the data directory itself
 /// (so only its owner, the operator, can run it) and needs no login; each step is audited.
@@ -67,7 +68,7 @@ struct AdminCommand: AsyncParsableCommand {
     @Flag(help: "Read the one-time password from standard input instead of generating one.") var passwordStdin = false
 
     func run() async throws {
-      let given = passwordStdin ? try AdminCommand.passwordFromStandardInput() : nil
+      let given = try passwordStdin ? AdminCommand.passwordFromStandardInput() : nil
       try await AdminCommand.step {
         let server = try AdminCommand.open(options)
         let password = try await server.tenancy.breakGlassResetPassword(username, password: given)
@@ -87,7 +88,7 @@ struct AdminCommand: AsyncParsableCommand {
     @Flag(help: "Read the one-time password from standard input instead of generating one.") var passwordStdin = false
 
     func run() async throws {
-      let given = passwordStdin ? try AdminCommand.passwordFromStandardInput() : nil
+      let given = try passwordStdin ? AdminCommand.passwordFromStandardInput() : nil
       try await AdminCommand.step {
         let server = try AdminCommand.open(options)
         let password = try await server.tenancy.breakGlassCreateDistrictAdmin(username, displayName: name, password: given)

@@ -3,6 +3,7 @@ import GRPCCore
 import PEMISClient
 import PEMISDomain
 import PEMISProto
+import SwiftProtobuf
 import Testing
 
 @testable import PEMISServer

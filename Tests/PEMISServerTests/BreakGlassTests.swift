@@ -3,6 +3,7 @@ import GRDB
 import GRPCCore
 import PEMISClient
 import PEMISProto
+import SwiftProtobuf
 import Testing
 
 /// `pemis-server admin …` as the operator runs it on the server host.
@@ -44,7 +45,7 @@ struct BreakGlassTests {
     #expect(notSealed.status == 1)
     #expect(notSealed.stderr.contains("is not sealed"), "\(notSealed.stderr)")
     let registry = (dir as NSString).appendingPathComponent("registry.sqlite")
-    try DatabaseQueue(path: registry).write { db in try db.execute(sql: "UPDATE account SET sealed = 1 WHERE username = 'admin'") }
+    try await DatabaseQueue(path: registry).write { db in try db.execute(sql: "UPDATE account SET sealed = 1 WHERE username = 'admin'") }
     let unsealed = try PEMISServerTests.run(server, ["admin", "unseal", "admin"] + data)
     #expect(unsealed.status == 0, "\(unsealed.stderr)")
     #expect(unsealed.stdout.contains("unsealed admin"))
@@ -66,7 +67,7 @@ struct BreakGlassTests {
     let verify = try PEMISServerTests.run(server, ["audit", "verify", "--data-dir", dir])
     #expect(verify.status == 0, "\(verify.stdout)")
     #expect(verify.stdout.contains("audit log intact: 3 entries"), "\(verify.stdout)")
-    let methods = try DatabaseQueue(path: registry).read { db in
+    let methods = try await DatabaseQueue(path: registry).read { db in
       try String.fetchAll(db, sql: "SELECT method || ' ' || targets FROM audit_log ORDER BY seq")
     }
     #expect(

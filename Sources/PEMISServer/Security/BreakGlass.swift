@@ -1,5 +1,6 @@
 internal import Foundation
-public import PEMISDomain
+internal import Logging
+internal import PEMISDomain
 public import PEMISStore
 
 /// Break-glass: what the operator of the server host may do to accounts without logging in
@@ -13,7 +14,7 @@ extension Tenancy {
   /// Unseals an account (and lets it start afresh: its failed attempts are forgotten).
   public func breakGlassUnseal(_ username: String) async throws -> AccountRecord {
     try AccountRules.validateUsername(username)
-    let now = now()
+    let now = self.now()
     let account = try await registry.updateAccount(username) { record in
       guard record.sealed else {
         throw StoreError(.failedPrecondition, "username: account \(record.username) is not sealed")

@@ -5,9 +5,9 @@ internal import PEMISDomain
 internal import Synchronization
 
 /// Where password checks of logins pass. It bounds how many run at once for unfamiliar
-/// attempts (an address the account never logged in from) and refuses the rest at once, so a
-/// flood of guesses cannot occupy the hashing threads or the CPU: a real user logging in from
-/// their usual address waits behind at most ``strangerSlots`` hashes. It also knows how long a
+/// attempts (an address the account never logged in from), lets a few more wait, and refuses the
+/// rest at once, so a flood of guesses cannot occupy the hashing threads or the CPU: a real user
+/// logging in from their usual address waits behind at most ``strangerSlots`` hashes. It also knows how long a
 /// check takes, so attempts refused without a check cost the same time.
 final class LoginGate: Sendable {
   let hasher: PasswordHasher
@@ -18,43 +18,80 @@ final class LoginGate: Sendable {
   /// Unfamiliar checks running at once, at most: half the blocking pool (NIO's, one thread a
   /// core), at least one.
   let strangerSlots: Int
-  /// All checks running or queued at once, at most; beyond it even familiar ones are refused.
+  /// All checks running at once, at most; beyond it even familiar ones are refused.
   let totalSlots: Int
+  /// Strangers that may wait for a place (a morning's first logins from new addresses); beyond
+  /// them a stranger is refused at once.
+  let strangerQueue: Int
 
   private struct State {
     var strangers = 0
     var total = 0
+    var queue: [CheckedContinuation<Void, Never>] = []
     /// Recent check time (exponential average), what a refused attempt waits.
     var checkNanoseconds: Double
   }
   private let state: Mutex<State>
+  private enum Admission { case now, queued, refused }
 
   init(hasher: PasswordHasher, rules: LoginThrottle, cores: Int = System.coreCount) throws {
     self.hasher = hasher
     self.rules = rules
     strangerSlots = max(1, cores / 2)
     totalSlots = max(8, 8 * cores)
+    strangerQueue = 8 * strangerSlots
     let started = ContinuousClock.now
     decoyHash = try hasher.hash(Secrets.oneTimePassword())
     let elapsed = ContinuousClock.now - started
     state = Mutex(State(checkNanoseconds: Double(elapsed.components.attoseconds) / 1e9 + Double(elapsed.components.seconds) * 1e9))
   }
 
-  /// Runs `body` holding one of the gate's places, or returns nil at once when none is free
-  /// (too many checks already, or this is a stranger and the strangers' share is taken).
+  /// Runs `body` holding one of the gate's places, or returns nil at once when there is none:
+  /// too many checks already, or (for a stranger) the strangers' share and its short queue are
+  /// full. A stranger may wait in that queue, first come first served.
   func withPermit<T: Sendable>(familiar: Bool, _ body: () async throws -> T) async throws -> T? {
-    let admitted = state.withLock { state -> Bool in
-      guard state.total < totalSlots, familiar || state.strangers < strangerSlots else { return false }
-      state.total += 1
-      if !familiar { state.strangers += 1 }
-      return true
+    let admission = state.withLock { state -> Admission in
+      if familiar {
+        guard state.total < totalSlots else { return .refused }
+        state.total += 1
+        return .now
+      }
+      if state.strangers < strangerSlots && state.total < totalSlots {
+        state.strangers += 1
+        state.total += 1
+        return .now
+      }
+      return state.queue.count < strangerQueue ? .queued : .refused
     }
-    guard admitted else { return nil }
+    switch admission {
+    case .refused:
+      return nil
+    case .queued:
+      // Resumed by a stranger leaving, who hands its place over (the counts stay).
+      await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+        let handedOver = state.withLock { state -> Bool in
+          // A place may have come free between the check above and here.
+          if state.strangers < strangerSlots && state.total < totalSlots {
+            state.strangers += 1
+            state.total += 1
+            return true
+          }
+          state.queue.append(waiter)
+          return false
+        }
+        if handedOver { waiter.resume() }
+      }
+    case .now:
+      break
+    }
     defer {
-      state.withLock { state in
+      let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        if !familiar, !state.queue.isEmpty { return state.queue.removeFirst() }
         state.total -= 1
         if !familiar { state.strangers -= 1 }
+        return nil
       }
+      next?.resume()
     }
     return try await body()
   }
