@@ -101,6 +101,7 @@ public struct PEMISServer: Service {
     if filled > 0 { logger.info("computed \(filled) due dates that waited for a calendar year") }
     try await tenancy.openMonthlyAudits()
     try await tenancy.prepareRouting()
+    try await tenancy.prepareLogins()
     // One interceptor instance, one set of services, one tenancy: both listeners are the same
     // server to a caller, down to the audit log.
     let interceptors: [any ServerInterceptor] = [AccessControlInterceptor(tenancy: tenancy)]
@@ -122,6 +123,7 @@ public struct PEMISServer: Service {
             try? await Task.sleep(for: .seconds(60))
             if Task.isCancelled { break }
             do { try await tenancy.router.recover() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
+            await tenancy.pruneLogins()
           }
         }
         // Either listener failing (a port in use) stops the other: the server runs whole or not.

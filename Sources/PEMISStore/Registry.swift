@@ -112,6 +112,7 @@ public final class Registry: Sendable {
     registerDuplicateMigrations(&migrator)
     registerReservationMigrations(&migrator)
     registerTransferAbortMigration(&migrator)
+    registerLoginThrottleMigration(&migrator)
     return migrator
   }
 

@@ -29,7 +29,7 @@ struct PEMISServerCommand: AsyncParsableCommand {
     commandName: "pemis-server",
     abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
     version: "pemis-server \(ServerStatus.version)",
-    subcommands: [Serve.self, Init.self, AuditCommand.self, Check.self],
+    subcommands: [Serve.self, Init.self, AuditCommand.self, Check.self, AdminCommand.self],
     defaultSubcommand: Serve.self)
 }
 

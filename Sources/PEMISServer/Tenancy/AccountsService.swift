@@ -94,6 +94,8 @@ struct AccountsService: Pemis_V1_Accounts.SimpleServiceProtocol {
         record.lockedUntil = 0
       }
       try await tenancy.registry.deleteSessions(username: record.username)
+      // A reset unlocks everywhere: the owner starts afresh at every address.
+      try await tenancy.registry.clearLoginCounters(username: record.username)
       return .with {
         $0.account = record.proto(now: tenancy.now())
         $0.oneTimePassword = password

@@ -14,9 +14,8 @@ public final class Tenancy: Sendable {
   /// What crosses kindergartens: the child index, transfers, the duplicate check, the summary.
   public let router: Router
   let hasher: PasswordHasher
-  /// A hash of a random password, checked when a login names no account, so the answer takes
-  /// as long as for a real account and timing does not reveal which usernames exist.
-  let decoyHash: String
+  /// Where login password checks pass: bounded, throttled, with a decoy for unknown usernames.
+  let logins: LoginGate
   /// The working-day calendar every deadline is counted in.
   public let calendar: WorkingDayCalendar
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
@@ -33,7 +32,7 @@ public final class Tenancy: Sendable {
     shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
     self.calendar = calendar
-    decoyHash = try hasher.hash(Secrets.oneTimePassword())
+    logins = try LoginGate(hasher: hasher, rules: .defaults)
     self.now = now
     self.logger = logger
     router = Router(registry: registry, shards: shards, calendar: calendar, logger: logger, now: now, stuckTransferSeconds: stuckTransferSeconds)
