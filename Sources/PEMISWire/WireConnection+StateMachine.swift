@@ -22,10 +22,6 @@ extension WireConnection {
       /// Server: a connection whose answers sit unwritten (the client does not read) this long is
       /// closed.
       var unreadResponses: TimeAmount?
-
-      static func server(handshake: TimeAmount, idle: TimeAmount?) -> Self {
-        Self(handshake: handshake, idle: idle, halfClose: nil, unreadResponses: nil)
-      }
     }
 
     /// Protocol state of one open stream.
@@ -206,7 +202,7 @@ extension WireConnection {
       guard peer != nil else { return fail(.frameTooLarge, reason) }
       let known = streams[streamID] != nil
       switch (role, kind) {
-      case (.server, .message) where known, (.client, .message) where known:
+      case (_, .message) where known:
         let closeNow = removeStream(streamID, now: now)
         return .endCall(id: streamID, Status(code: .resourceExhausted, message: reason), closeConnection: closeNow)
       case (.server, .callStart) where streamID > highestStreamID && streamID % 2 == 1:

@@ -139,9 +139,9 @@ final class WireConnection: Sendable {
 
   /// Runs `body` under the lock, then brings this connection's share of the server's memory
   /// budget up to date with what the machine holds.
-  private func locked<R>(_ body: (inout State) throws -> R) rethrows -> R {
-    try state.withLock { state in
-      let result = try body(&state)
+  private func locked<R: Sendable>(_ body: (inout State) -> R) -> R {
+    state.withLock { state in
+      let result = body(&state)
       if let budget = governance?.budget {
         let held = state.machine.bufferedInboundBytes + state.machine.unwrittenBytes
         budget.adjust(by: held - state.budgetHeld)
@@ -737,22 +737,24 @@ extension WireConnection {
       throw RPCError(code: .resourceExhausted, message: "call metadata of \(bytes.count) bytes exceeds the server's limit of \(peer.maxFrameSize) bytes")
     }
     let remotePeer = self.remotePeer
-    let (id, schedule) = try locked { state -> (UInt32, Bool) in
+    let opened = locked { state -> Result<(UInt32, Bool), any Error> in
       var machine = state.machine
       let id: UInt32
       switch machine.openClientStream(now: .now()) {
       case .success(let opened): id = opened
       case .failure(let error):
-        throw error.code == .unavailable && state.machine.goAwayReceived == nil
-          ? RPCError(code: .unavailable, message: "connection to \(remotePeer) is closed") : error
+        return .failure(
+          state.machine.goAwayReceived == nil
+            ? RPCError(code: .unavailable, message: "connection to \(remotePeer) is closed") : error)
       }
       // The call records its id under this same lock, or learns it was cancelled meanwhile.
-      guard claim(id) else { throw CancellationError() }
+      guard claim(id) else { return .failure(CancellationError()) }
       state.machine = machine
       state.io[id] = StreamIO(inbound: .client(inbound))
       encodePending(&state) { Frame.encode(kind: .callStart, streamID: id, bytes: bytes, into: &$0) }
-      return (id, scheduleFlush(&state))
+      return .success((id, scheduleFlush(&state)))
     }
+    let (id, schedule) = try opened.get()
     if schedule { channel.eventLoop.execute { self.flushPending() } }
     return id
   }

@@ -162,7 +162,7 @@ enum DescriptorLimit {
       raised.rlim_cur = min(limit.rlim_max, 1 << 20)
       if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
     }
-    return limit.rlim_cur == RLIM_INFINITY ? Int.max : Int(clamping: limit.rlim_cur)
+    return limit.rlim_cur == rlim_t.max ? Int.max : Int(clamping: limit.rlim_cur)
     #else
     return nil
     #endif

@@ -324,7 +324,8 @@ struct WireStateMachineTests {
     #expect(machine.sendMessage(1, size: 500, writable: true) == .send, "one message goes when nothing waits")
     machine.queued(500, now: Self.t0)
     #expect(machine.sendMessage(1, size: 10, writable: true) == .waitForSocket)
-    #expect(machine.written(500, now: Self.t0))
+    let drained = machine.written(500, now: Self.t0)
+    #expect(drained)
     #expect(machine.sendMessage(1, size: 10, writable: true) == .send)
     #expect(machine.sendMessage(1, size: 10, writable: false) == .waitForSocket)
     #expect(machine.sendMessage(7, size: 10, writable: true) == .gone)
@@ -429,7 +430,8 @@ struct WireStateMachineTests {
     // Call 1 runs to the end; when it ends, the connection closes.
     #expect(machine.receive(Self.frame(.message, 1, [1]), now: Self.t0) == .deliverMessage(id: 1))
     #expect(machine.receive(Self.frame(.closeSend, 1), now: Self.t0) == .finishInbound(id: 1))
-    #expect(machine.removeStream(1, now: Self.t0), "last stream of a draining connection closes it")
+    let closes = machine.removeStream(1, now: Self.t0)
+    #expect(closes, "last stream of a draining connection closes it")
   }
 
   @Test("draining with nothing open closes at once")
