@@ -60,17 +60,21 @@ public struct PEMISServer: Service {
     services.insert(HealthService(status: status), at: 0)
     self.status = status
     self.services = services
+    var wireConfig = PEMISWireServerTransport.Config(
+      limits: WireLimits(
+        maxFrameSize: configuration.maxFrameSize,
+        maxConcurrentStreams: configuration.maxConcurrentCallsPerConnection),
+      idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1000)),
+      handshakeTimeout: .seconds(10),
+      gracePeriod: .milliseconds(Int64(configuration.gracePeriodSeconds * 1000)))
+    // Resource governance (docs/CONFIGURATION.md, "Connections and memory").
+    wireConfig.maxConnections = configuration.maxConnections
+    wireConfig.maxConnectionsPerAddress = configuration.maxConnectionsPerAddress
+    wireConfig.memoryBudgetBytes = configuration.wireMemoryBudgetBytes
+    wireConfig.halfCloseTimeout = .milliseconds(Int64(configuration.halfCloseTimeoutSeconds * 1000))
+    wireConfig.unreadResponseTimeout = .milliseconds(Int64(configuration.unreadResponseTimeoutSeconds * 1000))
     self.transport = PEMISWireServerTransport(
-      host: configuration.host,
-      port: configuration.port,
-      config: .init(
-        limits: WireLimits(
-          maxFrameSize: configuration.maxFrameSize,
-          maxConcurrentStreams: configuration.maxConcurrentCallsPerConnection),
-        idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1000)),
-        handshakeTimeout: .seconds(10),
-        gracePeriod: .milliseconds(Int64(configuration.gracePeriodSeconds * 1000))),
-      logger: logger)
+      host: configuration.host, port: configuration.port, config: wireConfig, logger: logger)
     self.http2 = try configuration.http2Port.map { port in
       try HTTP2Listener(host: configuration.host, port: port, configuration: configuration)
     }

@@ -20,6 +20,11 @@ extension ServerConfiguration {
     ("passwordHashCost", "PEMIS_PASSWORD_HASH_COST"),
     ("calendarDirectory", "PEMIS_CALENDAR_DIR"),
     ("stuckTransferMinutes", "PEMIS_STUCK_TRANSFER_MINUTES"),
+    ("maxConnections", "PEMIS_MAX_CONNECTIONS"),
+    ("maxConnectionsPerAddress", "PEMIS_MAX_CONNECTIONS_PER_ADDRESS"),
+    ("wireMemoryBudgetBytes", "PEMIS_WIRE_MEMORY_BUDGET"),
+    ("halfCloseTimeoutSeconds", "PEMIS_HALF_CLOSE_TIMEOUT"),
+    ("unreadResponseTimeoutSeconds", "PEMIS_UNREAD_RESPONSE_TIMEOUT"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -146,6 +151,11 @@ extension ServerConfiguration {
     case "passwordHashCost": passwordHashCost = try integer()
     case "calendarDirectory": calendarDirectory = text
     case "stuckTransferMinutes": stuckTransferMinutes = try integer()
+    case "maxConnections": maxConnections = try integer()
+    case "maxConnectionsPerAddress": maxConnectionsPerAddress = try integer()
+    case "wireMemoryBudgetBytes": wireMemoryBudgetBytes = try integer()
+    case "halfCloseTimeoutSeconds": halfCloseTimeoutSeconds = try seconds()
+    case "unreadResponseTimeoutSeconds": unreadResponseTimeoutSeconds = try seconds()
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

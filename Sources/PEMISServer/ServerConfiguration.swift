@@ -41,6 +41,18 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// before `pemis-server check` reports it stuck and recovery warns in the log. Default 10: a
   /// step takes milliseconds, and recovery retries every minute.
   public var stuckTransferMinutes: Int = 10
+  /// PEMIS wire connections open at once, server-wide. Default 16384, lowered at start to fit the
+  /// process's descriptor limit (less 1024 kept free).
+  public var maxConnections: Int = 16_384
+  /// PEMIS wire connections open at once from one IP address. Default 512.
+  public var maxConnectionsPerAddress: Int = 512
+  /// Bytes of requests and responses all PEMIS wire connections together may buffer. Default
+  /// 268435456 (256 MiB).
+  public var wireMemoryBudgetBytes: Int = 256 * 1024 * 1024
+  /// Seconds within which a call must finish sending its request (CLOSE_SEND). Default 300.
+  public var halfCloseTimeoutSeconds: Double = 300
+  /// Seconds a connection may leave its answers unread before it is closed. Default 30.
+  public var unreadResponseTimeoutSeconds: Double = 30
 
   public static var defaults: Self {
     Self(
@@ -99,6 +111,16 @@ public struct ServerConfiguration: Sendable, Equatable {
     try check(idleTimeoutSeconds > 0, "idleTimeoutSeconds", "must be above 0, got \(idleTimeoutSeconds)")
     try check(gracePeriodSeconds >= 0, "gracePeriodSeconds", "must not be negative, got \(gracePeriodSeconds)")
     try check((1...10_080).contains(stuckTransferMinutes), "stuckTransferMinutes", "must be between 1 and 10080 (a week), got \(stuckTransferMinutes)")
+    try check((1...1_000_000).contains(maxConnections), "maxConnections", "must be between 1 and 1000000, got \(maxConnections)")
+    try check(
+      (1...1_000_000).contains(maxConnectionsPerAddress), "maxConnectionsPerAddress",
+      "must be between 1 and 1000000, got \(maxConnectionsPerAddress)")
+    try check(
+      wireMemoryBudgetBytes >= 4 * maxFrameSize, "wireMemoryBudgetBytes",
+      "must be at least 4 × maxFrameSize (\(4 * maxFrameSize) bytes), got \(wireMemoryBudgetBytes)")
+    try check(halfCloseTimeoutSeconds > 0, "halfCloseTimeoutSeconds", "must be above 0, got \(halfCloseTimeoutSeconds)")
+    try check(
+      unreadResponseTimeoutSeconds > 0, "unreadResponseTimeoutSeconds", "must be above 0, got \(unreadResponseTimeoutSeconds)")
     try check((1...100_000).contains(maxOpenShards), "maxOpenShards", "must be between 1 and 100000, got \(maxOpenShards)")
     try check((10...20).contains(passwordHashCost), "passwordHashCost", "must be between 10 and 20, got \(passwordHashCost)")
   }

@@ -22,6 +22,32 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     /// After shutdown begins, calls in flight get this long to finish before they are cancelled.
     /// Default 10 seconds.
     public var gracePeriod: Duration
+    /// Connections open at once, server-wide. Default 16,384; never more than the process's
+    /// descriptor limit (RLIMIT_NOFILE) less ``descriptorHeadroom``.
+    public var maxConnections = 16_384
+    /// Connections open at once from one IP address. Default 512 (a kindergarten behind one
+    /// address has a few dozen staff; a single client uses one connection).
+    public var maxConnectionsPerAddress = 512
+    /// Descriptors kept free for the listener, the database and shard files. Default 1,024 (or
+    /// half the descriptor limit, if that is less).
+    public var descriptorHeadroom = 1_024
+    /// Bytes of requests and responses all connections together may hold in memory. Default
+    /// 256 MiB.
+    public var memoryBudgetBytes = 256 * 1024 * 1024
+    /// Unread request bytes one connection may hold. Default 16 MiB.
+    public var maxBufferedRequestBytesPerConnection = 16 * 1024 * 1024
+    /// Unwritten response bytes of one connection above which its calls wait to write (one
+    /// message always goes when nothing is waiting). Default 1 MiB.
+    public var maxUnwrittenResponseBytesPerConnection = 1024 * 1024
+    /// A call must send CLOSE_SEND within this time of CALL_START, or it ends with
+    /// DEADLINE_EXCEEDED. Default 5 minutes; nil: no limit.
+    public var halfCloseTimeout: Duration? = .seconds(300)
+    /// A connection whose answers stay unwritten (the client does not read) this long is closed.
+    /// Default 30 seconds; nil: never.
+    public var unreadResponseTimeout: Duration? = .seconds(30)
+    /// Log lines about bad connections (protocol errors, refused connections) per minute; the
+    /// rest are counted. Default 60.
+    public var badConnectionLogLinesPerMinute = 60
 
     public init(limits: WireLimits, idleTimeout: Duration, handshakeTimeout: Duration, gracePeriod: Duration) {
       self.limits = limits
@@ -107,18 +133,25 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     let config = self.config
     let logger = self.logger
     let methods = state.withLock { $0.methods }
+    let governance = makeGovernance()
+    let admission = ConnectionAdmission(
+      maxConnections: effectiveMaxConnections(), maxPerAddress: config.maxConnectionsPerAddress,
+      log: governance.badConnectionLog, logger: logger)
     let serverChannel: NIOAsyncChannel<WireConnection, Never>
     do {
       serverChannel = try await ServerBootstrap(group: group)
         .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
         .serverChannelOption(.backlog, value: 256)
+        .serverChannelInitializer { channel in
+          channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(admission) }
+        }
         .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .bind(host: host, port: port) { channel in
           channel.eventLoop.makeCompletedFuture {
             let connection = WireConnection(
               channel: channel, role: .server, limits: config.limits,
               idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger,
-              methods: methods)
+              methods: methods, governance: governance)
             try channel.pipeline.syncOperations.addWireHandlers(
               connection: connection,
               handshakeTimeout: .nanoseconds(Int64(config.handshakeTimeout.wholeMicroseconds * 1_000)))
@@ -151,6 +184,31 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
       serverChannel.channel.close(promise: nil)
       for connection in connections { connection.cancelAllStreams(reason: "server stopped") }
     }
+  }
+
+  private func makeGovernance() -> WireGovernance {
+    func amount(_ duration: Duration?) -> TimeAmount? {
+      duration.map { .nanoseconds(Int64($0.wholeMicroseconds * 1_000)) }
+    }
+    return WireGovernance(
+      budgetBytes: config.memoryBudgetBytes, halfCloseTimeout: amount(config.halfCloseTimeout),
+      unreadResponseTimeout: amount(config.unreadResponseTimeout),
+      maxUnwrittenBytesPerConnection: config.maxUnwrittenResponseBytesPerConnection,
+      maxBufferedRequestBytesPerConnection: config.maxBufferedRequestBytesPerConnection,
+      logLinesPerMinute: config.badConnectionLogLinesPerMinute)
+  }
+
+  /// The connection limit in force: the configured one, or less if the descriptor limit is lower.
+  private func effectiveMaxConnections() -> Int {
+    guard let descriptors = DescriptorLimit.raiseSoftLimit() else { return config.maxConnections }
+    // The headroom, or half the descriptors if they are few.
+    let fit = max(1, descriptors - min(config.descriptorHeadroom, descriptors / 2))
+    if fit < config.maxConnections {
+      logger.notice(
+        "connection limit lowered to fit the descriptor limit",
+        metadata: ["wire.max_connections": "\(fit)", "wire.rlimit_nofile": "\(descriptors)"])
+    }
+    return min(config.maxConnections, fit)
   }
 
   private func acceptConnections(

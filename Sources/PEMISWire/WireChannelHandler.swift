@@ -53,7 +53,11 @@ final class WireChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
     // Garbage, truncation or a socket error: only this connection is affected.
     closeError = error
     if let error = error as? WireProtocolError {
-      connection.logger.info("\(error)")
+      if let log = connection.governance?.badConnectionLog {
+        log.log(connection.logger, .info, "\(error)")
+      } else {
+        connection.logger.info("\(error)")
+      }
       context.close(promise: nil)
     } else if error is IOError || error is ChannelError {
       context.close(promise: nil)

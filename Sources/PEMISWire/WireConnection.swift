@@ -5,11 +5,13 @@ internal import NIOCore
 internal import SwiftProtobuf
 internal import Synchronization
 
-/// The state of one PEMIS wire connection, shared by the client and the server side.
+/// One PEMIS wire connection, client or server side: the NIO shell around its
+/// ``StateMachine``.
 ///
 /// Frames arrive on the channel's event loop (``receive(_:)``); calls write from their own tasks.
-/// Everything mutable sits in one `Mutex`-guarded ``State``, and side effects (resuming tasks,
-/// yielding to streams) run after the lock is released.
+/// The protocol decisions are the state machine's; this class holds it, with what cannot be pure
+/// (the calls' inbound sequences, waiting tasks, timers), in one `Mutex`-guarded ``State``, and
+/// performs the actions it returns after the lock is released.
 ///
 /// Writes are batched: a frame is encoded into `State.pending` under the lock, and the first
 /// frame of a batch schedules one flush on the event loop. Frames written by many calls before
@@ -32,15 +34,8 @@ final class WireConnection: Sendable {
   private let newStreamsContinuation: AsyncStream<ServerStream>.Continuation
   private let state: Mutex<State>
   private let allocator: ByteBufferAllocator
-  /// Server role: how long a connection may have no open stream before it is closed.
-  private let idleTimeout: TimeAmount?
-  /// Server role: the server's methods by path, so descriptors carry their call type.
-  private let methods: [String: MethodDescriptor]
-  /// Server role: unread request bytes one connection may hold before the call receiving more
-  /// is failed with RESOURCE_EXHAUSTED.
-  var maxBufferedInboundBytes: Int { max(16 * 1024 * 1024, 4 * localLimits.maxFrameSize) }
-  /// The most MESSAGE credit this side keeps per stream, whatever window the peer announces.
-  static let maxSendWindow = 65_536
+  /// Server role: the budget, timeouts and log limit shared by all connections of the server.
+  let governance: WireGovernance?
 
   init(
     channel: any Channel,
@@ -48,13 +43,13 @@ final class WireConnection: Sendable {
     limits: WireLimits,
     idleTimeout: TimeAmount? = nil,
     logger: Logger,
-    methods: [String: MethodDescriptor] = [:]
+    methods: [String: MethodDescriptor] = [:],
+    governance: WireGovernance? = nil
   ) {
-    self.methods = methods
     self.channel = channel
     self.role = role
     self.localLimits = limits
-    self.idleTimeout = idleTimeout
+    self.governance = governance
     self.remotePeer = Self.describe(channel.remoteAddress)
     self.localPeer = Self.describe(channel.localAddress)
     var logger = logger
@@ -63,7 +58,16 @@ final class WireConnection: Sendable {
     self.handshake = channel.eventLoop.makePromise(of: PeerSettings.self)
     (self.newStreams, self.newStreamsContinuation) = AsyncStream.makeStream()
     self.allocator = channel.allocator
-    self.state = Mutex(State(pending: channel.allocator.buffer(capacity: 1024)))
+    let machine = StateMachine(
+      role: role, limits: limits,
+      timeouts: StateMachine.Timeouts(
+        handshake: .seconds(10), idle: role == .server ? idleTimeout : nil,
+        halfClose: governance?.halfCloseTimeout, unreadResponses: governance?.unreadResponseTimeout),
+      now: .now(),
+      maxBufferedInboundBytes: governance?.maxBufferedRequestBytesPerConnection,
+      maxUnwrittenBytes: governance?.maxUnwrittenBytesPerConnection ?? Int.max,
+      methods: methods)
+    self.state = Mutex(State(machine: machine, pending: channel.allocator.buffer(capacity: 1024)))
   }
 
   static func describe(_ address: SocketAddress?) -> String {
@@ -78,39 +82,27 @@ final class WireConnection: Sendable {
   // MARK: State
 
   struct State {
-    var peer: PeerSettings?
-    var streams: [UInt32: StreamState] = [:]
-    /// Server: the highest stream id a client opened. Client: the last id assigned.
-    var highestStreamID: UInt32 = 0
+    var machine: StateMachine
+    /// What each open stream's tasks wait on; its keys are the machine's open streams.
+    var io: [UInt32: StreamIO] = [:]
     var pending: ByteBuffer
     var flushScheduled = false
-    /// Set once this side sent GOAWAY: the highest stream id it still serves.
-    var goAwaySent: UInt32?
-    /// Set once the peer sent GOAWAY.
-    var goAwayReceived: UInt32?
-    var closed = false
-    /// Server: when the last stream closed, for the idle timer.
-    var idleSince: NIODeadline = .now()
     /// Client: calls holding a slot of the server's concurrency limit, and those waiting for one.
     var slotsInUse = 0
     var slotWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
     var nextWaiterID = 0
-    var timers: [Scheduled<Void>] = []
-    var idleTask: RepeatedTask?
-    /// Set by fail(): the rest of what the peer sent is ignored.
-    var failing = false
+    var tickTask: RepeatedTask?
+    /// Set by fail(): GOAWAY was queued, so it is not queued twice.
+    var goAwayQueued = false
     /// Mirrors the channel's writability; message writers wait while it is false.
     var writable = true
     var writableWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
-    /// Server: handler tasks started and not yet returned (a cancelled call's handler may still run).
-    var runningHandlers = 0
-    /// Server: bytes of request messages received and not yet taken by their handlers.
-    var bufferedInboundBytes = 0
-
-    var isDraining: Bool { goAwaySent != nil || goAwayReceived != nil || closed }
+    /// What this connection holds of the server's memory budget.
+    var budgetHeld = 0
   }
 
-  struct StreamState {
+  /// The non-pure side of one open stream.
+  struct StreamIO {
     enum Inbound {
       case server(AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.Continuation)
       case client(AsyncThrowingStream<RPCResponsePart<[UInt8]>, any Error>.Continuation)
@@ -131,37 +123,10 @@ final class WireConnection: Sendable {
     }
 
     var inbound: Inbound
-    /// MESSAGE frames this side may still send before the peer grants more.
-    var sendCredits: Int
     var creditWaiter: CheckedContinuation<Void, any Error>?
-    /// MESSAGE frames the peer may still send before this side grants more.
-    var receiveAllowance: Int
-    /// Messages the application consumed since the last WINDOW_UPDATE this side sent.
-    var consumedSinceGrant = 0
-    /// Bytes of messages delivered to the inbound sequence and not yet consumed.
-    var bufferedBytes = 0
-    /// The peer will send no more messages (CLOSE_SEND received).
-    var remoteClosed = false
     /// Server: where a CANCEL or deadline reaches the handler.
     var cancellation: ServerStreamCancellation?
     var deadlineTimer: Scheduled<Void>?
-  }
-
-  /// What to do after a stream was taken out of the table.
-  private struct RemovedStream {
-    var inbound: StreamState.Inbound
-    var creditWaiter: CheckedContinuation<Void, any Error>?
-    var cancellation: ServerStreamCancellation?
-    var deadlineTimer: Scheduled<Void>?
-    var bufferedBytes: Int
-
-    init(_ stream: StreamState) {
-      self.bufferedBytes = stream.bufferedBytes
-      self.inbound = stream.inbound
-      self.creditWaiter = stream.creditWaiter
-      self.cancellation = stream.cancellation
-      self.deadlineTimer = stream.deadlineTimer
-    }
 
     /// Ends the stream for everyone still using it.
     func end(inboundError: (any Error)?, cancelHandler: Bool, waiterError: any Error) {
@@ -172,10 +137,24 @@ final class WireConnection: Sendable {
     }
   }
 
-  var peerSettings: PeerSettings? { state.withLock { $0.peer } }
+  /// Runs `body` under the lock, then brings this connection's share of the server's memory
+  /// budget up to date with what the machine holds.
+  private func locked<R: Sendable>(_ body: (inout State) -> R) -> R {
+    state.withLock { state in
+      let result = body(&state)
+      if let budget = governance?.budget {
+        let held = state.machine.bufferedInboundBytes + state.machine.unwrittenBytes
+        budget.adjust(by: held - state.budgetHeld)
+        state.budgetHeld = held
+      }
+      return result
+    }
+  }
+
+  var peerSettings: PeerSettings? { state.withLock { $0.machine.peer } }
 
   /// Whether a client may still open new streams on this connection.
-  var acceptsNewStreams: Bool { state.withLock { $0.peer != nil && !$0.isDraining } }
+  var acceptsNewStreams: Bool { state.withLock { $0.machine.acceptsNewStreams } }
 
   // MARK: Writing
 
@@ -183,14 +162,20 @@ final class WireConnection: Sendable {
   /// Returns false, writing nothing, when the connection is closed.
   @discardableResult
   private func enqueue(_ encode: (inout ByteBuffer) -> Void) -> Bool {
-    let (written, schedule) = state.withLock { state -> (Bool, Bool) in
-      guard !state.closed else { return (false, false) }
-      encode(&state.pending)
-      defer { state.flushScheduled = true }
-      return (true, !state.flushScheduled)
+    let (written, schedule) = locked { state -> (Bool, Bool) in
+      guard !state.machine.isClosed else { return (false, false) }
+      encodePending(&state, encode)
+      return (true, scheduleFlush(&state))
     }
     if schedule { channel.eventLoop.execute { self.flushPending() } }
     return written
+  }
+
+  /// Encodes into `State.pending` under the caller's lock, counting the bytes as queued.
+  private func encodePending(_ state: inout State, _ encode: (inout ByteBuffer) -> Void) {
+    let before = state.pending.readableBytes
+    encode(&state.pending)
+    state.machine.queued(state.pending.readableBytes - before, now: .now())
   }
 
   /// Schedules a flush if the caller wrote into `State.pending` under its own lock.
@@ -202,12 +187,26 @@ final class WireConnection: Sendable {
   private func flushPending() {
     let batch = state.withLock { state -> ByteBuffer? in
       state.flushScheduled = false
-      guard state.pending.readableBytes > 0, !state.closed else { return nil }
+      guard state.pending.readableBytes > 0, !state.machine.isClosed else { return nil }
       let batch = state.pending
       state.pending = allocator.buffer(capacity: 1024)
       return batch
     }
-    if let batch { channel.writeAndFlush(batch, promise: nil) }
+    guard let batch else { return }
+    let size = batch.readableBytes
+    let promise = channel.eventLoop.makePromise(of: Void.self)
+    promise.futureResult.whenComplete { _ in self.socketTook(size) }
+    channel.writeAndFlush(batch, promise: promise)
+  }
+
+  /// The socket took (or dropped, on close) a batch: writers held back by the backlog may go on.
+  private func socketTook(_ bytes: Int) {
+    let waiters = locked { state -> [CheckedContinuation<Void, any Error>] in
+      guard state.machine.written(bytes, now: .now()), state.writable else { return [] }
+      defer { state.writableWaiters.removeAll() }
+      return state.writableWaiters.map(\.continuation)
+    }
+    for waiter in waiters { waiter.resume() }
   }
 
   private func sendControl(
@@ -219,43 +218,73 @@ final class WireConnection: Sendable {
 
   /// Sends GOAWAY with `code` and closes the connection once it is written.
   func fail(_ code: Pemis_Wire_V1_GoAway.Code, _ reason: String) {
-    let (last, first) = state.withLock { state -> (UInt32, Bool) in
-      defer { state.failing = true }
-      return (state.highestStreamID, !state.failing)
+    _ = locked { $0.machine.fail(code, reason) }
+    sendGoAwayAndClose(code, reason)
+  }
+
+  /// Queues GOAWAY (once) and closes after it is flushed.
+  private func sendGoAwayAndClose(_ code: Pemis_Wire_V1_GoAway.Code, _ reason: String) {
+    let (first, last) = state.withLock { state -> (Bool, UInt32) in
+      defer { state.goAwayQueued = true }
+      return (!state.goAwayQueued, state.machine.goAwayLastStreamID)
     }
     guard first else { return }
-    logger.warning(
-      "closing connection: \(reason)",
-      metadata: ["wire.goaway.code": "\(code)"])
+    let message = "closing connection: \(reason)"
+    let metadata: Logger.Metadata = ["wire.goaway.code": "\(code)", "wire.peer": "\(remotePeer)"]
+    if code == .idleTimeout {
+      logger.debug("\(message)", metadata: metadata)
+    } else if let log = governance?.badConnectionLog {
+      log.log(logger, .warning, message, metadata: metadata)
+    } else {
+      logger.warning("\(message)", metadata: metadata)
+    }
     var goAway = Pemis_Wire_V1_GoAway()
-    // Only a server accepts streams; a client's GOAWAY carries 0.
-    goAway.lastStreamID = role == .server ? last : 0
+    goAway.lastStreamID = last
     goAway.code = code
     goAway.reason = reason
     sendControl(.goAway, streamID: 0, goAway)
-    channel.eventLoop.execute {
-      self.flushPending()
-      self.channel.close(promise: nil)
-    }
+    close()
   }
 
-  // MARK: Handshake
+  // MARK: Handshake and timers
 
-  /// Client: sends HELLO as soon as the TCP connection is up. Server: arms the handshake and idle
-  /// timers.
+  /// Client: sends HELLO as soon as the TCP connection is up. Both: arms the timers.
   func channelActive(handshakeTimeout: TimeAmount) {
-    switch role {
-    case .client:
+    if role == .client {
       sendControl(.hello, streamID: 0, helloMessage(min: WireProtocol.version, max: WireProtocol.version))
-    case .server:
-      break
     }
-    let timer = channel.eventLoop.scheduleTask(in: handshakeTimeout) {
-      if self.state.withLock({ $0.peer == nil && !$0.closed }) {
-        self.fail(.protocolError, "no HELLO within \(handshakeTimeout.nanoseconds / 1_000_000) ms")
+    let (timeouts, alreadyTicking) = state.withLock { state in
+      state.machine.setHandshakeTimeout(handshakeTimeout)
+      return (state.machine.timeouts, state.tickTask != nil)
+    }
+    guard !alreadyTicking else { return }
+    let shortest = [timeouts.handshake, timeouts.idle, timeouts.halfClose, timeouts.unreadResponses]
+      .compactMap { $0?.nanoseconds }.min() ?? 1_000_000_000
+    let period = TimeAmount.nanoseconds(min(max(shortest / 4, 5_000_000), 1_000_000_000))
+    let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in self.tick() }
+    let closed = state.withLock { state in
+      state.tickTask = task
+      return state.machine.isClosed
+    }
+    if closed { task.cancel() }
+  }
+
+  private func tick() {
+    let actions = locked { state -> [(StateMachine.TickAction, StreamIO?)] in
+      state.machine.tick(now: .now()).map { action in
+        if case .endCall(let id, _, _) = action { return (action, state.io.removeValue(forKey: id)) }
+        return (action, nil)
       }
     }
-    state.withLock { $0.timers.append(timer) }
+    for (action, io) in actions {
+      switch action {
+      case .close(let code, let reason):
+        sendGoAwayAndClose(code, reason)
+      case .endCall(let id, let status, let closeNow):
+        logger.info("ending call: \(status.message)", metadata: ["wire.stream": "\(id)"])
+        finishServerStream(id, io: io, status: status, trailers: [:], cancelHandler: true, closeNow: closeNow)
+      }
+    }
   }
 
   private func helloMessage(min: UInt32, max: UInt32) -> Pemis_Wire_V1_Hello {
@@ -269,357 +298,152 @@ final class WireConnection: Sendable {
     return hello
   }
 
-  private func receiveHello(_ frame: Frame) {
-    guard frame.streamID == 0, let hello = try? Pemis_Wire_V1_Hello(serializedBytes: Array(frame.payload.readableBytesView))
-    else { return fail(.protocolError, "HELLO must be on stream 0 and carry a Hello message") }
-    let version: UInt32
-    switch role {
-    case .server:
-      guard hello.minVersion <= WireProtocol.version, WireProtocol.version <= hello.maxVersion else {
-        return fail(
-          .unsupportedVersion,
-          "client speaks versions \(hello.minVersion)-\(hello.maxVersion); this server speaks \(WireProtocol.version)")
-      }
-      version = WireProtocol.version
-    case .client:
-      guard hello.minVersion == WireProtocol.version, hello.maxVersion == hello.minVersion else {
-        return fail(.unsupportedVersion, "server chose version \(hello.minVersion); this client speaks \(WireProtocol.version)")
-      }
-      version = hello.minVersion
-    }
-    guard hello.maxFrameSize >= 1024, hello.initialStreamWindow >= 1 else {
-      return fail(.protocolError, "HELLO limits too small: max_frame_size must be at least 1024 and initial_stream_window at least 1")
-    }
-    let peer = PeerSettings(
-      version: version,
-      maxFrameSize: Int(hello.maxFrameSize),
-      initialStreamWindow: min(Int(hello.initialStreamWindow), Self.maxSendWindow),
-      maxConcurrentStreams: hello.maxConcurrentStreams == 0 ? Int.max : Int(hello.maxConcurrentStreams),
-      agent: hello.agent)
-    state.withLock {
-      $0.peer = peer
-      $0.idleSince = .now()
-    }
-    if role == .server {
-      sendControl(.hello, streamID: 0, helloMessage(min: version, max: version))
-      startIdleTimer()
-    }
-    handshake.succeed(peer)
-  }
-
-  private func startIdleTimer() {
-    guard let idleTimeout else { return }
-    let period = TimeAmount.nanoseconds(max(idleTimeout.nanoseconds / 4, 1_000_000))
-    let task = channel.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
-      let idle = self.state.withLock { state in
-        state.streams.isEmpty && !state.closed && NIODeadline.now() - state.idleSince >= idleTimeout
-      }
-      if idle {
-        self.logger.debug("closing idle connection")
-        var goAway = Pemis_Wire_V1_GoAway()
-        goAway.lastStreamID = self.state.withLock { $0.highestStreamID }
-        goAway.code = .idleTimeout
-        goAway.reason = "no call for \(idleTimeout.nanoseconds / 1_000_000_000) s"
-        self.sendControl(.goAway, streamID: 0, goAway)
-        self.state.withLock { $0.goAwaySent = $0.highestStreamID }
-        self.channel.eventLoop.execute {
-          self.flushPending()
-          self.channel.close(promise: nil)
-        }
-      }
-    }
-    state.withLock { $0.idleTask = task }
-  }
-
   // MARK: Reading
 
   /// Handles one decoded frame. Runs on the channel's event loop.
   func receive(_ event: FrameDecoder.Event) {
-    if state.withLock({ $0.failing || $0.closed }) { return }
-    switch event {
-    case .oversized(let kind, _, let streamID, let length):
-      receiveOversized(kind: kind, streamID: streamID, length: length)
-    case .frame(let frame):
-      guard state.withLock({ $0.peer != nil }) else {
-        if frame.kind == .hello { return receiveHello(frame) }
-        return fail(.protocolError, "expected HELLO as the first frame, got \(frame.kind)")
+    let now = NIODeadline.now()
+    let (action, ios, waiters, stream) = locked {
+      state -> (StateMachine.ReceiveAction, [StreamIO], [CheckedContinuation<Void, any Error>], ServerStream?) in
+      let action: StateMachine.ReceiveAction
+      if case .frame(let frame) = event, frame.kind == .message, let budget = governance?.budget,
+        budget.wouldExceed(frame.payload.readableBytes)
+      {
+        action = state.machine.receiveMessageOverBudget(frame, budget: budget.limit, now: now)
+      } else {
+        action = state.machine.receive(event, now: now)
       }
-      let callKinds: Set<Frame.Kind> = [.callStart, .responseStart, .message, .closeSend, .callEnd, .cancel]
-      if frame.streamID == 0 && callKinds.contains(frame.kind) {
-        return fail(.protocolError, "\(frame.kind) on stream 0, which is reserved for the connection")
+      switch action {
+      case .openCall(let id, let descriptor, let metadata, let timeoutMicros):
+        return (action, [], [], openServerStream(&state, id: id, descriptor: descriptor, metadata: metadata, timeoutMicros: timeoutMicros))
+      case .endCall(let id, _, _), .callEnded(let id, _, _, _), .callCancelled(let id, _, _):
+        return (action, state.io.removeValue(forKey: id).map { [$0] } ?? [], [], nil)
+      case .deliverMessage(let id), .finishInbound(let id), .responseMetadata(let id, _):
+        return (action, state.io[id].map { [$0] } ?? [], [], nil)
+      case .creditGranted(let id):
+        let waiter = state.io[id]?.creditWaiter
+        state.io[id]?.creditWaiter = nil
+        return (action, [], waiter.map { [$0] } ?? [], nil)
+      case .peerGoingAway(let unprocessed, _, _):
+        let waiters = state.slotWaiters.map(\.continuation)
+        state.slotWaiters.removeAll()
+        return (action, unprocessed.compactMap { state.io.removeValue(forKey: $0) }, waiters, nil)
+      case .ignore, .fail, .handshakeComplete, .refuseCall, .pong:
+        return (action, [], [], nil)
       }
-      if frame.streamID != 0 && (frame.kind == .hello || frame.kind == .goAway || frame.kind == .ping) {
-        return fail(.protocolError, "\(frame.kind) on stream \(frame.streamID): it belongs on stream 0")
+    }
+    switch action {
+    case .ignore:
+      break
+    case .fail(let code, let reason):
+      sendGoAwayAndClose(code, reason)
+    case .handshakeComplete(let peer, let replyHello):
+      if replyHello { sendControl(.hello, streamID: 0, helloMessage(min: peer.version, max: peer.version)) }
+      handshake.succeed(peer)
+    case .openCall(let id, _, _, let timeoutMicros):
+      guard let stream else { return }
+      if timeoutMicros > 0 {
+        let micros = Int64(min(timeoutMicros, UInt64(Int64.max / 1_000)))
+        let timer = channel.eventLoop.scheduleTask(in: .microseconds(micros)) {
+          _ = self.endServerStream(
+            id, status: Status(code: .deadlineExceeded, message: "deadline of \(timeoutMicros / 1000) ms exceeded"),
+            trailers: [:], cancelHandler: true)
+        }
+        state.withLock { $0.io[id]?.deadlineTimer = timer }
       }
-      switch frame.kind {
-      case .hello: fail(.protocolError, "HELLO sent twice")
-      case .callStart: role == .server ? receiveCallStart(frame) : fail(.protocolError, "CALL_START sent by the server")
-      case .responseStart: role == .client ? receiveResponseStart(frame) : fail(.protocolError, "RESPONSE_START sent by a client")
-      case .message: receiveMessage(frame)
-      case .closeSend: role == .server ? receiveCloseSend(frame) : fail(.protocolError, "CLOSE_SEND sent by the server")
-      case .callEnd: role == .client ? receiveCallEnd(frame) : fail(.protocolError, "CALL_END sent by a client")
-      case .cancel: role == .server ? receiveCancel(frame) : fail(.protocolError, "CANCEL sent by the server")
-      case .ping: receivePing(frame)
-      case .goAway: receiveGoAway(frame)
-      case .windowUpdate: receiveWindowUpdate(frame)
-      default: break  // Unknown kinds are ignored so later versions can add them.
+      newStreamsContinuation.yield(stream)
+    case .refuseCall(let id, let status):
+      logger.debug("refusing call: \(status.message)", metadata: ["wire.stream": "\(id)"])
+      sendCallEnd(id, status, [:])
+    case .deliverMessage:
+      if case .frame(let frame) = event { ios.first?.inbound.yieldMessage(Array(frame.payload.readableBytesView)) }
+    case .endCall(let id, let status, let closeNow):
+      logger.info("failing call: \(status.message)", metadata: ["wire.stream": "\(id)"])
+      switch role {
+      case .server:
+        finishServerStream(id, io: ios.first, status: status, trailers: [:], cancelHandler: true, closeNow: closeNow)
+      case .client:
+        var cancel = Pemis_Wire_V1_Cancel()
+        cancel.reason = status.message
+        sendControl(.cancel, streamID: id, cancel)
+        let error = RPCError(code: RPCError.Code(status.code) ?? .internalError, message: status.message)
+        ios.first?.end(inboundError: error, cancelHandler: false, waiterError: error)
+        if closeNow { close() }
       }
+    case .finishInbound:
+      ios.first?.inbound.finish()
+    case .responseMetadata(_, let metadata):
+      if case .client(let c)? = ios.first?.inbound { c.yield(.metadata(metadata)) }
+    case .callEnded(_, let status, let trailers, let closeNow):
+      if case .client(let c)? = ios.first?.inbound { c.yield(.status(status, trailers)) }
+      ios.first?.end(
+        inboundError: nil, cancelHandler: false,
+        waiterError: RPCError(code: RPCError.Code(status.code) ?? .cancelled, message: "call ended: \(status.message)"))
+      if closeNow { close() }
+    case .callCancelled(let id, let reason, let closeNow):
+      logger.debug("call cancelled by client", metadata: ["wire.stream": "\(id)", "wire.reason": "\(reason)"])
+      let error = RPCError(code: .cancelled, message: "client cancelled the call\(reason.isEmpty ? "" : ": \(reason)")")
+      ios.first?.end(inboundError: error, cancelHandler: true, waiterError: error)
+      if closeNow { close() }
+    case .pong(let payload):
+      enqueue { Frame.encode(kind: .ping, flags: .ack, streamID: 0, payload: payload, into: &$0) }
+    case .creditGranted:
+      for waiter in waiters { waiter.resume() }
+    case .peerGoingAway(_, let reason, let closeNow):
+      logger.debug("peer is going away: \(reason)")
+      // Calls still waiting for a slot here were never sent: they go to a new connection.
+      for waiter in waiters { waiter.resume(throwing: ConnectionDraining()) }
+      let error = RPCError(code: .unavailable, message: "server is going away (\(reason)); the call was not processed")
+      for io in ios { io.end(inboundError: error, cancelHandler: true, waiterError: error) }
+      if closeNow { close() }
     }
   }
 
-  private func receiveOversized(kind: Frame.Kind, streamID: UInt32, length: Int) {
-    let limit = localLimits.maxFrameSize
-    let reason = "\(kind) frame of \(length) bytes exceeds the limit of \(limit) bytes"
-    let (known, shaken) = state.withLock { ($0.streams[streamID] != nil, $0.peer != nil) }
-    guard shaken else { return fail(.frameTooLarge, reason) }
-    switch (role, kind) {
-    case (.server, .message) where known:
-      logger.info("failing call: \(reason)", metadata: ["wire.stream": "\(streamID)"])
-      endServerStream(
-        streamID, status: Status(code: .resourceExhausted, message: reason), trailers: [:],
-        cancelHandler: true)
-    case (.server, .callStart) where streamID > state.withLock({ $0.highestStreamID }) && streamID % 2 == 1:
-      state.withLock { $0.highestStreamID = streamID }
-      logger.info("refusing call: \(reason)", metadata: ["wire.stream": "\(streamID)"])
-      sendCallEnd(streamID, Status(code: .resourceExhausted, message: reason), [:])
-    case (.client, .message) where known:
-      cancelClientStream(streamID, error: RPCError(code: .resourceExhausted, message: reason), reason: reason)
-    default:
-      fail(.frameTooLarge, reason)
-    }
-  }
-
-  private func receiveCallStart(_ frame: Frame) {
-    let id = frame.streamID
-    let (highest, draining) = state.withLock { ($0.highestStreamID, $0.goAwaySent) }
-    guard id % 2 == 1, id > highest else {
-      return fail(.protocolError, "CALL_START on stream \(id): client streams must be odd and increasing (last was \(highest))")
-    }
-    guard let start = try? Pemis_Wire_V1_CallStart(serializedBytes: Array(frame.payload.readableBytesView)) else {
-      return fail(.protocolError, "CALL_START on stream \(id) does not hold a CallStart message")
-    }
-    state.withLock { $0.highestStreamID = id }
-    if draining != nil {
-      return sendCallEnd(id, Status(code: .unavailable, message: "server is shutting down; call not started"), [:])
-    }
-    guard let descriptor = methods[start.method] ?? MethodDescriptor(path: start.method) else {
-      return sendCallEnd(id, Status(code: .unimplemented, message: "malformed method path '\(start.method.prefix(100))': expected /package.Service/Method"), [:])
-    }
-    var metadata = Metadata(wireEntries: start.metadata)
-    metadata.removeAllValues(forKey: GRPCTimeout.key)
+  /// Server: creates the inbound side of an admitted call, under the lock.
+  private func openServerStream(
+    _ state: inout State, id: UInt32, descriptor: MethodDescriptor, metadata: Metadata, timeoutMicros: UInt64
+  ) -> ServerStream {
+    var metadata = metadata
     var deadline: ContinuousClock.Instant?
-    if start.timeoutMicros > 0 {
-      let micros = min(start.timeoutMicros, UInt64(Int64.max / 1_000))
+    if timeoutMicros > 0 {
+      let micros = min(timeoutMicros, UInt64(Int64.max / 1_000))
       metadata.addString(GRPCTimeout.encode(microseconds: micros), forKey: GRPCTimeout.key)
       deadline = ContinuousClock.now.advanced(by: .microseconds(Int64(micros)))
     }
-
     let (inbound, continuation) = AsyncThrowingStream<RPCRequestPart<[UInt8]>, any Error>.makeStream()
     continuation.yield(.metadata(metadata))
     let cancellation = ServerStreamCancellation()
-    let admitted = state.withLock { state -> Bool in
-      // Handlers of cancelled calls may still be winding down; they count too, within reason.
-      guard state.streams.count < localLimits.maxConcurrentStreams,
-        state.runningHandlers < 2 * localLimits.maxConcurrentStreams, let peer = state.peer
-      else { return false }
-      state.runningHandlers += 1
-      state.streams[id] = StreamState(
-        inbound: .server(continuation),
-        sendCredits: peer.initialStreamWindow,
-        receiveAllowance: localLimits.initialStreamWindow,
-        cancellation: cancellation)
-      return true
-    }
-    guard admitted else {
-      continuation.finish()
-      return sendCallEnd(
-        id,
-        Status(code: .resourceExhausted, message: "too many concurrent calls on this connection (limit \(localLimits.maxConcurrentStreams))"),
-        [:])
-    }
-    if deadline != nil {
-      let micros = Int64(min(start.timeoutMicros, UInt64(Int64.max / 1_000)))
-      let timer = channel.eventLoop.scheduleTask(in: .microseconds(micros)) {
-        _ = self.endServerStream(
-          id,
-          status: Status(code: .deadlineExceeded, message: "deadline of \(start.timeoutMicros / 1000) ms exceeded"),
-          trailers: [:], cancelHandler: true)
-      }
-      state.withLock { $0.streams[id]?.deadlineTimer = timer }
-    }
-    let stream = ServerStream(
+    state.io[id] = StreamIO(inbound: .server(continuation), cancellation: cancellation)
+    return ServerStream(
       connection: self, id: id, descriptor: descriptor, deadline: deadline,
       inbound: inbound, cancellation: cancellation)
-    newStreamsContinuation.yield(stream)
-  }
-
-  /// A frame for a stream that is not open: fine if it ended a moment ago, a violation if it was
-  /// never opened. Returns true when the frame should just be ignored.
-  private func ignoreOrFailUnknown(_ frame: Frame) -> Bool {
-    let highest = state.withLock { $0.highestStreamID }
-    if frame.streamID <= highest { return true }
-    fail(.protocolError, "\(frame.kind) on stream \(frame.streamID), which was never opened")
-    return false
-  }
-
-  private func receiveResponseStart(_ frame: Frame) {
-    guard let start = try? Pemis_Wire_V1_ResponseStart(serializedBytes: Array(frame.payload.readableBytesView)) else {
-      return fail(.protocolError, "RESPONSE_START on stream \(frame.streamID) does not hold a ResponseStart message")
-    }
-    guard case .client(let c)? = state.withLock({ $0.streams[frame.streamID]?.inbound }) else {
-      _ = ignoreOrFailUnknown(frame)
-      return
-    }
-    c.yield(.metadata(Metadata(wireEntries: start.metadata)))
-  }
-
-  private func receiveMessage(_ frame: Frame) {
-    let id = frame.streamID
-    enum Outcome { case deliver(StreamState.Inbound), ignore, violation(String), overflow }
-    let size = frame.payload.readableBytes
-    let outcome = state.withLock { state -> Outcome in
-      guard var stream = state.streams[id] else {
-        // A stream that ended (or was cancelled) a moment ago may still receive frames in flight.
-        return id <= state.highestStreamID ? .ignore : .violation("MESSAGE on stream \(id), which was never opened")
-      }
-      if stream.remoteClosed { return .violation("MESSAGE on stream \(id) after CLOSE_SEND") }
-      if stream.receiveAllowance <= 0 {
-        return .violation("MESSAGE on stream \(id) beyond the flow-control window")
-      }
-      stream.receiveAllowance -= 1
-      if role == .server && state.bufferedInboundBytes + size > maxBufferedInboundBytes { return .overflow }
-      stream.bufferedBytes += size
-      state.bufferedInboundBytes += size
-      state.streams[id] = stream
-      return .deliver(stream.inbound)
-    }
-    switch outcome {
-    case .deliver(let inbound): inbound.yieldMessage(Array(frame.payload.readableBytesView))
-    case .ignore: break
-    case .violation(let reason): fail(.protocolError, reason)
-    case .overflow:
-      endServerStream(
-        id,
-        status: Status(
-          code: .resourceExhausted,
-          message: "unread request data on this connection would exceed \(maxBufferedInboundBytes) bytes"),
-        trailers: [:], cancelHandler: true)
-    }
-  }
-
-  private func receiveCloseSend(_ frame: Frame) {
-    let inbound = state.withLock { state -> StreamState.Inbound? in
-      state.streams[frame.streamID]?.remoteClosed = true
-      return state.streams[frame.streamID]?.inbound
-    }
-    guard let inbound else { _ = ignoreOrFailUnknown(frame); return }
-    inbound.finish()
-  }
-
-  private func receiveCallEnd(_ frame: Frame) {
-    guard let end = try? Pemis_Wire_V1_CallEnd(serializedBytes: Array(frame.payload.readableBytesView)) else {
-      return fail(.protocolError, "CALL_END on stream \(frame.streamID) does not hold a CallEnd message")
-    }
-    guard let (removed, closeNow) = takeStream(frame.streamID) else { _ = ignoreOrFailUnknown(frame); return }
-    let code = Status.Code(rawValue: Int(end.code)) ?? .unknown
-    if case .client(let c) = removed.inbound {
-      c.yield(.status(Status(code: code, message: end.message), Metadata(wireEntries: end.trailers)))
-    }
-    removed.end(
-      inboundError: nil, cancelHandler: false,
-      waiterError: RPCError(code: RPCError.Code(code) ?? .cancelled, message: "call ended: \(end.message)"))
-    if closeNow { close() }
-  }
-
-  private func receiveCancel(_ frame: Frame) {
-    let reason = (try? Pemis_Wire_V1_Cancel(serializedBytes: Array(frame.payload.readableBytesView)))?.reason ?? ""
-    guard let (removed, closeNow) = takeStream(frame.streamID) else { _ = ignoreOrFailUnknown(frame); return }
-    defer { if closeNow { close() } }
-    logger.debug("call cancelled by client", metadata: ["wire.stream": "\(frame.streamID)", "wire.reason": "\(reason)"])
-    let error = RPCError(code: .cancelled, message: "client cancelled the call\(reason.isEmpty ? "" : ": \(reason)")")
-    removed.end(inboundError: error, cancelHandler: true, waiterError: error)
-  }
-
-  private func receivePing(_ frame: Frame) {
-    guard frame.streamID == 0, frame.payload.readableBytes == 8 else {
-      return fail(.protocolError, "PING must be on stream 0 with an 8-byte payload")
-    }
-    if frame.flags.contains(.ack) { return }
-    enqueue { Frame.encode(kind: .ping, flags: .ack, streamID: 0, payload: frame.payload, into: &$0) }
-  }
-
-  private func receiveGoAway(_ frame: Frame) {
-    guard let goAway = try? Pemis_Wire_V1_GoAway(serializedBytes: Array(frame.payload.readableBytesView)) else {
-      return fail(.protocolError, "GOAWAY does not hold a GoAway message")
-    }
-    logger.debug("peer is going away: \(goAway.reason)", metadata: ["wire.goaway.code": "\(goAway.code)"])
-    let (unprocessed, empty, waiters) = state.withLock { state -> ([RemovedStream], Bool, [CheckedContinuation<Void, any Error>]) in
-      state.goAwayReceived = goAway.lastStreamID
-      let waiters = state.slotWaiters.map(\.continuation)
-      state.slotWaiters.removeAll()
-      // A client's GOAWAY only says it opens no more calls: its open calls run to the end.
-      let ids = role == .server ? [] : state.streams.keys.filter { $0 > goAway.lastStreamID }
-      let removed = ids.compactMap { state.streams.removeValue(forKey: $0).map(RemovedStream.init) }
-      for stream in removed { state.bufferedInboundBytes -= stream.bufferedBytes }
-      return (removed, state.streams.isEmpty, waiters)
-    }
-    // Calls still waiting for a slot here were never sent: they go to a new connection.
-    for waiter in waiters { waiter.resume(throwing: ConnectionDraining()) }
-    let error = RPCError(code: .unavailable, message: "server is going away (\(goAway.reason)); the call was not processed")
-    for stream in unprocessed { stream.end(inboundError: error, cancelHandler: true, waiterError: error) }
-    if empty { close() }
-  }
-
-  private func receiveWindowUpdate(_ frame: Frame) {
-    guard let increment = frame.payload.getInteger(at: frame.payload.readerIndex, endianness: .big, as: UInt32.self),
-      frame.payload.readableBytes == 4, increment > 0
-    else { return fail(.protocolError, "WINDOW_UPDATE must carry a 4-byte increment above 0") }
-    if frame.streamID == 0 { return }  // reserved
-    enum Outcome { case resume(CheckedContinuation<Void, any Error>?), unknown, overflow }
-    let outcome = state.withLock { state -> Outcome in
-      guard var stream = state.streams[frame.streamID] else { return .unknown }
-      guard stream.sendCredits + Int(increment) <= Int(Int32.max) else { return .overflow }
-      stream.sendCredits += Int(increment)
-      let waiter = stream.creditWaiter
-      stream.creditWaiter = nil
-      state.streams[frame.streamID] = stream
-      return .resume(waiter)
-    }
-    switch outcome {
-    case .resume(let waiter): waiter?.resume()
-    case .unknown: _ = ignoreOrFailUnknown(frame)
-    case .overflow: fail(.protocolError, "WINDOW_UPDATE on stream \(frame.streamID) raises the window above 2^31-1")
-    }
   }
 
   // MARK: Closing
 
   /// Called when the channel closed, for whatever reason: ends every stream still open.
   func channelClosed(error: (any Error)?) {
-    let alreadyClosed = state.withLock { state in
-      defer { state.closed = true }
-      return state.closed
-    }
-    guard !alreadyClosed else { return }
-    let (streams, waiters, timers, idleTask, handshakeDone) = state.withLock { state in
-      let streams = state.streams.values.map(RemovedStream.init)
-      state.streams.removeAll()
+    let closing = locked { state -> (streams: [StreamIO], waiters: [CheckedContinuation<Void, any Error>], tick: RepeatedTask?, handshakeDone: Bool)? in
+      guard !state.machine.isClosed else { return nil }
+      _ = state.machine.closed()
+      let streams = Array(state.io.values)
+      state.io.removeAll()
       let waiters = state.slotWaiters.map(\.continuation) + state.writableWaiters.map(\.continuation)
       state.slotWaiters.removeAll()
       state.writableWaiters.removeAll()
-      defer { state.timers.removeAll(); state.idleTask = nil }
-      return (streams, waiters, state.timers, state.idleTask, state.peer != nil)
+      defer { state.tickTask = nil }
+      return (streams, waiters, state.tickTask, state.machine.peer != nil)
     }
+    guard let closing else { return }
     let reason = error.map { "connection to \(remotePeer) lost: \($0)" } ?? "connection to \(remotePeer) closed"
     let rpcError = RPCError(code: .unavailable, message: reason)
-    for stream in streams { stream.end(inboundError: rpcError, cancelHandler: true, waiterError: rpcError) }
-    for waiter in waiters { waiter.resume(throwing: rpcError) }
-    for timer in timers { timer.cancel() }
-    idleTask?.cancel()
-    if !handshakeDone { handshake.fail(rpcError) }
+    for stream in closing.streams { stream.end(inboundError: rpcError, cancelHandler: true, waiterError: rpcError) }
+    for waiter in closing.waiters { waiter.resume(throwing: rpcError) }
+    closing.tick?.cancel()
+    if !closing.handshakeDone { handshake.fail(rpcError) }
     newStreamsContinuation.finish()
-    if !streams.isEmpty {
-      logger.debug("connection closed with \(streams.count) calls open: \(reason)")
+    if !closing.streams.isEmpty {
+      logger.debug("connection closed with \(closing.streams.count) calls open: \(reason)")
     }
   }
 
@@ -632,56 +456,41 @@ final class WireConnection: Sendable {
 
   /// Sends GOAWAY and closes once the streams still open have ended (graceful shutdown).
   func beginDraining(reason: String) {
-    // Before the handshake there is nothing to drain, and a GOAWAY would precede our HELLO.
-    if state.withLock({ $0.peer == nil }) { return close() }
-    let (first, last, empty) = state.withLock { state -> (Bool, UInt32, Bool) in
-      let first = state.goAwaySent == nil
-      if first { state.goAwaySent = state.highestStreamID }
-      return (first, state.highestStreamID, state.streams.isEmpty)
-    }
-    if first {
+    let (last, closeNow) = locked { $0.machine.beginDraining() }
+    if let last {
       var goAway = Pemis_Wire_V1_GoAway()
-      goAway.lastStreamID = role == .server ? last : 0
+      goAway.lastStreamID = last
       goAway.code = .noError
       goAway.reason = reason
       sendControl(.goAway, streamID: 0, goAway)
     }
-    if empty { close() }
+    if closeNow { close() }
   }
 
   /// Ends every open stream now (the grace period ran out), then closes.
   func cancelAllStreams(reason: String) {
-    let streams = state.withLock { state in
-      defer {
-        state.streams.removeAll()
-        state.bufferedInboundBytes = 0
-      }
-      return state.streams
+    let streams = locked { state -> [(UInt32, StreamIO)] in
+      let ids = state.machine.removeAllStreams(now: .now())
+      defer { state.io.removeAll() }
+      return ids.compactMap { id in state.io[id].map { (id, $0) } }
     }
     for (id, stream) in streams {
       if role == .server {
-        enqueue { buffer in
-          var end = Pemis_Wire_V1_CallEnd()
-          end.code = UInt32(Status.Code.unavailable.rawValue)
-          end.message = reason
-          Frame.encode(kind: .callEnd, streamID: id, bytes: (try? end.serializedBytes() as [UInt8]) ?? [], into: &buffer)
-        }
+        sendCallEnd(id, Status(code: .unavailable, message: reason), [:])
       }
       let error = RPCError(code: .unavailable, message: reason)
-      RemovedStream(stream).end(inboundError: error, cancelHandler: true, waiterError: error)
+      stream.end(inboundError: error, cancelHandler: true, waiterError: error)
     }
     close()
   }
 
-  /// Takes a stream out of the table. The second value says the connection should close (it is
-  /// draining and this was its last stream); the caller closes *after* queuing its final frame,
-  /// so that frame is not lost.
-  private func takeStream(_ id: UInt32) -> (RemovedStream, Bool)? {
-    state.withLock { state -> (RemovedStream, Bool)? in
-      guard let stream = state.streams.removeValue(forKey: id) else { return nil }
-      state.bufferedInboundBytes -= stream.bufferedBytes
-      if state.streams.isEmpty { state.idleSince = .now() }
-      return (RemovedStream(stream), state.streams.isEmpty && state.isDraining && !state.closed)
+  /// Takes a stream out of the machine and the table. The second value says the connection
+  /// should close (it is draining and this was its last stream); the caller closes *after*
+  /// queuing its final frame, so that frame is not lost.
+  private func takeStream(_ id: UInt32) -> (StreamIO, Bool)? {
+    locked { state -> (StreamIO, Bool)? in
+      guard let io = state.io.removeValue(forKey: id) else { return nil }
+      return (io, state.machine.removeStream(id, now: .now()))
     }
   }
 
@@ -690,21 +499,7 @@ final class WireConnection: Sendable {
   /// Called as the application takes a message from a stream's inbound sequence: returns credit
   /// to the peer once half the window has been consumed.
   func messageConsumed(_ id: UInt32, size: Int) {
-    let grant = state.withLock { state -> UInt32? in
-      guard var stream = state.streams[id] else { return nil }
-      stream.bufferedBytes -= size
-      state.bufferedInboundBytes -= size
-      defer { state.streams[id] = stream }
-      guard !stream.remoteClosed else { return nil }
-      stream.consumedSinceGrant += 1
-      var grant: UInt32?
-      if stream.consumedSinceGrant * 2 >= localLimits.initialStreamWindow {
-        grant = UInt32(stream.consumedSinceGrant)
-        stream.receiveAllowance += stream.consumedSinceGrant
-        stream.consumedSinceGrant = 0
-      }
-      return grant
-    }
+    let grant = locked { $0.machine.messageConsumed(id, size: size) }
     if let grant {
       enqueue { buffer in
         Frame.writeHeader(kind: .windowUpdate, flags: [], streamID: id, length: 4, into: &buffer)
@@ -713,7 +508,8 @@ final class WireConnection: Sendable {
     }
   }
 
-  /// Sends one MESSAGE frame, waiting for flow-control credit if the peer's window is used up.
+  /// Sends one MESSAGE frame, waiting for flow-control credit if the peer's window is used up,
+  /// and for the socket while this connection's backlog or the server's memory budget is full.
   func sendMessage(_ id: UInt32, _ bytes: [UInt8]) async throws {
     if let peer = peerSettings, bytes.count > peer.maxFrameSize {
       throw RPCError(
@@ -721,40 +517,41 @@ final class WireConnection: Sendable {
         message: "message of \(bytes.count) bytes exceeds the peer's limit of \(peer.maxFrameSize) bytes")
     }
     while true {
-      enum Step { case sent, wait, blocked, gone }
-      let (step, schedule) = state.withLock { state -> (Step, Bool) in
-        guard !state.closed, var stream = state.streams[id] else { return (.gone, false) }
-        guard state.writable else { return (.blocked, false) }
-        guard stream.sendCredits > 0 else { return (.wait, false) }
-        stream.sendCredits -= 1
-        state.streams[id] = stream
-        Frame.encode(kind: .message, streamID: id, bytes: bytes, into: &state.pending)
-        return (.sent, scheduleFlush(&state))
+      let overBudget = governance?.budget.wouldExceed(bytes.count + Frame.headerSize) ?? false
+      let (step, schedule) = locked { state -> (StateMachine.SendStep?, Bool) in
+        guard state.io[id] != nil else { return (.gone, false) }
+        // Other connections hold the server's budget: they drain, or are closed for not reading.
+        if overBudget { return (nil, false) }
+        let step = state.machine.sendMessage(id, size: bytes.count + Frame.headerSize, writable: state.writable)
+        guard step == .send else { return (step, false) }
+        encodePending(&state) { Frame.encode(kind: .message, streamID: id, bytes: bytes, into: &$0) }
+        return (.send, scheduleFlush(&state))
       }
       switch step {
-      case .sent:
+      case nil:
+        try await Task.sleep(for: .milliseconds(10))
+      case .send?:
         if schedule { channel.eventLoop.execute { self.flushPending() } }
         return
-      case .gone:
+      case .gone?:
         throw RPCError(code: .cancelled, message: "the call has already ended")
-      case .blocked:
+      case .waitForSocket?:
         try await waitUntilWritable()
-      case .wait:
+      case .waitForCredit?:
         try await withTaskCancellationHandler {
           try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let resumeNow = state.withLock { state -> Bool in
-              guard var stream = state.streams[id] else { return true }
+              guard state.io[id] != nil, let stream = state.machine.streams[id] else { return true }
               if stream.sendCredits > 0 || Task.isCancelled { return true }
-              stream.creditWaiter = continuation
-              state.streams[id] = stream
+              state.io[id]?.creditWaiter = continuation
               return false
             }
             if resumeNow { continuation.resume() }
           }
         } onCancel: {
           let waiter = self.state.withLock { state -> CheckedContinuation<Void, any Error>? in
-            defer { state.streams[id]?.creditWaiter = nil }
-            return state.streams[id]?.creditWaiter
+            defer { state.io[id]?.creditWaiter = nil }
+            return state.io[id]?.creditWaiter
           }
           waiter?.resume(throwing: CancellationError())
         }
@@ -787,9 +584,9 @@ extension WireConnection {
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         let now = state.withLock { state -> Result<Bool, any Error> in
-          if state.closed { return .failure(RPCError(code: .unavailable, message: "connection closed")) }
+          if state.machine.isClosed { return .failure(RPCError(code: .unavailable, message: "connection closed")) }
           if Task.isCancelled { return .failure(CancellationError()) }
-          if state.writable { return .success(true) }
+          if state.writable && state.machine.unwrittenBytes < state.machine.maxUnwrittenBytes { return .success(true) }
           state.writableWaiters.append((waiterID, continuation))
           return .success(false)
         }
@@ -810,7 +607,7 @@ extension WireConnection {
 
   /// Server: a handler task returned.
   func handlerFinished() {
-    state.withLock { $0.runningHandlers -= 1 }
+    state.withLock { $0.machine.handlerFinished() }
   }
 }
 
@@ -824,7 +621,7 @@ extension WireConnection {
     var start = Pemis_Wire_V1_ResponseStart()
     start.metadata = metadata.wireEntries
     let bytes: [UInt8] = try start.serializedBytes()
-    let open = state.withLock { $0.streams[id] != nil }
+    let open = state.withLock { $0.io[id] != nil }
     guard open else { throw RPCError(code: .cancelled, message: "the call has already ended") }
     enqueue { Frame.encode(kind: .responseStart, streamID: id, bytes: bytes, into: &$0) }
   }
@@ -846,12 +643,19 @@ extension WireConnection {
   /// Sends CALL_END and ends the stream. Returns false if the stream had already ended.
   @discardableResult
   func endServerStream(_ id: UInt32, status: Status, trailers: Metadata, cancelHandler: Bool) -> Bool {
-    guard let (removed, closeNow) = takeStream(id) else { return false }
+    guard let (io, closeNow) = takeStream(id) else { return false }
+    finishServerStream(id, io: io, status: status, trailers: trailers, cancelHandler: cancelHandler, closeNow: closeNow)
+    return true
+  }
+
+  /// CALL_END for a stream already taken out of the table, then the end of its tasks.
+  private func finishServerStream(
+    _ id: UInt32, io: StreamIO?, status: Status, trailers: Metadata, cancelHandler: Bool, closeNow: Bool
+  ) {
     sendCallEnd(id, status, trailers)
     if closeNow { close() }
     let error = RPCError(code: status.code == .ok ? .cancelled : RPCError.Code(status.code) ?? .unknown, message: status.message)
-    removed.end(inboundError: cancelHandler ? error : nil, cancelHandler: cancelHandler, waiterError: error)
-    return true
+    io?.end(inboundError: cancelHandler ? error : nil, cancelHandler: cancelHandler, waiterError: error)
   }
 }
 
@@ -861,8 +665,8 @@ extension WireConnection {
   /// Waits for a slot under the server's concurrent-stream limit.
   func acquireSlot() async throws {
     let granted = try state.withLock { state -> Bool in
-      if state.closed || state.isDraining { throw ConnectionDraining() }
-      let limit = state.peer?.maxConcurrentStreams ?? Int.max
+      if state.machine.isDraining { throw ConnectionDraining() }
+      let limit = state.machine.peer?.maxConcurrentStreams ?? Int.max
       if state.slotsInUse < limit && state.slotWaiters.isEmpty {
         state.slotsInUse += 1
         return true
@@ -877,9 +681,9 @@ extension WireConnection {
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
         let outcome = state.withLock { state -> Result<Bool, any Error> in
-          if state.closed || state.isDraining { return .failure(ConnectionDraining()) }
+          if state.machine.isDraining { return .failure(ConnectionDraining()) }
           if Task.isCancelled { return .failure(CancellationError()) }
-          let limit = state.peer?.maxConcurrentStreams ?? Int.max
+          let limit = state.machine.peer?.maxConcurrentStreams ?? Int.max
           if state.slotsInUse < limit && state.slotWaiters.isEmpty {
             state.slotsInUse += 1
             return .success(true)
@@ -908,7 +712,7 @@ extension WireConnection {
     let woken = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
       state.slotsInUse -= count
       var woken: [CheckedContinuation<Void, any Error>] = []
-      let limit = state.peer?.maxConcurrentStreams ?? Int.max
+      let limit = state.machine.peer?.maxConcurrentStreams ?? Int.max
       while state.slotsInUse < limit, !state.slotWaiters.isEmpty {
         woken.append(state.slotWaiters.removeFirst().continuation)
         state.slotsInUse += 1
@@ -932,29 +736,31 @@ extension WireConnection {
     if let peer = peerSettings, bytes.count > peer.maxFrameSize {
       throw RPCError(code: .resourceExhausted, message: "call metadata of \(bytes.count) bytes exceeds the server's limit of \(peer.maxFrameSize) bytes")
     }
-    let (id, schedule) = try state.withLock { state -> (UInt32, Bool) in
-      guard !state.closed, let peer = state.peer else {
-        throw RPCError(code: .unavailable, message: "connection to \(remotePeer) is closed")
+    let remotePeer = self.remotePeer
+    let opened = locked { state -> Result<(UInt32, Bool), any Error> in
+      var machine = state.machine
+      let id: UInt32
+      switch machine.openClientStream(now: .now()) {
+      case .success(let opened): id = opened
+      case .failure(let error):
+        return .failure(
+          state.machine.goAwayReceived == nil
+            ? RPCError(code: .unavailable, message: "connection to \(remotePeer) is closed") : error)
       }
-      if state.goAwayReceived != nil {
-        throw RPCError(code: .unavailable, message: "server is going away; the call was not started")
-      }
-      let id = state.highestStreamID == 0 ? 1 : state.highestStreamID + 2
       // The call records its id under this same lock, or learns it was cancelled meanwhile.
-      guard claim(id) else { throw CancellationError() }
-      state.highestStreamID = id
-      state.streams[id] = StreamState(
-        inbound: .client(inbound), sendCredits: peer.initialStreamWindow,
-        receiveAllowance: localLimits.initialStreamWindow)
-      Frame.encode(kind: .callStart, streamID: id, bytes: bytes, into: &state.pending)
-      return (id, scheduleFlush(&state))
+      guard claim(id) else { return .failure(CancellationError()) }
+      state.machine = machine
+      state.io[id] = StreamIO(inbound: .client(inbound))
+      encodePending(&state) { Frame.encode(kind: .callStart, streamID: id, bytes: bytes, into: &$0) }
+      return .success((id, scheduleFlush(&state)))
     }
+    let (id, schedule) = try opened.get()
     if schedule { channel.eventLoop.execute { self.flushPending() } }
     return id
   }
 
   func sendCloseSend(_ id: UInt32) {
-    let open = state.withLock { $0.streams[id] != nil }
+    let open = state.withLock { $0.io[id] != nil }
     if open { enqueue { Frame.writeHeader(kind: .closeSend, flags: [], streamID: id, length: 0, into: &$0) } }
   }
 
@@ -962,11 +768,11 @@ extension WireConnection {
   /// Returns false if the stream had already ended.
   @discardableResult
   func cancelClientStream(_ id: UInt32, error: any Error, reason: String) -> Bool {
-    guard let (removed, closeNow) = takeStream(id) else { return false }
+    guard let (io, closeNow) = takeStream(id) else { return false }
     var cancel = Pemis_Wire_V1_Cancel()
     cancel.reason = reason
     sendControl(.cancel, streamID: id, cancel)
-    removed.end(inboundError: error, cancelHandler: false, waiterError: error)
+    io.end(inboundError: error, cancelHandler: false, waiterError: error)
     if closeNow { close() }
     return true
   }

@@ -38,7 +38,7 @@ public struct WireLimits: Hashable, Sendable {
 }
 
 /// What the peer announced in its HELLO.
-struct PeerSettings: Sendable {
+struct PeerSettings: Sendable, Equatable {
   var version: UInt32
   var maxFrameSize: Int
   var initialStreamWindow: Int
@@ -68,7 +68,8 @@ extension Metadata {
       switch entry.value {
       case .text(let text): self.addString(text, forKey: entry.key)
       case .binary(let data): self.addBinary(Array(data), forKey: entry.key)
-      case nil: self.addString("", forKey: entry.key)
+      case nil:
+        if entry.key.hasSuffix("-bin") { self.addBinary([], forKey: entry.key) } else { self.addString("", forKey: entry.key) }
       }
     }
   }

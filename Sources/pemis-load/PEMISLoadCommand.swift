@@ -9,5 +9,5 @@ struct PEMISLoadCommand: AsyncParsableCommand {
     commandName: "pemis-load",
     abstract: "Load generator for PEMIS servers (loopback or test hosts only).",
     version: "pemis-load 0.1.0",
-    subcommands: [EchoLoad.self, SeedDistrict.self, FirstCall.self, ChildrenCSV.self, TransferLoad.self, KillHarness.self, DistrictSummaryLoad.self, DuplicateSweepLoad.self, ShardingLoad.self, LoginFlood.self])
+    subcommands: [EchoLoad.self, SeedDistrict.self, FirstCall.self, ChildrenCSV.self, TransferLoad.self, KillHarness.self, DistrictSummaryLoad.self, DuplicateSweepLoad.self, ShardingLoad.self, DoorLoad.self, LoginFlood.self])
 }

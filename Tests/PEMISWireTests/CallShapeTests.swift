@@ -13,15 +13,16 @@ struct CallShapeTests {
   func unary() async throws {
     try await withTestServer { server in
       try await withTestClient(server) { echo, _ in
-        var metadata: Metadata = ["x-probe": "園長"]
+        // Text values are printable ASCII (gRPC's rule, docs/PROTOCOL.md section 5).
+        var metadata: Metadata = ["x-probe": "yuan zhang ~!"]
         metadata.addBinary([0, 1, 2, 255], forKey: "x-probe-bin")
         let request = ClientRequest(message: Pemis_V1_EchoRequest.with { $0.text = "你好" }, metadata: metadata)
         try await echo.get(request: request) { response in
           let message = try response.message
           #expect(message.text == "你好")
-          #expect(response.metadata[stringValues: "x-probe"].map { $0 } == ["園長"])
+          #expect(response.metadata[stringValues: "x-probe"].map { $0 } == ["yuan zhang ~!"])
           #expect(response.metadata[binaryValues: "x-probe-bin"].map { $0 } == [[0, 1, 2, 255]])
-          #expect(response.trailingMetadata[stringValues: "x-probe"].map { $0 } == ["園長"])
+          #expect(response.trailingMetadata[stringValues: "x-probe"].map { $0 } == ["yuan zhang ~!"])
         }
       }
     }

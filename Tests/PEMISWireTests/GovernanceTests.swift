@@ -1,0 +1,208 @@
+import Foundation
+import GRPCCore
+import GRPCProtobuf
+import NIOCore
+import PEMISProto
+import SwiftProtobuf
+import Testing
+
+@testable import PEMISWire
+
+/// Runs `body`, or gives up after `seconds` (a generous bound, not a timing assertion) and
+/// returns nil, so a server that never reacts fails the test instead of hanging it.
+func within<R: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> R) async throws -> R? {
+  try await withThrowingTaskGroup(of: R?.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+      return nil
+    }
+    defer { group.cancelAll() }
+    return try await group.next() ?? nil
+  }
+}
+
+/// Holds a raw connection across task boundaries in tests.
+final class RawBox: @unchecked Sendable {
+  var raw: RawConnection
+  init(_ raw: RawConnection) { self.raw = raw }
+}
+
+@Suite("PEMIS wire: resource governance and metadata rules, from the outside")
+struct GovernanceTests {
+  // MARK: Metadata (this is a debug build: GRPCCore's assertion would end the process)
+
+  @Test("CALL_START metadata breaking gRPC's rules gets INVALID_ARGUMENT; the server keeps serving", arguments: [
+    true, false,
+  ])
+  func badMetadata(binaryUnderTextKey: Bool) async throws {
+    try await withTestServer { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      var entry = Pemis_Wire_V1_MetadataEntry()
+      if binaryUnderTextKey {
+        entry.key = "x-probe"
+        entry.binary = Data([0xDE, 0xAD])
+      } else {
+        entry.key = "x-probe-bin"
+        entry.text = "text"
+      }
+      var start = RawConnection.callStart("/pemis.v1.Echo/Get")
+      start.metadata = [entry]
+      try await raw.send(.callStart, stream: 1, start)
+      try await raw.send(.message, stream: 1, echoRequest("bad"))
+      try await raw.send(.closeSend, stream: 1, [])
+      var end: Pemis_Wire_V1_CallEnd?
+      while end == nil, let frame = try await raw.next() { end = frame.callEnd }
+      #expect(end?.code == UInt32(Status.Code.invalidArgument.rawValue))
+      #expect(end?.message.contains("metadata key '\(entry.key)'") == true, "\(end?.message ?? "")")
+      // The same connection goes on.
+      try await raw.send(.callStart, stream: 3, RawConnection.callStart("/pemis.v1.Echo/Get"))
+      try await raw.send(.message, stream: 3, echoRequest("good"))
+      try await raw.send(.closeSend, stream: 3, [])
+      var ok: Pemis_Wire_V1_CallEnd?
+      while ok == nil, let frame = try await raw.next() { ok = frame.callEnd }
+      #expect(ok?.code == 0)
+      await raw.close()
+      // And so do other clients.
+      try await withTestClient(server) { echo, _ in
+        let reply = try await echo.get(.with { $0.text = "still here" })
+        #expect(reply.text == "still here")
+      }
+    }
+  }
+
+  // MARK: Connection limits
+
+  @Test("connections over the limit are closed without a HELLO; once one leaves, another gets in", arguments: [
+    (perAddress: 3, total: 100), (perAddress: 100, total: 3),
+  ])
+  func connectionLimit(perAddress: Int, total: Int) async throws {
+    try await withTestServer(config: .testing {
+      $0.maxConnectionsPerAddress = perAddress
+      $0.maxConnections = total
+    }) { server in
+      var held: [RawConnection] = []
+      for _ in 0..<3 {
+        var raw = try await RawConnection.connect(port: server.port)
+        let reply = try await raw.handshake()
+        #expect(reply?.kind == .hello)
+        held.append(raw)
+      }
+      var extra = try await RawConnection.connect(port: server.port)
+      let refused = try? await extra.handshake()
+      #expect(refused == nil, "the fourth connection is closed, not served")
+      await held.removeFirst().close()
+      // The server notices the close in its own time: retry within a generous bound.
+      var admitted = false
+      for _ in 0..<100 where !admitted {
+        var next = try await RawConnection.connect(port: server.port)
+        if (try? await next.handshake())?.kind == .hello {
+          admitted = true
+          held.append(next)
+        } else {
+          try await Task.sleep(for: .milliseconds(50))
+        }
+      }
+      #expect(admitted)
+      for raw in held { await raw.close() }
+    }
+  }
+
+  // MARK: Memory
+
+  @Test("a client that never reads its answers is closed; a well-behaved client still gets answers")
+  func neverReadingClient() async throws {
+    let config = PEMISWireServerTransport.Config.testing {
+      $0.memoryBudgetBytes = 8 * 1024 * 1024
+      $0.maxUnwrittenResponseBytesPerConnection = 256 * 1024
+      $0.unreadResponseTimeout = .seconds(1)
+    }
+    try await withTestServer(config: config) { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.channel.setOption(ChannelOptions.autoRead, value: false).get()
+      // 20 calls, each up to 64 messages (the window) of 48 KiB: 60 MiB the client never reads.
+      let word = String(repeating: "x", count: 48 * 1024)
+      let request = try Pemis_V1_EchoRequest.with { $0.text = word; $0.repeat = 1000 }.serializedBytes() as [UInt8]
+      for index in 0..<20 {
+        let id = UInt32(2 * index + 1)
+        // The server may close the connection before all of it is sent: that is what is tested.
+        try? await raw.send(.callStart, stream: id, RawConnection.callStart("/pemis.v1.Echo/Expand"))
+        try? await raw.send(.message, stream: id, request)
+        try? await raw.send(.closeSend, stream: id, [])
+      }
+      try await withTestClient(server) { echo, _ in
+        for round in 0..<5 {
+          let reply = try await echo.get(.with { $0.text = "round \(round)" })
+          #expect(reply.text == "round \(round)")
+        }
+      }
+      // Still not reading: a PING now and then notices when the server has closed the connection.
+      let channel = raw.channel
+      let closed = try await within(seconds: 60) { () -> Bool in
+        while channel.isActive {
+          var ping = ByteBuffer()
+          Frame.encode(kind: .ping, streamID: 0, bytes: [UInt8](repeating: 1, count: 8), into: &ping)
+          try? await channel.writeAndFlush(ping)
+          try await Task.sleep(for: .milliseconds(200))
+        }
+        return true
+      }
+      #expect(closed == true, "the server did not close the connection of a client that never reads")
+      await raw.close()
+    }
+  }
+
+  // MARK: Calls that make no progress
+
+  @Test("a call that never half-closes ends with DEADLINE_EXCEEDED after the limit; the connection goes on")
+  func halfCloseLimit() async throws {
+    try await withTestServer(config: .testing { $0.halfCloseTimeout = .milliseconds(500) }) { server in
+      let box = RawBox(try await RawConnection.connect(port: server.port))
+      _ = try await box.raw.handshake()
+      try await box.raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Collect"))
+      try await box.raw.send(.message, stream: 1, echoRequest("never done"))
+      let end = try await within(seconds: 30) { () -> Pemis_Wire_V1_CallEnd? in
+        while let frame = try await box.raw.next() { if let end = frame.callEnd { return end } }
+        return nil
+      }
+      #expect(end??.code == UInt32(Status.Code.deadlineExceeded.rawValue))
+      #expect(end??.message.contains("CLOSE_SEND") == true)
+      try await box.raw.send(.callStart, stream: 3, RawConnection.callStart("/pemis.v1.Echo/Get"))
+      try await box.raw.send(.message, stream: 3, echoRequest("next"))
+      try await box.raw.send(.closeSend, stream: 3, [])
+      var ok: Pemis_Wire_V1_CallEnd?
+      while ok == nil, let frame = try await box.raw.next() { ok = frame.callEnd }
+      #expect(ok?.code == 0)
+      await box.raw.close()
+    }
+  }
+
+  @Test("a call stuck waiting for its client does not keep the connection from the idle timeout")
+  func idleWithStuckCall() async throws {
+    try await withTestServer(config: .testing {
+      $0.idleTimeout = .milliseconds(500)
+      $0.halfCloseTimeout = nil
+    }) { server in
+      let box = RawBox(try await RawConnection.connect(port: server.port))
+      _ = try await box.raw.handshake()
+      try await box.raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Collect"))
+      try await box.raw.send(.message, stream: 1, echoRequest("and then nothing"))
+      let frames = try await within(seconds: 30) { await box.raw.drainUntilClosed() }
+      #expect(frames?.compactMap(\.goAway).first?.code == .idleTimeout)
+    }
+  }
+
+  // MARK: Logging
+
+  @Test("bad-connection log lines are limited per window; the next line reports how many were held back")
+  func rateLimitedLog() {
+    let start = ContinuousClock.now
+    let log = RateLimitedLog(linesPerWindow: 5, window: .seconds(60), start: start)
+    let admitted = (0..<100).compactMap { _ in log.admit(at: start + .seconds(1)) }
+    #expect(admitted == [0, 0, 0, 0, 0])
+    #expect(log.admit(at: start + .seconds(61)) == 95)
+    #expect(log.admit(at: start + .seconds(62)) == 0)
+  }
+}
