@@ -2,6 +2,7 @@ public import GRPCCore
 public import Logging
 public import NIOCore
 public import NIOPosix
+public import NIOSSL
 internal import Synchronization
 
 /// The server side of PEMIS wire (docs/PROTOCOL.md) as a GRPCCore `ServerTransport`.
@@ -22,6 +23,9 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     /// After shutdown begins, calls in flight get this long to finish before they are cancelled.
     /// Default 10 seconds.
     public var gracePeriod: Duration
+    /// When set, every connection speaks TLS with this context before HELLO. Default nil:
+    /// plaintext. The context may pick its certificate per handshake (a reloader).
+    public var tls: NIOSSLContext? = nil
 
     public init(limits: WireLimits, idleTimeout: Duration, handshakeTimeout: Duration, gracePeriod: Duration) {
       self.limits = limits
@@ -115,6 +119,7 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
         .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .bind(host: host, port: port) { channel in
           channel.eventLoop.makeCompletedFuture {
+            if let tls = config.tls { try channel.pipeline.syncOperations.addServerTLS(tls) }
             let connection = WireConnection(
               channel: channel, role: .server, limits: config.limits,
               idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger,
