@@ -1,6 +1,7 @@
 internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import NIOCore
+internal import NIOCertificateReloading
 
 /// The optional second listener: standard gRPC over HTTP/2 (TLS when configured, else plaintext),
 /// from grpc-swift-nio-transport.

@@ -95,8 +95,11 @@ struct EchoLoad: AsyncParsableCommand {
       $0.payload = Data(repeating: 0x5A, count: payload)
     }
     let wireTLS = try (caFile.map { ClientSecurity.tls(caFile: $0) } ?? .plaintext).wireTLS(for: address)
-    var wireConfig = PEMISWireClientTransport.Config.defaults
-    wireConfig.tls = wireTLS
+    let wireConfig: PEMISWireClientTransport.Config = {
+      var config = PEMISWireClientTransport.Config.defaults
+      config.tls = wireTLS
+      return config
+    }()
     let targets = transports.map { $0 == .wire ? "wire\(wireTLS == nil ? "" : "+TLS") \(address)" : "http2 \(http2Address!)" }
     print(
       "pemis-load echo → \(targets.joined(separator: ", "))  payload \(payload) B  \(duration)s per run after \(warmup)s warm-up")
