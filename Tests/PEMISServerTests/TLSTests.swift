@@ -13,7 +13,7 @@ import Testing
 /// and a certificate renewed under a running server process by SIGHUP.
 @Suite("TLS")
 struct TLSTests {
-  static func health(_ address: ServerAddress, _ security: ClientSecurity) async throws -> Pemis_V1_HealthResponse {
+  static func health(_ address: ServerAddress, _ security: ClientSecurity) async throws -> Pemis_V1_HealthCheckResponse {
     try await withPEMISClient(address, security: security) { client in
       try await Pemis_V1_Health.Client(wrapping: client).check(.init())
     }
@@ -294,7 +294,7 @@ final class LineServerProcess: @unchecked Sendable {
   private let process = Process()
   private let output = Pipe()
   private var buffered = Data()
-  let port: Int
+  private(set) var port = 0
 
   init(arguments: [String]) throws {
     process.executableURL = productsDirectory.appendingPathComponent("pemis-server")
