@@ -33,6 +33,13 @@ let dependencies: [Package.Dependency] = [
   // Tests only: random operation sequences with shrinking for the integrity property test
   // (Tests/PEMISServerTests/IntegrityPropertyTests.swift); no product target links it.
   .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+  // TLS on both listeners and in the clients (docs/CONFIGURATION.md, "TLS"). grpc-swift-nio-transport
+  // already builds on these; named here because our own code imports them: NIOSSL for the
+  // handshake, NIOCertificateReloading for the SIGHUP reload, X509 for the test certificates.
+  .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+  .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+  .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+  .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -44,6 +51,8 @@ let settings: [SwiftSetting] = [
 ]
 
 let http2: Target.Dependency = .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport")
+
+let nioSSL: Target.Dependency = .product(name: "NIOSSL", package: "swift-nio-ssl")
 
 let nio: [Target.Dependency] = [
   .product(name: "NIOCore", package: "swift-nio"),
@@ -66,6 +75,7 @@ var targets: [Target] = [
   .target(
     name: "PEMISWire",
     dependencies: nio + [
+      nioSSL,
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "Logging", package: "swift-log"),
@@ -129,6 +139,8 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       http2,
+      nioSSL,
+      .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
     ],
     swiftSettings: settings
   ),
@@ -142,6 +154,10 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "PropertyBased", package: "swift-property-based"),
       http2,
+      nioSSL,
+      .product(name: "X509", package: "swift-certificates"),
+      .product(name: "SwiftASN1", package: "swift-asn1"),
+      .product(name: "Crypto", package: "swift-crypto"),
     ],
     swiftSettings: settings
   ),
@@ -152,6 +168,7 @@ var targets: [Target] = [
     dependencies: [
       "PEMISWire", "PEMISProto",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
+      nioSSL,
     ],
     swiftSettings: settings
   ),

@@ -7,6 +7,8 @@
 #
 # Usage: tools/bench-import.sh [ROWS]
 set -euo pipefail
+# The server here is plaintext on loopback; pemis speaks TLS unless told (docs/CONFIGURATION.md, "TLS").
+export PEMIS_PLAINTEXT=1
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 rows="${1:-5000}"

@@ -7,6 +7,8 @@
 # Usage: tools/demo-onboarding.sh [BIN_DIR]   (default: the debug build)
 # Leaves its work in a temporary directory, printed at the end; exits non-zero on any failure.
 set -euo pipefail
+# The server here is plaintext on loopback; pemis speaks TLS unless told (docs/CONFIGURATION.md, "TLS").
+export PEMIS_PLAINTEXT=1
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="${1:-$root/.build/debug}"
 work="$(mktemp -d)"

@@ -6,12 +6,13 @@
 #   protobuf-compiler   protoc, for tools/generate-protos.sh
 #   make, gcc           to build the C client
 #   zlib1g-dev          zlib, which grpc-swift-nio-transport (the HTTP/2 listener) links for compression
+#   libssl-dev          OpenSSL, for the C client's TLS (tools/c-client)
 # Safe to run again: it installs nothing that is already there.
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc zlib1g-dev; do
+for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc zlib1g-dev libssl-dev; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -3,12 +3,17 @@ public import PEMISWire
 
 /// Runs `body` with a gRPC client connected to `address` over PEMIS wire, and shuts the client
 /// down (letting calls finish) when `body` returns.
+/// - Parameter security: TLS or plaintext. Plaintext by default for tests and tools on loopback;
+///   `pemis` always passes what the user chose (TLS unless told otherwise).
 public func withPEMISClient<Result: Sendable>(
   _ address: ServerAddress,
   token: String? = nil,
+  security: ClientSecurity = .plaintext,
   config: PEMISWireClientTransport.Config = .defaults,
   _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> Result
 ) async throws -> Result {
+  var config = config
+  config.tls = try security.wireTLS(for: address)
   let transport = PEMISWireClientTransport(host: address.host, port: address.port, config: config)
   let interceptors: [any ClientInterceptor] = token.map { [BearerTokenInterceptor(token: $0)] } ?? []
   return try await withGRPCClient(transport: transport, interceptors: interceptors) { client in

@@ -9,12 +9,21 @@ public struct SavedSession: Codable, Sendable, Equatable {
   public var token: String
   public var username: String
   public var expiresAt: Int64
+  /// How the session was made, used again by the next commands: the CA file given at login
+  /// (nil: the system's trust store), and whether the user chose plaintext. Absent in files
+  /// written before TLS, which then use TLS with the system's trust store.
+  public var caFile: String?
+  public var plaintext: Bool?
 
-  public init(server: String, token: String, username: String, expiresAt: Int64) {
+  public init(
+    server: String, token: String, username: String, expiresAt: Int64, caFile: String? = nil, plaintext: Bool? = nil
+  ) {
     self.server = server
     self.token = token
     self.username = username
     self.expiresAt = expiresAt
+    self.caFile = caFile
+    self.plaintext = plaintext
   }
 }
 

@@ -1,8 +1,10 @@
 internal import GRPCCore
 internal import GRPCNIOTransportHTTP2Posix
 internal import NIOCore
+internal import NIOCertificateReloading
 
-/// The optional second listener: standard gRPC over HTTP/2, plaintext, from grpc-swift-nio-transport.
+/// The optional second listener: standard gRPC over HTTP/2 (TLS when configured, else plaintext),
+/// from grpc-swift-nio-transport.
 /// It serves the same services behind the same interceptors as PEMIS wire (``PEMISServer``), so
 /// clients that speak only standard gRPC — grpcio, grpcurl, other languages' generated stubs —
 /// reach the server with the same authentication, policy and audit.
@@ -17,7 +19,7 @@ struct HTTP2Listener: Sendable {
   /// Resolves `host` once (so "localhost" works as it does for PEMIS wire) and prepares the
   /// transport with the server's limits: the largest message as PEMIS wire's largest frame, calls
   /// per connection, the idle timeout, and the grace period for calls in flight at shutdown.
-  init(host: String, port: Int, configuration: ServerConfiguration) throws {
+  init(host: String, port: Int, configuration: ServerConfiguration, certificates: ServerCertificates? = nil) throws {
     let resolved: NIOCore.SocketAddress
     do {
       resolved = try NIOCore.SocketAddress.makeAddressResolvingHost(host, port: port)
@@ -43,7 +45,18 @@ struct HTTP2Listener: Sendable {
     }
     self.host = host
     self.port = port
-    self.transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: .plaintext, config: config)
+    // With TLS: the same reloaded certificate as PEMIS wire, ALPN "h2" offered (grpcio requires it).
+    let security: HTTP2ServerTransport.Posix.TransportSecurity
+    if let certificates {
+      do {
+        security = try .tls(certificateReloader: certificates)
+      } catch {
+        throw ConfigurationError(key: "tlsCertificateChainFile", message: "cannot be used for HTTP/2: \(error)")
+      }
+    } else {
+      security = .plaintext
+    }
+    self.transport = HTTP2ServerTransport.Posix(address: address, transportSecurity: security, config: config)
   }
 
   /// "127.0.0.1:7401": where standard gRPC clients reach the server, once it is listening.

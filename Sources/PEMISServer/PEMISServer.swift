@@ -23,6 +23,8 @@ public struct PEMISServer: Service {
   private let services: [any RegistrableRPCService]
   /// The registry, the shards and what the tenancy services share.
   public let tenancy: Tenancy
+  /// The TLS certificate both listeners present, when TLS is on.
+  private let certificates: ServerCertificates?
 
   /// Opens (creating if needed) the data directory's registry and shards folder.
   /// - Parameter now: seconds since 1970; tests pass a clock they can move.
@@ -31,6 +33,11 @@ public struct PEMISServer: Service {
   ) throws {
     self.configuration = configuration
     self.logger = logger
+    try configuration.validateExposure()
+    let certificates = try configuration.tlsCertificateChainFile.flatMap { chain in
+      try configuration.tlsPrivateKeyFile.map { key in try ServerCertificates(chainFile: chain, keyFile: key) }
+    }
+    self.certificates = certificates
     try Self.prepareDataDirectory(configuration.dataDirectory)
     let calendar = try CalendarFiles.load(directory: configuration.calendarDirectory)
     let tenancy = try Tenancy(
@@ -73,11 +80,21 @@ public struct PEMISServer: Service {
     wireConfig.memoryBudgetBytes = configuration.wireMemoryBudgetBytes
     wireConfig.halfCloseTimeout = .milliseconds(Int64(configuration.halfCloseTimeoutSeconds * 1000))
     wireConfig.unreadResponseTimeout = .milliseconds(Int64(configuration.unreadResponseTimeoutSeconds * 1000))
+    wireConfig.tls = try certificates?.wireContext()
     self.transport = PEMISWireServerTransport(
       host: configuration.host, port: configuration.port, config: wireConfig, logger: logger)
     self.http2 = try configuration.http2Port.map { port in
-      try HTTP2Listener(host: configuration.host, port: port, configuration: configuration)
+      try HTTP2Listener(host: configuration.host, port: port, configuration: configuration, certificates: certificates)
     }
+  }
+
+  /// Rereads the TLS certificate chain and key (SIGHUP): new connections on both listeners get
+  /// the new certificate, open ones keep theirs. Returns false when TLS is off; throws, keeping
+  /// the old certificate, when the files cannot be used.
+  public func reloadCertificates() throws(ConfigurationError) -> Bool {
+    guard let certificates else { return false }
+    try certificates.reload()
+    return true
   }
 
   /// The address the server listens on, once it is listening (useful with port 0).
@@ -115,7 +132,7 @@ public struct PEMISServer: Service {
       "pemis-server starting",
       metadata: [
         "server.version": "\(ServerStatus.version)", "server.data": "\(configuration.dataDirectory)",
-        "server.diagnostics": "\(configuration.diagnostics)",
+        "server.diagnostics": "\(configuration.diagnostics)", "server.tls": "\(configuration.tlsEnabled)",
         "server.http2": "\(configuration.http2Port.map(String.init) ?? "off")",
       ])
     try await withGracefulShutdownHandler {

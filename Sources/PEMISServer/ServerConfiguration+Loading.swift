@@ -25,6 +25,9 @@ extension ServerConfiguration {
     ("wireMemoryBudgetBytes", "PEMIS_WIRE_MEMORY_BUDGET"),
     ("halfCloseTimeoutSeconds", "PEMIS_HALF_CLOSE_TIMEOUT"),
     ("unreadResponseTimeoutSeconds", "PEMIS_UNREAD_RESPONSE_TIMEOUT"),
+    ("tlsCertificateChainFile", "PEMIS_TLS_CERTIFICATE_CHAIN"),
+    ("tlsPrivateKeyFile", "PEMIS_TLS_PRIVATE_KEY"),
+    ("insecure", "PEMIS_INSECURE"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -110,6 +113,13 @@ extension ServerConfiguration {
       }
       return value
     }
+    func boolean() throws(ConfigurationError) -> Bool {
+      switch text.lowercased() {
+      case "true", "1", "yes", "on": return true
+      case "false", "0", "no", "off": return false
+      default: throw ConfigurationError(key: key, message: "must be true or false, got '\(text)'", source: source)
+      }
+    }
     switch key {
     case "host": host = text
     case "port": port = try integer()
@@ -136,12 +146,10 @@ extension ServerConfiguration {
           source: source)
       }
       logLevel = level
-    case "diagnostics":
-      switch text.lowercased() {
-      case "true", "1", "yes", "on": diagnostics = true
-      case "false", "0", "no", "off": diagnostics = false
-      default: throw ConfigurationError(key: key, message: "must be true or false, got '\(text)'", source: source)
-      }
+    case "diagnostics": diagnostics = try boolean()
+    case "insecure": insecure = try boolean()
+    case "tlsCertificateChainFile": tlsCertificateChainFile = text.isEmpty ? nil : text
+    case "tlsPrivateKeyFile": tlsPrivateKeyFile = text.isEmpty ? nil : text
     case "durability":
       guard let value = StoreConfiguration.Durability(rawValue: text.lowercased()) else {
         throw ConfigurationError(key: key, message: "must be full or normal, got '\(text)'", source: source)

@@ -26,7 +26,8 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var gracePeriodSeconds: Double
   /// trace, debug, info, notice, warning, error or critical. Default info.
   public var logLevel: Logger.Level
-  /// Whether the diagnostic Echo service is served. Default true.
+  /// Whether the diagnostic Echo service is served. Default false: Echo needs no session, so it
+  /// is for tests and benchmarks (`pemis-load`), turned on explicitly.
   public var diagnostics: Bool
   /// SQLite `synchronous`: "full" (default) survives power loss after each commit; "normal" is
   /// faster and survives a crash of the process.
@@ -54,11 +55,32 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// Seconds a connection may leave its answers unread before it is closed. Default 30.
   public var unreadResponseTimeoutSeconds: Double = 30
 
+  // TLS (docs/CONFIGURATION.md, "TLS"). Both files set: both listeners speak TLS only, and SIGHUP
+  // rereads the files (new connections get the new certificate, open ones keep theirs).
+  /// PEM file of the server's certificate chain, leaf first. Default nil: plaintext.
+  public var tlsCertificateChainFile: String? = nil
+  /// PEM file of the private key of the chain's leaf. Default nil.
+  public var tlsPrivateKeyFile: String? = nil
+  /// Serve plaintext on an address other than loopback. Default false: without TLS the server
+  /// listens on loopback only, where passwords and tokens never cross a network.
+  public var insecure: Bool = false
+
+  /// Whether both TLS files are set.
+  public var tlsEnabled: Bool { tlsCertificateChainFile != nil && tlsPrivateKeyFile != nil }
+
+  /// "localhost", 127.0.0.0/8 or ::1: addresses no other host can reach.
+  public static func isLoopback(_ host: String) -> Bool {
+    let host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+    if host.lowercased() == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
+    let parts = host.split(separator: ".", omittingEmptySubsequences: false)
+    return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { part in Int(part).map { (0...255).contains($0) } ?? false }
+  }
+
   public static var defaults: Self {
     Self(
       host: "127.0.0.1", port: 7400, dataDirectory: "./data", maxFrameSize: 4 * 1024 * 1024,
       maxConcurrentCallsPerConnection: 100, idleTimeoutSeconds: 300, gracePeriodSeconds: 10,
-      logLevel: .info, diagnostics: true, durability: .full, maxOpenShards: 256, passwordHashCost: 15,
+      logLevel: .info, diagnostics: false, durability: .full, maxOpenShards: 256, passwordHashCost: 15,
       calendarDirectory: "Config/calendar", http2Port: nil)
   }
 
@@ -123,6 +145,27 @@ public struct ServerConfiguration: Sendable, Equatable {
       unreadResponseTimeoutSeconds > 0, "unreadResponseTimeoutSeconds", "must be above 0, got \(unreadResponseTimeoutSeconds)")
     try check((1...100_000).contains(maxOpenShards), "maxOpenShards", "must be between 1 and 100000, got \(maxOpenShards)")
     try check((10...20).contains(passwordHashCost), "passwordHashCost", "must be between 10 and 20, got \(passwordHashCost)")
+    try validateExposure()
+  }
+}
+
+extension ServerConfiguration {
+  /// TLS needs both files, and without TLS only loopback is served unless `insecure` says
+  /// otherwise. ``PEMISServer`` checks this too, so no way of starting a server skips it.
+  public func validateExposure() throws(ConfigurationError) {
+    try Self.require(
+      (tlsCertificateChainFile == nil) == (tlsPrivateKeyFile == nil),
+      tlsCertificateChainFile == nil ? "tlsCertificateChainFile" : "tlsPrivateKeyFile",
+      "must be set too: TLS needs both the certificate chain and its private key")
+    try Self.require(
+      tlsEnabled || insecure || Self.isLoopback(host), "host",
+      "is \(host), which other hosts can reach, and TLS is off: passwords and session tokens would cross the "
+        + "network in cleartext. Set tlsCertificateChainFile and tlsPrivateKeyFile (--tls-certificate-chain, "
+        + "--tls-private-key), or pass --insecure (PEMIS_INSECURE=true) to serve plaintext anyway")
+  }
+
+  private static func require(_ ok: Bool, _ key: String, _ rule: String) throws(ConfigurationError) {
+    if !ok { throw ConfigurationError(key: key, message: rule) }
   }
 }
 

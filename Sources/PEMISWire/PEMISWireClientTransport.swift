@@ -19,6 +19,9 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
     public var limits: WireLimits
     /// How long connecting (TCP and HELLO exchange) may take. Default 10 seconds.
     public var connectTimeout: Duration
+    /// When set, the connection speaks TLS (verifying the server) before HELLO. Default nil:
+    /// plaintext.
+    public var tls: WireClientTLS? = nil
 
     public init(limits: WireLimits, connectTimeout: Duration) {
       self.limits = limits
@@ -171,11 +174,14 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
     let timeout = TimeAmount.nanoseconds(Int64(config.connectTimeout.wholeMicroseconds * 1_000))
     let host = self.host
     let port = self.port
+    let tls = config.tls
+    let tlsFailure = TLSFailure()
     return ClientBootstrap(group: group)
       .channelOption(.tcpOption(.tcp_nodelay), value: 1)
       .connectTimeout(timeout)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
+          if let tls { try channel.pipeline.syncOperations.addClientTLS(tls, failure: tlsFailure) }
           let connection = WireConnection(channel: channel, role: .client, limits: limits, logger: logger)
           try channel.pipeline.syncOperations.addWireHandlers(connection: connection, handshakeTimeout: timeout)
           try channel.pipeline.syncOperations.addHandler(ConnectionCarrier(connection))
@@ -189,6 +195,12 @@ public final class PEMISWireClientTransport: ClientTransport, Sendable {
         connection.handshake.futureResult.map { _ in connection }
       }
       .flatMapErrorThrowing { error in
+        if let reason = tlsFailure.description {
+          throw RPCError(
+            code: .unavailable,
+            message: "TLS handshake with \(host):\(port) failed: \(reason). The server's certificate must be signed by a "
+              + "trusted CA (--ca-file or the system store), be valid now, and name the host connected to", cause: error)
+        }
         if error is RPCError { throw error }
         throw RPCError(code: .unavailable, message: "cannot connect to \(host):\(port): \(Self.describe(error))", cause: error)
       }

@@ -2,6 +2,7 @@ public import GRPCCore
 public import Logging
 public import NIOCore
 public import NIOPosix
+public import NIOSSL
 internal import Synchronization
 
 /// The server side of PEMIS wire (docs/PROTOCOL.md) as a GRPCCore `ServerTransport`.
@@ -48,6 +49,9 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     /// Log lines about bad connections (protocol errors, refused connections) per minute; the
     /// rest are counted. Default 60.
     public var badConnectionLogLinesPerMinute = 60
+    /// When set, every connection speaks TLS with this context before HELLO. Default nil:
+    /// plaintext. The context may pick its certificate per handshake (a reloader).
+    public var tls: NIOSSLContext? = nil
 
     public init(limits: WireLimits, idleTimeout: Duration, handshakeTimeout: Duration, gracePeriod: Duration) {
       self.limits = limits
@@ -148,6 +152,7 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
         .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
         .bind(host: host, port: port) { channel in
           channel.eventLoop.makeCompletedFuture {
+            if let tls = config.tls { try channel.pipeline.syncOperations.addServerTLS(tls) }
             let connection = WireConnection(
               channel: channel, role: .server, limits: config.limits,
               idleTimeout: .nanoseconds(Int64(config.idleTimeout.wholeMicroseconds * 1_000)), logger: logger,

@@ -39,6 +39,10 @@ struct EchoLoad: AsyncParsableCommand {
   @Option(help: "Seconds of unmeasured calls before each measurement.") var warmup: Double = 2
   @Option(help: "Bytes of payload in each request (echoed back).") var payload: Int = 100
   @Option(help: "Write the results as JSON to this file.") var json: String?
+  @Option(
+    name: .customLong("ca-file"),
+    help: "Speak TLS over PEMIS wire, verifying the server against this CA (PEM). Default: plaintext.")
+  var caFile: String?
 
   struct Row: Codable {
     var transport: Transport
@@ -90,7 +94,13 @@ struct EchoLoad: AsyncParsableCommand {
       $0.text = "pemis-load"
       $0.payload = Data(repeating: 0x5A, count: payload)
     }
-    let targets = transports.map { $0 == .wire ? "wire \(address)" : "http2 \(http2Address!)" }
+    let wireTLS = try (caFile.map { ClientSecurity.tls(caFile: $0) } ?? .plaintext).wireTLS(for: address)
+    let wireConfig: PEMISWireClientTransport.Config = {
+      var config = PEMISWireClientTransport.Config.defaults
+      config.tls = wireTLS
+      return config
+    }()
+    let targets = transports.map { $0 == .wire ? "wire\(wireTLS == nil ? "" : "+TLS") \(address)" : "http2 \(http2Address!)" }
     print(
       "pemis-load echo → \(targets.joined(separator: ", "))  payload \(payload) B  \(duration)s per run after \(warmup)s warm-up")
     print("transport  conns  callers      calls/s     p50 ms     p90 ms     p99 ms     max ms   errors")
@@ -103,7 +113,7 @@ struct EchoLoad: AsyncParsableCommand {
           switch transport {
           case .wire:
             row = try await measure(transport, connectionCount, callerCount, request) {
-              PEMISWireClientTransport(host: address.host, port: address.port)
+              PEMISWireClientTransport(host: address.host, port: address.port, config: wireConfig)
             }
           case .http2:
             let target = http2Address!

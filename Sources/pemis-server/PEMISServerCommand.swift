@@ -63,6 +63,9 @@ struct Serve: AsyncParsableCommand {
     } catch {
       throw ValidationError("cannot open the data directory \(configuration.dataDirectory): \(error)")
     }
+    // Trapped before the first "listening" line, so a SIGHUP sent once it is read never finds
+    // the default action (terminate) in place.
+    let hangups = await UnixSignalsSequence(trapping: .sighup)
     let group = ServiceGroup(
       configuration: .init(
         services: [.init(service: server)],
@@ -70,6 +73,7 @@ struct Serve: AsyncParsableCommand {
         logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
       tasks.addTask { try await group.run() }
+      tasks.addTask { await Self.reloadOnHangup(hangups, server: server, logger: logger) }
       tasks.addTask {
         // Scripts and tests read this line to learn the port (with --port 0).
         if let address = try? await server.listeningHostAndPort {
@@ -80,7 +84,28 @@ struct Serve: AsyncParsableCommand {
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (gRPC over HTTP/2)\n".utf8))
         }
       }
-      try await tasks.waitForAll()
+      // The service group ends the process's life; the SIGHUP watcher would run forever.
+      _ = try await tasks.next()
+      _ = try await tasks.next()
+      tasks.cancelAll()
+    }
+  }
+
+  /// SIGHUP rereads the TLS certificate chain and key (docs/CONFIGURATION.md, "TLS"). The line on
+  /// standard output tells scripts (and tests) that new connections now get the new certificate.
+  static func reloadOnHangup(_ hangups: UnixSignalsSequence, server: PEMISServer, logger: Logger) async {
+    for await _ in hangups {
+      do {
+        if try server.reloadCertificates() {
+          logger.notice("SIGHUP: TLS certificate reloaded")
+          FileHandle.standardOutput.write(Data("pemis-server reloaded the TLS certificate\n".utf8))
+        } else {
+          logger.notice("SIGHUP: TLS is off, nothing to reload")
+        }
+      } catch {
+        logger.error("SIGHUP: TLS certificate not reloaded, the old one stays in use: \(error)")
+        FileHandle.standardOutput.write(Data("pemis-server kept the old TLS certificate: \(error)\n".utf8))
+      }
     }
   }
 
@@ -108,6 +133,13 @@ struct ServerOptions: ParsableArguments {
   @Option(help: "log2 of the scrypt cost for passwords, 10-20 (PEMIS_PASSWORD_HASH_COST).") var passwordHashCost: Int?
   @Option(name: .customLong("calendar-dir"), help: "Folder of <year>.json working-day calendars (PEMIS_CALENDAR_DIR).") var calendarDirectory: String?
   @Option(help: "Minutes a transfer may stay mid-step before it is reported stuck (PEMIS_STUCK_TRANSFER_MINUTES).") var stuckTransferMinutes: Int?
+  @Option(
+    name: .customLong("tls-certificate-chain"),
+    help: "PEM certificate chain: both listeners speak TLS, reread on SIGHUP (PEMIS_TLS_CERTIFICATE_CHAIN).")
+  var tlsCertificateChainFile: String?
+  @Option(name: .customLong("tls-private-key"), help: "PEM private key of the chain (PEMIS_TLS_PRIVATE_KEY).")
+  var tlsPrivateKeyFile: String?
+  @Flag(help: "Serve plaintext on an address other than loopback (PEMIS_INSECURE).") var insecure = false
 
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
@@ -120,6 +152,8 @@ struct ServerOptions: ParsableArguments {
       ("durability", durability), ("maxOpenShards", maxOpenShards.map(String.init)),
       ("passwordHashCost", passwordHashCost.map(String.init)), ("calendarDirectory", calendarDirectory),
       ("stuckTransferMinutes", stuckTransferMinutes.map(String.init)),
+      ("tlsCertificateChainFile", tlsCertificateChainFile), ("tlsPrivateKeyFile", tlsPrivateKeyFile),
+      ("insecure", insecure ? "true" : nil),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

@@ -15,6 +15,31 @@ struct ConnectionOptions: ParsableArguments {
   @Flag(help: "Print the result as JSON.")
   var json = false
 
+  @Option(
+    name: .customLong("ca-file"),
+    help: "PEM file of the CA that signed the server's certificate. Default: $PEMIS_CA_FILE, else the one given at login, else the system's trust store.")
+  var caFile: String?
+
+  @Flag(
+    help: "Talk to the server without TLS: password and session token cross the network in cleartext. Default: $PEMIS_PLAINTEXT, else as at login.")
+  var plaintext = false
+
+  /// TLS unless the user chose plaintext: on the command line, in $PEMIS_PLAINTEXT, or at the
+  /// login whose session is used. The CA file likewise: flag, $PEMIS_CA_FILE, login.
+  func security(session: SavedSession? = SessionStore.load()) throws -> ClientSecurity {
+    let environment = ProcessInfo.processInfo.environment
+    let plaintextEnvironment = environment["PEMIS_PLAINTEXT"].map { ["1", "true", "yes", "on"].contains($0.lowercased()) }
+    let caFile = caFile ?? environment["PEMIS_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 } ?? session?.caFile
+    if plaintext || (plaintextEnvironment ?? session?.plaintext ?? false) {
+      if self.caFile != nil { throw ValidationError("--ca-file and --plaintext contradict each other: choose one") }
+      return .plaintext
+    }
+    if let caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+      throw ValidationError("--ca-file \(caFile): no readable file there")
+    }
+    return .tls(caFile: caFile)
+  }
+
   func address() throws -> ServerAddress {
     let text = server ?? SessionStore.load()?.server ?? ProcessInfo.processInfo.environment["PEMIS_SERVER"]
     guard let text else { return .default }
@@ -46,7 +71,15 @@ extension ConnectionOptions {
       throw ExitCode(1)
     }
     let address = try server.map { try ServerAddress(parsing: $0) } ?? ServerAddress(parsing: session.server)
-    return try await withPEMISClient(address, token: session.token, body)
+    return try await withPEMISClient(address, token: session.token, security: try security(session: session), body)
+  }
+
+  /// Runs `body` with a client to `address` (TLS or plaintext as ``security(session:)`` says).
+  func withClient<R: Sendable>(
+    _ address: ServerAddress, token: String? = nil,
+    _ body: (GRPCClient<PEMISWireClientTransport>) async throws -> R
+  ) async throws -> R {
+    try await withPEMISClient(address, token: token, security: try security(), body)
   }
 }
 

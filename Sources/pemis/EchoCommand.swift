@@ -24,7 +24,7 @@ struct EchoCommand: AsyncParsableCommand {
   func run() async throws {
     let address = try connection.address()
     try await runReportingFailure {
-      try await withPEMISClient(address) { client in
+      try await connection.withClient(address) { client in
         let echo = Pemis_V1_Echo.Client(wrapping: client)
         let request = Pemis_V1_EchoRequest.with {
           $0.text = text

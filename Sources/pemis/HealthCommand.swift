@@ -20,7 +20,7 @@ struct HealthCommand: AsyncParsableCommand {
     let address = try connection.address()
     try await runReportingFailure {
       let started = ContinuousClock.now
-      let response = try await withPEMISClient(address) { client in
+      let response = try await connection.withClient(address) { client in
         try await Pemis_V1_Health.Client(wrapping: client).check(
           .with { $0.service = service }, options: connection.callOptions)
       }

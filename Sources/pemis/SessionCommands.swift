@@ -19,16 +19,25 @@ struct LoginCommand: AsyncParsableCommand {
 
   func run() async throws {
     let address = try connection.address()
+    // Decided before the password is read, and kept with the session for the next commands.
+    let security = try connection.security(session: nil)
     let password = readSecret("password for \(user): ")
     try await runReportingFailure {
-      let response = try await withPEMISClient(address) { client in
+      let response = try await withPEMISClient(address, security: security) { client in
         try await Pemis_V1_Session.Client(wrapping: client).login(.with {
           $0.username = user
           $0.password = password
         })
       }
       try SessionStore.save(
-        SavedSession(server: address.description, token: response.token, username: user, expiresAt: response.expiresAt))
+        SavedSession(
+          server: address.description, token: response.token, username: user, expiresAt: response.expiresAt,
+          caFile: {
+            // Absolute, so later commands find it from any directory.
+            if case .tls(let caFile?) = security { return URL(fileURLWithPath: caFile).standardizedFileURL.path }
+            return nil
+          }(),
+          plaintext: security == .plaintext))
       var account = response.account
       if response.passwordChangeRequired {
         print("this is a one-time password: choose your own (at least 10 characters, letters and digits)")
@@ -38,7 +47,7 @@ struct LoginCommand: AsyncParsableCommand {
           FileHandle.standardError.write(Data("pemis: the two new passwords differ; run pemis password to try again\n".utf8))
           throw ExitCode(1)
         }
-        account = try await withPEMISClient(address, token: response.token) { client in
+        account = try await withPEMISClient(address, token: response.token, security: security) { client in
           try await Pemis_V1_Session.Client(wrapping: client).changePassword(.with {
             $0.currentPassword = password
             $0.newPassword = new

@@ -16,7 +16,7 @@ struct CClientTests {
   @Test("builds, then calls Health and unary Echo against pemis-server")
   func healthAndEcho() throws {
     try Self.build()
-    let server = try ServerProcess()
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true"])
     let health = try run(Self.client, ["127.0.0.1", "\(server.port)", "health"])
     #expect(health.status == 0, "stderr: \(health.stderr)")
     #expect(health.stdout == "status=SERVING version=0.1.0 protocol=1\n")
@@ -29,7 +29,7 @@ struct CClientTests {
   @Test("a deadline set by the C client is enforced by the server")
   func deadline() throws {
     try Self.build()
-    let server = try ServerProcess()
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true"])
     let late = try run(Self.client, ["127.0.0.1", "\(server.port)", "echo", "slow", "--delay-ms", "3000", "--timeout-ms", "200"])
     #expect(late.status == 2)
     #expect(late.stderr.contains("code=4"))
@@ -83,6 +83,41 @@ struct CClientTests {
     #expect(usage.status == 1)
     #expect(usage.stderr.contains("children needs --user NAME"))
     #expect(seeded.server.stop().status == 0)
+  }
+
+  @Test("over TLS: Health and Echo with --ca-file; refused without the CA, for another host's certificate, and in plaintext")
+  func tls() throws {
+    try Self.build()
+    let certificates = try TestCertificates.make()
+    func server(_ pair: TestCertificates.Pair) throws -> ServerProcess {
+      try ServerProcess(extraArguments: [
+        "--diagnostics", "true", "--tls-certificate-chain", pair.chainFile, "--tls-private-key", pair.keyFile,
+      ])
+    }
+    let good = try server(certificates.server)
+    for host in ["127.0.0.1", "localhost"] {
+      let health = try run(Self.client, [host, "\(good.port)", "health", "--ca-file", certificates.caFile])
+      #expect(health.status == 0, "stderr: \(health.stderr)")
+      #expect(health.stdout == "status=SERVING version=0.1.0 protocol=1\n")
+    }
+    let echo = try run(Self.client, ["127.0.0.1", "\(good.port)", "echo", "你好, Binhai", "--ca-file", certificates.caFile])
+    #expect(echo.stdout == "echo=你好, Binhai\n", "stderr: \(echo.stderr)")
+    // --tls alone trusts the system's store, which does not hold the test CA.
+    let system = try run(Self.client, ["127.0.0.1", "\(good.port)", "health", "--tls"])
+    #expect(system.status == 3)
+    #expect(system.stderr.contains("certificate"), "\(system.stderr)")
+    // Plaintext to a TLS server: a clean failure, and the server serves on.
+    let plaintext = try run(Self.client, ["127.0.0.1", "\(good.port)", "health", "--timeout-ms", "5000"])
+    #expect(plaintext.status == 3 || plaintext.status == 2, "\(plaintext.stderr)")
+    let again = try run(Self.client, ["127.0.0.1", "\(good.port)", "health", "--ca-file", certificates.caFile])
+    #expect(again.status == 0, "stderr: \(again.stderr)")
+    #expect(good.stop().status == 0)
+
+    let wrongHost = try server(certificates.wrongHost)
+    let refused = try run(Self.client, ["127.0.0.1", "\(wrongHost.port)", "health", "--ca-file", certificates.caFile])
+    #expect(refused.status == 3)
+    #expect(refused.stderr.contains("certificate"), "\(refused.stderr)")
+    #expect(wrongHost.stop().status == 0)
   }
 
   @Test("no server: the C client says so and exits 3")

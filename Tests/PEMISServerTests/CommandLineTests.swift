@@ -9,10 +9,10 @@ struct CommandLineTests {
   @Test("pemis health talks to a running pemis-server and exits 0")
   func health() throws {
     let server = try ServerProcess()
-    let output = try run(pemis, ["health", "--server", server.address])
+    let output = try run(pemis, ["health", "--server", server.address, "--plaintext"])
     #expect(output.status == 0, "stderr: \(output.stderr)")
     #expect(output.stdout.contains("\(server.address)  SERVING  version 0.1.0  protocol 1"))
-    let json = try run(pemis, ["health", "--server", server.address, "--json"])
+    let json = try run(pemis, ["health", "--server", server.address, "--json", "--plaintext"])
     let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
     #expect(object?["status"] as? String == "SERVING")
     #expect(server.stop().status == 0)
@@ -20,7 +20,7 @@ struct CommandLineTests {
 
   @Test("pemis health against nothing says why and exits 1")
   func healthUnreachable() throws {
-    let output = try run(pemis, ["health", "--server", "127.0.0.1:1", "--timeout", "5"])
+    let output = try run(pemis, ["health", "--server", "127.0.0.1:1", "--timeout", "5", "--plaintext"])
     #expect(output.status == 1)
     #expect(output.stderr.contains("UNAVAILABLE"))
     #expect(output.stderr.contains("127.0.0.1:1"))
@@ -35,10 +35,10 @@ struct CommandLineTests {
 
   @Test("pemis echo carries text and reports a missed deadline")
   func echo() throws {
-    let server = try ServerProcess()
-    let output = try run(pemis, ["echo", "幼儿园 kindergarten", "--server", server.address, "--expand"])
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true"])
+    let output = try run(pemis, ["echo", "幼儿园 kindergarten", "--server", server.address, "--expand", "--plaintext"])
     #expect(output.stdout == "幼儿园\nkindergarten\n")
-    let late = try run(pemis, ["echo", "x", "--delay-ms", "3000", "--timeout", "0.3", "--server", server.address])
+    let late = try run(pemis, ["echo", "x", "--delay-ms", "3000", "--timeout", "0.3", "--server", server.address, "--plaintext"])
     #expect(late.status == 1)
     #expect(late.stderr.contains("DEADLINE_EXCEEDED"))
     #expect(server.stop().status == 0)
@@ -46,11 +46,11 @@ struct CommandLineTests {
 
   @Test("SIGTERM lets a call in flight finish, then the server exits 0")
   func gracefulShutdownOnSIGTERM() throws {
-    let server = try ServerProcess()
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true"])
     let result = LockedBox<ProcessOutput?>(nil)
     let done = DispatchSemaphore(value: 0)
     DispatchQueue.global().async {
-      result.value = try? run(pemis, ["echo", "finished", "--delay-ms", "8000", "--server", server.address])
+      result.value = try? run(pemis, ["echo", "finished", "--delay-ms", "8000", "--server", server.address, "--plaintext"])
       done.signal()
     }
     // Time for the client process to start and its call to reach the server, even on a busy machine.

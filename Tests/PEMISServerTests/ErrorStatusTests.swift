@@ -288,7 +288,7 @@ func rawCall(_ client: GRPCClient<PEMISWireClientTransport>, method: String, mes
 struct ErrorStatusTests {
   @Test("every method of the policy table, sent a request that fails, names the field or rule")
   func everyMethod() async throws {
-    try await withDistrict { district in
+    try await withDistrict({ $0.diagnostics = true }) { district in
       var tokens: [Role: String] = [:]
       for method in Policy.table.keys.sorted() {
         guard let failing = FailingCall.all[method] else {
@@ -332,7 +332,7 @@ struct ErrorStatusTests {
 
   @Test("a shard whose disk is full during an import: RESOURCE_EXHAUSTED, nothing imported, then it works")
   func shardDiskFull() async throws {
-    try await withDistrict { district in
+    try await withDistrict({ $0.diagnostics = true }) { district in
       let code = try InstitutionCode(validating: District.kindergartenA)
       let shard = try await district.server.tenancy.shards.shard(code)
       let file = Data(Self.importFile(300).utf8)

@@ -205,7 +205,7 @@ struct HTTP2ListenerTests {
 
   @Test("pemis-server --http2-port 0 prints both addresses; SIGTERM lets calls in flight on both finish")
   func processBothListenersAndGracefulShutdown() async throws {
-    let server = try ServerProcess(extraArguments: ["--http2-port", "0"])
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true", "--http2-port", "0"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
     #expect(http2.port != server.port)
     let (signals, inFlight) = AsyncStream<Void>.makeStream()
@@ -229,7 +229,7 @@ struct HTTP2ListenerTests {
 
   @Test("a call over HTTP/2 still running when the grace period ends is cut off, and the server exits 0")
   func graceExpires() async throws {
-    let server = try ServerProcess(extraArguments: ["--http2-port", "0", "--grace-period", "1"])
+    let server = try ServerProcess(extraArguments: ["--diagnostics", "true", "--http2-port", "0", "--grace-period", "1"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
     let (signals, inFlight) = AsyncStream<Void>.makeStream()
     // 60 s: far longer than stop() waits (30 s) before it would kill the server.

@@ -24,21 +24,26 @@ struct SeededServer {
   var wire: ServerAddress { ServerAddress(host: "127.0.0.1", port: server.port) }
   var http2: ServerAddress { ServerAddress(host: "127.0.0.1", port: server.http2Port ?? 0) }
 
-  static func start() async throws -> SeededServer {
+  /// - Parameter tls: serve both listeners over TLS with these test certificates.
+  static func start(tls: TestCertificates? = nil) async throws -> SeededServer {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-seeded-\(UUID())/data").path
     let seed = try run(
       productsDirectory.appendingPathComponent("pemis-load"),
       ["seed-district", "--data-dir", data, "--kindergartens", "2", "--password", password])
     try #require(seed.status == 0, "seed-district failed: \(seed.stdout)\(seed.stderr)")
-    let server = try ServerProcess(dataDirectory: data, extraArguments: ["--http2-port", "0"])
+    let tlsArguments = tls.map {
+      ["--tls-certificate-chain", $0.server.chainFile, "--tls-private-key", $0.server.keyFile]
+    } ?? []
+    let server = try ServerProcess(dataDirectory: data, extraArguments: ["--http2-port", "0"] + tlsArguments)
     let seeded = SeededServer(server: server)
-    let token = try await withPEMISClient(seeded.wire) { client in
+    let security: ClientSecurity = tls.map { .tls(caFile: $0.caFile) } ?? .plaintext
+    let token = try await withPEMISClient(seeded.wire, security: security) { client in
       try await Pemis_V1_Session.Client(wrapping: client).login(.with {
         $0.username = user
         $0.password = password
       }).token
     }
-    let child = try await withPEMISClient(seeded.wire, token: token) { client in
+    let child = try await withPEMISClient(seeded.wire, token: token, security: security) { client in
       try await Pemis_V1_ChildRecords.Client(wrapping: client).enrollChild(.with {
         $0.child = KindergartenDataFixtures.child()
       })

@@ -68,7 +68,7 @@ struct ServerTests {
 
   @Test("Echo serves all four call shapes")
   func echoShapes() async throws {
-    try await withRunningServer { address, _ in
+    try await withRunningServer({ $0.diagnostics = true }) { address, _ in
       try await withPEMISClient(address) { client in
         let echo = Pemis_V1_Echo.Client(wrapping: client)
         let unary = try await echo.get(.with { $0.text = "一"; $0.payload = Data([1, 2, 3]) })
@@ -97,7 +97,7 @@ struct ServerTests {
 
   @Test("Echo refuses a delay over the limit, naming the field and the rule")
   func echoValidation() async throws {
-    try await withRunningServer { address, _ in
+    try await withRunningServer({ $0.diagnostics = true }) { address, _ in
       let error = await #expect(throws: RPCError.self) {
         try await withPEMISClient(address) { client in
           try await Pemis_V1_Echo.Client(wrapping: client).get(.with { $0.delayMs = 600_000 })
@@ -110,7 +110,7 @@ struct ServerTests {
 
   @Test("Echo reports the deadline it saw and stops waiting when the caller gives up")
   func echoDeadline() async throws {
-    try await withRunningServer { address, _ in
+    try await withRunningServer({ $0.diagnostics = true }) { address, _ in
       try await withPEMISClient(address) { client in
         let echo = Pemis_V1_Echo.Client(wrapping: client)
         var options = CallOptions.defaults
@@ -126,9 +126,10 @@ struct ServerTests {
     }
   }
 
-  @Test("with diagnostics off, Echo is not served")
+  @Test("by default (diagnostics off) Echo is not served")
   func diagnosticsOff() async throws {
-    try await withRunningServer({ $0.diagnostics = false }) { address, _ in
+    #expect(ServerConfiguration.defaults.diagnostics == false)
+    try await withRunningServer { address, _ in
       let error = await #expect(throws: RPCError.self) {
         try await withPEMISClient(address) { client in
           try await Pemis_V1_Echo.Client(wrapping: client).get(.init())

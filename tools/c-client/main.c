@@ -4,6 +4,7 @@
  *   pemis-c-client HOST PORT health
  *   pemis-c-client HOST PORT echo TEXT [--timeout-ms N] [--delay-ms N]
  *   pemis-c-client HOST PORT children --user NAME [--kindergarten CODE] [--class-id ID]
+ *   ... [--tls] [--ca-file PEM]   TLS (OpenSSL) before HELLO, the server verified (docs/CONFIGURATION.md)
  *
  * One connection, unary calls one after another on streams 1, 3, 5, ..., blocking I/O. `children`
  * logs in (password from PEMIS_PASSWORD, else the first line of standard input), then lists the
@@ -86,6 +87,8 @@ typedef struct {
     uint64_t timeout_ms;
     uint32_t delay_ms;
     int trace;             /* hidden: --trace, frames on stderr */
+    int tls;               /* --tls, or implied by --ca-file */
+    const char *ca_file;   /* --ca-file: CA certificates (PEM) to verify the server; NULL: system store */
     int no_local_deadline; /* hidden: --no-local-deadline, rely on the server's deadline only */
 } options;
 
@@ -95,6 +98,7 @@ static void usage(FILE *out)
           "       pemis-c-client HOST PORT echo TEXT [--timeout-ms N] [--delay-ms N]\n"
           "       pemis-c-client HOST PORT children --user NAME [--kindergarten CODE] [--class-id ID]\n"
           "                      [--timeout-ms N]   (password: PEMIS_PASSWORD, else a line on stdin)\n"
+          "options for all: --tls (verify against the system's CAs) or --ca-file PEM (against these)\n"
           "exit status: 0 ok, 1 usage, 2 call failed (non-OK status), 3 connection/protocol error\n",
           out);
 }
@@ -166,6 +170,10 @@ static int parse_args(int argc, char **argv, options *o)
                 o->trace = 1;
                 continue;
             }
+            if (strcmp(a, "--tls") == 0) {
+                o->tls = 1;
+                continue;
+            }
             if (strcmp(a, "--no-local-deadline") == 0) {
                 o->no_local_deadline = 1;
                 continue;
@@ -184,11 +192,12 @@ static int parse_args(int argc, char **argv, options *o)
             int is_user = name_len == 6 && strncmp(name, "--user", 6) == 0;
             int is_kindergarten = name_len == 14 && strncmp(name, "--kindergarten", 14) == 0;
             int is_class = name_len == 10 && strncmp(name, "--class-id", 10) == 0;
+            int is_ca_file = name_len == 9 && strncmp(name, "--ca-file", 9) == 0;
             if ((is_user || is_kindergarten || is_class) && o->cmd != CMD_CHILDREN) {
                 fprintf(stderr, "error: option '%.*s' applies to children only\n", (int)name_len, name);
                 return EXIT_USAGE;
             }
-            if (!is_timeout && !is_delay && !is_method && !is_user && !is_kindergarten && !is_class) {
+            if (!is_timeout && !is_delay && !is_method && !is_user && !is_kindergarten && !is_class && !is_ca_file) {
                 fprintf(stderr, "error: unknown option '%s'\n", a);
                 return EXIT_USAGE;
             }
@@ -200,7 +209,10 @@ static int parse_args(int argc, char **argv, options *o)
                 value = argv[++i];
             }
             uint64_t v;
-            if (is_method) {
+            if (is_ca_file) {
+                o->tls = 1;
+                o->ca_file = value;
+            } else if (is_method) {
                 o->method = value;
             } else if (is_user) {
                 o->user = value;
@@ -853,6 +865,11 @@ int main(int argc, char **argv)
     c.next_stream_id = FIRST_STREAM_ID;
     if (wire_connect(&c.conn, o.host, o.port) != 0) {
         report("%s", c.conn.error);
+        return EXIT_CONN_FAILED;
+    }
+    if (o.tls && wire_start_tls(&c.conn, o.host, o.ca_file) != 0) {
+        report("%s", c.conn.error);
+        wire_close(&c.conn);
         return EXIT_CONN_FAILED;
     }
 

@@ -19,6 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* main() also ignores SIGPIPE */
 #endif
@@ -112,6 +117,8 @@ int wire_connect(wire_conn *conn, const char *host, const char *port)
     int rc, fd = -1, saved = 0;
 
     conn->fd = -1;
+    conn->ssl = NULL;
+    conn->ssl_ctx = NULL;
     conn->error[0] = '\0';
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -150,8 +157,83 @@ int wire_connect(wire_conn *conn, const char *host, const char *port)
     return 0;
 }
 
+/* The reason OpenSSL gives for the last failure, after `what`. */
+static void set_tls_error(wire_conn *conn, const char *what)
+{
+    char reason[160];
+    unsigned long e = ERR_get_error();
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof reason);
+    else
+        snprintf(reason, sizeof reason, "%s", errno != 0 ? strerror(errno) : "connection closed");
+    snprintf(conn->error, sizeof conn->error, "%s: %s", what, reason);
+    ERR_clear_error();
+}
+
+int wire_start_tls(wire_conn *conn, const char *host, const char *ca_file)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        set_tls_error(conn, "cannot set up TLS");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* A peer that closes without close_notify ends the stream like a clean close. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    int loaded = ca_file != NULL ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+                                 : SSL_CTX_set_default_verify_paths(ctx);
+    if (loaded != 1) {
+        char what[128];
+        snprintf(what, sizeof what, "cannot load the CA certificates from %s", ca_file ? ca_file : "the system store");
+        set_tls_error(conn, what);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    SSL *ssl = SSL_new(ctx);
+    if (ssl == NULL) {
+        set_tls_error(conn, "cannot set up TLS");
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    unsigned char ip[16];
+    int is_ip = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+    int named = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+                      : SSL_set_tlsext_host_name(ssl, host) == 1 && SSL_set1_host(ssl, host) == 1;
+    if (!named || SSL_set_fd(ssl, conn->fd) != 1) {
+        set_tls_error(conn, "cannot set up TLS");
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    errno = 0;
+    if (SSL_connect(ssl) != 1) {
+        long verified = SSL_get_verify_result(ssl);
+        if (verified != X509_V_OK) {
+            snprintf(conn->error, sizeof conn->error, "TLS: the server's certificate is not accepted: %s",
+                     X509_verify_cert_error_string(verified));
+            ERR_clear_error();
+        } else {
+            set_tls_error(conn, "TLS handshake failed");
+        }
+        SSL_free(ssl);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    conn->ssl = ssl;
+    conn->ssl_ctx = ctx;
+    return 0;
+}
+
 void wire_close(wire_conn *conn)
 {
+    if (conn->ssl != NULL) {
+        (void)SSL_shutdown(conn->ssl); /* close_notify; the reply is not awaited */
+        SSL_free(conn->ssl);
+        SSL_CTX_free(conn->ssl_ctx);
+        conn->ssl = NULL;
+        conn->ssl_ctx = NULL;
+    }
     if (conn->fd >= 0) {
         close(conn->fd);
         conn->fd = -1;
@@ -164,6 +246,9 @@ void wire_close(wire_conn *conn)
 static wire_status wait_readable(wire_conn *conn, int64_t deadline_us)
 {
     if (deadline_us < 0)
+        return WIRE_OK;
+    /* Bytes TLS has already decrypted do not show up on the socket. */
+    if (conn->ssl != NULL && SSL_pending(conn->ssl) > 0)
         return WIRE_OK;
     for (;;) {
         int64_t now = wire_now_us();
@@ -198,7 +283,24 @@ static wire_status read_exact(wire_conn *conn, uint8_t *buf, size_t n, int64_t d
         wire_status st = wait_readable(conn, deadline_us);
         if (st != WIRE_OK)
             return st;
-        ssize_t r = recv(conn->fd, buf + off, n - off, 0);
+        ssize_t r;
+        if (conn->ssl != NULL) {
+            size_t want = n - off < (size_t)INT_MAX ? n - off : (size_t)INT_MAX;
+            errno = 0;
+            int t = SSL_read(conn->ssl, buf + off, (int)want);
+            if (t <= 0) {
+                int e = SSL_get_error(conn->ssl, t);
+                if (e == SSL_ERROR_ZERO_RETURN)
+                    return WIRE_EOF;
+                if (e == SSL_ERROR_SYSCALL && errno == EINTR)
+                    continue;
+                set_tls_error(conn, "read from server (TLS)");
+                return WIRE_IO_ERROR;
+            }
+            r = t;
+        } else {
+            r = recv(conn->fd, buf + off, n - off, 0);
+        }
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -351,7 +453,21 @@ wire_status wire_write(wire_conn *conn, const wire_buf *buf)
     }
     size_t off = 0;
     while (off < buf->len) {
-        ssize_t w = send(conn->fd, buf->data + off, buf->len - off, MSG_NOSIGNAL);
+        ssize_t w;
+        if (conn->ssl != NULL) {
+            size_t want = buf->len - off < (size_t)INT_MAX ? buf->len - off : (size_t)INT_MAX;
+            errno = 0;
+            int t = SSL_write(conn->ssl, buf->data + off, (int)want);
+            if (t <= 0) {
+                if (SSL_get_error(conn->ssl, t) == SSL_ERROR_SYSCALL && errno == EINTR)
+                    continue;
+                set_tls_error(conn, "write to server (TLS)");
+                return WIRE_IO_ERROR;
+            }
+            w = t;
+        } else {
+            w = send(conn->fd, buf->data + off, buf->len - off, MSG_NOSIGNAL);
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;

@@ -3,7 +3,7 @@
  *
  * A frame is a 10-byte header (u32 length, u8 kind, u8 flags, u32 stream id; big-endian) followed
  * by `length` payload bytes. This layer connects, reads and writes whole frames over a blocking
- * TCP socket, enforces the receive size limit before allocating, and can trace frames to stderr.
+ * TCP socket (optionally through TLS), enforces the receive size limit before allocating, and can trace frames to stderr.
  */
 #ifndef PEMIS_WIRE_H
 #define PEMIS_WIRE_H
@@ -43,10 +43,15 @@ typedef enum {
     WIRE_NO_MEMORY
 } wire_status;
 
+struct ssl_st;
+struct ssl_ctx_st;
+
 typedef struct {
     int fd;
     int trace;        /* nonzero: describe every frame sent and received on stderr */
     char error[256];  /* text of the last WIRE_IO_ERROR */
+    struct ssl_st *ssl;         /* non-NULL after wire_start_tls: every byte goes through TLS */
+    struct ssl_ctx_st *ssl_ctx;
 } wire_conn;
 
 typedef struct {
@@ -70,6 +75,13 @@ int64_t wire_now_us(void);
 
 /* Opens a TCP connection to host:port. Returns 0 or -1 with a reason in conn->error. */
 int wire_connect(wire_conn *conn, const char *host, const char *port);
+/*
+ * TLS (1.2 or later, OpenSSL) over the connected socket, before HELLO: the server's chain is
+ * verified against the CA certificates in ca_file (PEM), or the system's store when NULL, and its
+ * certificate must name host (a DNS name, or the IP address when host is one). Returns 0 or -1
+ * with a reason in conn->error.
+ */
+int wire_start_tls(wire_conn *conn, const char *host, const char *ca_file);
 void wire_close(wire_conn *conn);
 
 /*

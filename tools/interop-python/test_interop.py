@@ -6,6 +6,8 @@ least one enrolled child whose ID number is given; the Swift test HTTP2InteropTe
 Checks: Health; login; ListChildren of the caller's kindergarten with every ID number and record
 number masked; the same call without a session refused with UNAUTHENTICATED; another
 kindergarten's children refused with PERMISSION_DENIED; a deadline travels as grpc-timeout.
+With --ca-file the channel is TLS (grpc.ssl_channel_credentials), the server verified against that
+CA, and a plaintext channel to the same listener must not become ready.
 Prints one line per check and exits 1 if any failed.
 """
 
@@ -51,10 +53,25 @@ def main():
     parser.add_argument("--kindergarten", required=True, help="the user's kindergarten")
     parser.add_argument("--other-kindergarten", required=True, help="a kindergarten the user may not read")
     parser.add_argument("--enrolled-id", required=True, help="full ID number of a child enrolled there")
+    parser.add_argument("--ca-file", help="TLS: verify the server against this CA (PEM); default plaintext")
     args = parser.parse_args()
 
     # Loopback only: never let an http_proxy in the environment carry the call elsewhere.
-    with grpc.insecure_channel(args.server, options=[("grpc.enable_http_proxy", 0)]) as channel:
+    options = [("grpc.enable_http_proxy", 0)]
+    if args.ca_file:
+        with open(args.ca_file, "rb") as pem:
+            credentials = grpc.ssl_channel_credentials(root_certificates=pem.read())
+        # A plaintext channel to the TLS listener never becomes ready.
+        with grpc.insecure_channel(args.server, options=options) as plain:
+            try:
+                grpc.channel_ready_future(plain).result(timeout=3)
+                check("a plaintext channel to the TLS listener is refused", False, "it became ready")
+            except grpc.FutureTimeoutError:
+                check("a plaintext channel to the TLS listener is refused", True)
+        channel = grpc.secure_channel(args.server, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(args.server, options=options)
+    with channel:
         grpc.channel_ready_future(channel).result(timeout=30)
         health = health_pb2_grpc.HealthStub(channel)
         session = session_pb2_grpc.SessionStub(channel)
