@@ -296,12 +296,23 @@ struct InputBoundaryTests {
           ("ListTransfers", { _ = try await Pemis_V1_Transfers.Client(wrapping: client).listTransfers(.with { $0.kindergartenCode = code }) }),
           ("GetDistrictSummary", { _ = try await Pemis_V1_District.Client(wrapping: client).getDistrictSummary(.with { $0.kindergartenCodes = [code] }) }),
           ("QueryAuditLog", { _ = try await Pemis_V1_Audit.Client(wrapping: client).queryAuditLog(.with { $0.kindergartenCode = code }) }),
+          ("ListAccounts", { _ = try await Pemis_V1_Accounts.Client(wrapping: client).listAccounts(.with { $0.kindergartenCode = code }) }),
+          ("ListCases", { _ = try await Pemis_V1_Duplicates.Client(wrapping: client).listCases(.with { $0.kindergartenCode = code }) }),
+          ("ListObligations", { _ = try await Pemis_V1_Deadlines.Client(wrapping: client).listObligations(.with { $0.kindergartenCode = code }) }),
+          ("CreateAccount", {
+            _ = try await Pemis_V1_Accounts.Client(wrapping: client).createAccount(.with {
+              $0.username = "new.teacher"
+              $0.role = .classLeader
+              $0.kindergartenCode = code
+              $0.displayName = "新老师"
+            })
+          }),
         ]
+        // For these an empty code means "every kindergarten in scope".
+        let all: Set<String> = ["GetDistrictSummary", "QueryAuditLog", "ListTransfers", "ListAccounts", "ListCases", "ListObligations"]
         for (name, call) in calls {
           let error = await failure(call)
-          if code.isEmpty, name == "GetDistrictSummary" || name == "QueryAuditLog" || name == "ListTransfers" {
-            continue  // an empty code means "all" for these
-          }
+          if code.isEmpty, all.contains(name) { continue }
           let status = try #require(error, "\(name) with '\(code)' succeeded")
           #expect(status.code == .invalidArgument, "\(name) '\(code)': \(status)")
           #expect(!status.message.isEmpty, "\(name) '\(code)'")
