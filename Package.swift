@@ -188,6 +188,8 @@ var targets: [Target] = [
     name: "pemis",
     dependencies: [
       "PEMISClient", "PEMISProto",
+      // InputText.escaped: what the server sends back is printed escaped (Output.swift).
+      "PEMISDomain",
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
       .product(name: "ArgumentParser", package: "swift-argument-parser"),

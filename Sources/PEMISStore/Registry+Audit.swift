@@ -1,6 +1,7 @@
 internal import Crypto
 internal import Foundation
 internal import GRDB
+internal import PEMISDomain
 internal import Synchronization
 
 extension Registry {
@@ -23,7 +24,7 @@ extension Registry {
       var seq: Int64 = last?["seq"] ?? 0
       var previous: String = last?["hash"] ?? Self.genesisHash
       var written: [AuditRecord] = []
-      for var entry in entries {
+      for var entry in entries.map(\.stored) {
         seq += 1
         entry.seq = seq
         entry.prevHash = previous
@@ -37,6 +38,8 @@ extension Registry {
   }
 
   /// SHA-256 over the previous hash and every field, separated so no two entries collide.
+  /// Computed over the entry as stored (``AuditRecord/stored``): what `audit verify` reads back is
+  /// exactly what was hashed.
   static func chainHash(_ e: AuditRecord) -> String {
     let fields = [
       e.prevHash, String(e.seq ?? 0), String(e.atMs), e.username, e.role, e.kindergartenCode, e.method, e.targets,
@@ -145,5 +148,31 @@ final class AuditAppender: Sendable {
         for (_, continuation) in batch { continuation.resume(throwing: error) }
       }
     }
+  }
+}
+
+extension AuditRecord {
+  /// Longest value of each field in UTF-8 bytes as stored: a row of the audit log never exceeds
+  /// about 3 KiB, whatever a caller sent (docs/TENANCY.md, "The input boundary").
+  public static let storedFieldLimits = (
+    username: 128, role: 64, kindergartenCode: 64, method: 256, targets: 2048, result: 64, peer: 256
+  )
+
+  /// The entry as the log stores it: every text field escaped and bounded
+  /// (``InputText/escaped(_:maxBytes:)``). No control character reaches the database, so SQLite
+  /// cannot cut a value short of what was hashed (a NUL once did), nothing printed from the log
+  /// can forge a line, and no call can grow the log by more than one small row. Values the
+  /// input boundary let through come out unchanged.
+  var stored: AuditRecord {
+    var entry = self
+    let limits = Self.storedFieldLimits
+    entry.username = InputText.escaped(username, maxBytes: limits.username)
+    entry.role = InputText.escaped(role, maxBytes: limits.role)
+    entry.kindergartenCode = InputText.escaped(kindergartenCode, maxBytes: limits.kindergartenCode)
+    entry.method = InputText.escaped(method, maxBytes: limits.method)
+    entry.targets = InputText.escaped(targets, maxBytes: limits.targets)
+    entry.result = InputText.escaped(result, maxBytes: limits.result)
+    entry.peer = InputText.escaped(peer, maxBytes: limits.peer)
+    return entry
   }
 }

@@ -1,10 +1,13 @@
 import Foundation
+import PEMISDomain
 import PEMISProto
 import SwiftProtobuf
 
 /// A plain-text table: columns padded to the widest cell, counting CJK characters as two columns.
+/// Every cell is printed escaped (``printable(_:)``): one table row is one line, whatever the
+/// server's records hold.
 func printTable(_ header: [String], _ rows: [[String]]) {
-  let all = [header] + rows
+  let all = ([header] + rows).map { $0.map(printable) }
   var widths = [Int](repeating: 0, count: header.count)
   for row in all { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], displayWidth(cell)) } }
   for row in all {
@@ -14,6 +17,13 @@ func printTable(_ header: [String], _ rows: [[String]]) {
     print(line)
   }
   if rows.isEmpty { print("(none)") }
+}
+
+/// A value from the server as the terminal may show it: control characters, line breaks,
+/// terminal escapes and bidi overrides written as `\n`, `\u{1B}`, so no value can forge a line or
+/// restyle the terminal. Long values are not cut: this is what the record holds.
+func printable(_ value: String) -> String {
+  InputText.escaped(value, maxBytes: .max)
 }
 
 func displayWidth(_ text: String) -> Int {

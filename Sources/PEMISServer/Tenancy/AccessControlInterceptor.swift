@@ -59,7 +59,12 @@ struct AccessControlInterceptor: ServerInterceptor {
       // Fail closed: a method nobody wrote a policy for is served to nobody.
       throw RPCError(code: .permissionDenied, message: "\(method) has no access policy")
     }
+    // The input boundary comes first, for every method: each message is checked as it is read,
+    // by this interceptor or by the handler, before anything else sees it (``InputBoundary``).
+    let request = StreamingServerRequest(
+      metadata: request.metadata, messages: RPCAsyncSequence(wrapping: BoundaryCheckedMessages(base: request.messages)))
     if case .open = policy.access, case .none = policy.audit {
+      try InputBoundary.check(metadata: request.metadata)
       return try await next(request, context)
     }
 
@@ -68,6 +73,7 @@ struct AccessControlInterceptor: ServerInterceptor {
       atMs: tenancy.now() * 1000, username: "", role: "", kindergartenCode: "", method: method, targets: [],
       result: "OK", peer: context.remotePeer)
     do {
+      try InputBoundary.check(metadata: request.metadata)
       // Read the first request message: it says what the call targets. It is handed on to the
       // handler together with the rest of the stream.
       var iterator = request.messages.makeAsyncIterator()
