@@ -158,7 +158,8 @@ struct GovernanceTests {
 
   @Test("a call that never half-closes ends with DEADLINE_EXCEEDED after the limit; the connection goes on")
   func halfCloseLimit() async throws {
-    try await withTestServer(config: .testing { $0.halfCloseTimeout = .milliseconds(500) }) { server in
+    // 2 s, not less: the follow-up call must not hit the limit on a loaded machine.
+    try await withTestServer(config: .testing { $0.halfCloseTimeout = .seconds(2) }) { server in
       let box = RawBox(try await RawConnection.connect(port: server.port))
       _ = try await box.raw.handshake()
       try await box.raw.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Collect"))
@@ -182,7 +183,7 @@ struct GovernanceTests {
   @Test("a call stuck waiting for its client does not keep the connection from the idle timeout")
   func idleWithStuckCall() async throws {
     try await withTestServer(config: .testing {
-      $0.idleTimeout = .milliseconds(500)
+      $0.idleTimeout = .seconds(2)  // room for the call to start on a loaded machine
       $0.halfCloseTimeout = nil
     }) { server in
       let box = RawBox(try await RawConnection.connect(port: server.port))

@@ -27,7 +27,7 @@ final class ProbeLog: Sendable {
   func leave() { state.withLock { $0.active -= 1 } }
 
   /// Waits up to `seconds` for an event.
-  func waitFor(_ event: String, seconds: Double = 5) async -> Bool {
+  func waitFor(_ event: String, seconds: Double = 30) async -> Bool {
     let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
     while ContinuousClock.now < deadline {
       if events.contains(event) { return true }
