@@ -33,10 +33,11 @@ struct DeadlineAndCancellationTests {
         options.timeout = .seconds(2)
         let started = ContinuousClock.now
         let error = await #expect(throws: RPCError.self) {
-          try await echo.get(.with { $0.text = "slow"; $0.delayMs = 10_000 }, options: options)
+          try await echo.get(.with { $0.text = "slow"; $0.delayMs = 60_000 }, options: options)
         }
         #expect(error?.code == .deadlineExceeded)
-        #expect(ContinuousClock.now - started < .seconds(8))
+        // Ended by the deadline, not by the handler's 60 s: a bound a loaded CI machine meets.
+        #expect(ContinuousClock.now - started < .seconds(50))
         #expect(await server.log.waitFor("cancelled:Get"), "the handler learned of the deadline")
       }
     }
