@@ -216,9 +216,20 @@ var targets: [Target] = [
 // is libFuzzer's.
 targets.append(
   .target(
+    name: "PEMISWireFuzzing",
+    dependencies: [
+      "PEMISWire",
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    ],
+    swiftSettings: settings
+  ))
+targets.append(
+  .target(
     name: "PEMISFuzzing",
     dependencies: [
-      "PEMISServer", "PEMISStore", "PEMISClient", "PEMISWire", "PEMISProto",
+      "PEMISWireFuzzing", "PEMISServer", "PEMISStore", "PEMISClient", "PEMISWire", "PEMISProto",
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -227,12 +238,17 @@ targets.append(
     swiftSettings: settings
   ))
 if let index = targets.firstIndex(where: { $0.name == "PEMISServerTests" }) {
-  targets[index].dependencies.append("PEMISFuzzing")
+  targets[index].dependencies += ["PEMISFuzzing", "PEMISWireFuzzing"]
 }
 if Context.environment["PEMIS_FUZZ"] != nil {
-  for name in ["fuzz-frames", "fuzz-server"] {
+  // The wire's targets build without the server, so a short run fits the test command.
+  let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("fuzz-frames", ["PEMISWireFuzzing"]), ("fuzz-wire", ["PEMISWireFuzzing"]),
+    ("fuzz-server", ["PEMISFuzzing", "PEMISWireFuzzing"]),
+  ]
+  for (name, dependencies) in fuzzTargets {
     targets.append(
-      .executableTarget(name: name, dependencies: ["PEMISFuzzing"], path: "Fuzz/Targets/\(name)", swiftSettings: settings))
+      .executableTarget(name: name, dependencies: dependencies, path: "Fuzz/Targets/\(name)", swiftSettings: settings))
   }
 }
 

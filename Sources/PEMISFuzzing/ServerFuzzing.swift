@@ -21,7 +21,7 @@ internal import SwiftProtobuf
 /// session token, so stored inputs reach past authentication in every later run.
 public final class ServerFuzzing: Sendable {
   /// 43 bytes, as long as a session token, so replacing it keeps every frame length right.
-  public static let tokenPlaceholder = "FUZZ" + String(repeating: "~", count: 39)
+  public static let tokenPlaceholder = WireFuzzFrames.tokenPlaceholder
   /// How long the server may keep a connection open after the client closed its side.
   static let closeLimitSeconds = 10
 

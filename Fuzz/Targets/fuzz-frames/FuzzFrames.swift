@@ -1,10 +1,10 @@
-// libFuzzer entry point for the frame decoder (Sources/PEMISFuzzing/FrameFuzzing.swift).
+// libFuzzer entry point for the frame decoder (Sources/PEMISWireFuzzing/FrameFuzzing.swift).
 import Foundation
-import PEMISFuzzing
+import PEMISWireFuzzing
 
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
-  FuzzSeeds.writeIfAsked(FuzzCorpus.frameSeeds(), dictionary: nil)
+  FuzzSeeds.writeIfAsked(FrameFuzzing.seeds(), dictionary: nil)
   return 0
 }
 

@@ -2,6 +2,7 @@
 // (Sources/PEMISFuzzing/ServerFuzzing.swift).
 import Foundation
 import PEMISFuzzing
+import PEMISWireFuzzing
 
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
