@@ -20,18 +20,10 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(frames wire server)
 
-scratch="$root/.build-fuzz"
-# Two workarounds (docs/FUZZING.md, "Building"):
-# - SwiftPM passes each sanitizer to swiftc as its own -sanitize= flag, and the Swift driver keeps
-#   only the last for the compiler: Swift code got AddressSanitizer but no coverage, and libFuzzer
-#   fuzzed blind. The combined flag, last on the line, gives both.
-# - SwiftPM keeps the sanitizers in a Set, whose order changes from run to run with Swift's seeded
-#   hashing; the flags then differ and every `swift build` rebuilt everything. Deterministic
-#   hashing keeps the order and the build incremental.
-build() {
-  SWIFT_DETERMINISTIC_HASHING=1 PEMIS_FUZZ=1 swift build --scratch-path "$scratch" \
-    --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address "$@"
-}
+# PEMIS_FUZZ=1 makes Package.swift add the libFuzzer executables and build this package's
+# libraries with coverage and AddressSanitizer, in the ordinary .build: the dependencies are reused
+# from the test build (docs/FUZZING.md, "Building"). The next ordinary build recompiles our code.
+build() { PEMIS_FUZZ=1 swift build "$@"; }
 for target in "${targets[@]}"; do build --product "fuzz-$target" >&2; done
 bin="$(build --show-bin-path)"
 
@@ -72,6 +64,11 @@ for target in "${targets[@]}"; do
   crashes=$(( $(ls "$regressions" | wc -l) - before ))
   total=$((total + runs))
   echo "fuzz $target: $runs executions in ${seconds} s, coverage $coverage edges, $crashes crashes, corpus $(ls "$corpus" | wc -l) inputs"
+  if [ "$runs" -eq 0 ]; then
+    echo "fuzz $target: FAILED: libFuzzer ran no input (is the executable's main libFuzzer's driver?):" >&2
+    tail -n 20 "$log" >&2
+    status=1
+  fi
   if [ "$fuzz_status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     echo "fuzz $target: FAILED (libFuzzer exit $fuzz_status); the input is in $regressions/:" >&2
     grep -E "ERROR|Fatal error|SUMMARY|panic|precondition|#[0-9]+ 0x" "$log" | head -n 40 >&2 || tail -n 40 "$log" >&2

@@ -5,6 +5,7 @@ internal import PEMISClient
 internal import PEMISProto
 internal import PEMISServer
 internal import PEMISStore
+internal import PEMISWireFuzzing
 internal import SwiftProtobuf
 
 #if canImport(Glibc)

@@ -182,11 +182,13 @@ struct GovernanceTests {
       try await Task.sleep(for: .seconds(2))
       // Before: every writer of every connection waited for the budget, polling, until the
       // never-readers were closed (here after 300 s), and a new request failed RESOURCE_EXHAUSTED.
+      // 64 KiB each way: more than the slack the never-readers' 48 KiB messages can leave.
+      let padding = String(repeating: "y", count: 64 * 1024)
       let answered = try await within(seconds: 60) {
         try await withTestClient(server) { echo, _ in
           for round in 0..<5 {
-            let reply = try await echo.get(.with { $0.text = "round \(round)" })
-            #expect(reply.text == "round \(round)")
+            let reply = try await echo.get(.with { $0.text = "round \(round) \(padding)" })
+            #expect(reply.text == "round \(round) \(padding)")
           }
           return true
         }
