@@ -212,13 +212,23 @@ var targets: [Target] = [
 
 // Coverage-guided fuzzing (docs/FUZZING.md). The harnesses are a library, so the test suite runs
 // every stored input through them in an ordinary debug build; the libFuzzer executables exist only
-// in the fuzz build (`tools/fuzz.sh` sets PEMIS_FUZZ and `--sanitize=fuzzer`), because their `main`
-// is libFuzzer's.
+// in the fuzz build (`tools/fuzz.sh` sets PEMIS_FUZZ), because their `main` is libFuzzer's.
+targets.append(
+  .target(
+    name: "PEMISWireFuzzing",
+    dependencies: [
+      "PEMISWire",
+      .product(name: "NIOCore", package: "swift-nio"),
+      .product(name: "GRPCCore", package: "grpc-swift-2"),
+      .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+    ],
+    swiftSettings: settings
+  ))
 targets.append(
   .target(
     name: "PEMISFuzzing",
     dependencies: [
-      "PEMISServer", "PEMISStore", "PEMISClient", "PEMISWire", "PEMISProto",
+      "PEMISWireFuzzing", "PEMISServer", "PEMISStore", "PEMISClient", "PEMISWire", "PEMISProto",
       .product(name: "NIOCore", package: "swift-nio"),
       .product(name: "GRPCCore", package: "grpc-swift-2"),
       .product(name: "SwiftProtobuf", package: "swift-protobuf"),
@@ -227,12 +237,28 @@ targets.append(
     swiftSettings: settings
   ))
 if let index = targets.firstIndex(where: { $0.name == "PEMISServerTests" }) {
-  targets[index].dependencies.append("PEMISFuzzing")
+  targets[index].dependencies += ["PEMISFuzzing", "PEMISWireFuzzing"]
 }
 if Context.environment["PEMIS_FUZZ"] != nil {
-  for name in ["fuzz-frames", "fuzz-server"] {
+  // Coverage and AddressSanitizer for this package's libraries only, in the ordinary build
+  // directory: the dependencies stay as the test build compiled them, so a fuzz build after the
+  // tests recompiles only our code (the wire's targets: PEMISWire alone), which is what lets a
+  // short run fit the test command. One combined flag: the Swift driver keeps only the last
+  // -sanitize= it is given (docs/FUZZING.md).
+  let sanitizers = "-sanitize=fuzzer,address"
+  for target in targets where target.type == .regular {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags([sanitizers])]
+  }
+  targets.append(.target(name: "PEMISFuzzDriver", path: "Fuzz/Driver", swiftSettings: settings))
+  let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("fuzz-frames", ["PEMISFuzzDriver", "PEMISWireFuzzing"]), ("fuzz-wire", ["PEMISFuzzDriver", "PEMISWireFuzzing"]),
+    ("fuzz-server", ["PEMISFuzzDriver", "PEMISFuzzing", "PEMISWireFuzzing"]),
+  ]
+  for (name, dependencies) in fuzzTargets {
     targets.append(
-      .executableTarget(name: name, dependencies: ["PEMISFuzzing"], path: "Fuzz/Targets/\(name)", swiftSettings: settings))
+      .executableTarget(
+        name: name, dependencies: dependencies, path: "Fuzz/Targets/\(name)",
+        swiftSettings: settings + [.unsafeFlags([sanitizers])], linkerSettings: [.unsafeFlags([sanitizers])]))
   }
 }
 

@@ -5,7 +5,9 @@
 # A crash is written to Fuzz/Regressions/TARGET/ (commit it with the fix) and fails the script.
 #
 # Usage: tools/fuzz.sh [SECONDS] [TARGET ...]
-#   SECONDS per target (default 600); TARGET: frames, server (default both).
+#   SECONDS per target (default 600); TARGET: frames (the frame decoder), wire (the connection
+#   state machine), server (the whole server over one connection); default all three. The test
+#   command runs `tools/fuzz.sh 30 frames wire`: those two build without the server.
 # Environment:
 #   FUZZ_KEEP=1    merge the inputs that found new coverage into Fuzz/Corpus/TARGET (a long run
 #                  whose corpus is worth committing); otherwise the repository is not touched.
@@ -16,10 +18,12 @@ cd "$root"
 seconds="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frames server)
+[ ${#targets[@]} -gt 0 ] || targets=(frames wire server)
 
-scratch="$root/.build-fuzz"
-build() { PEMIS_FUZZ=1 swift build --scratch-path "$scratch" --sanitize=fuzzer --sanitize=address "$@"; }
+# PEMIS_FUZZ=1 makes Package.swift add the libFuzzer executables and build this package's
+# libraries with coverage and AddressSanitizer, in the ordinary .build: the dependencies are reused
+# from the test build (docs/FUZZING.md, "Building"). The next ordinary build recompiles our code.
+build() { PEMIS_FUZZ=1 swift build "$@"; }
 for target in "${targets[@]}"; do build --product "fuzz-$target" >&2; done
 bin="$(build --show-bin-path)"
 
@@ -60,6 +64,11 @@ for target in "${targets[@]}"; do
   crashes=$(( $(ls "$regressions" | wc -l) - before ))
   total=$((total + runs))
   echo "fuzz $target: $runs executions in ${seconds} s, coverage $coverage edges, $crashes crashes, corpus $(ls "$corpus" | wc -l) inputs"
+  if [ "$runs" -eq 0 ]; then
+    echo "fuzz $target: FAILED: libFuzzer ran no input (is the executable's main libFuzzer's driver?):" >&2
+    tail -n 20 "$log" >&2
+    status=1
+  fi
   if [ "$fuzz_status" -ne 0 ] || [ "$crashes" -gt 0 ]; then
     echo "fuzz $target: FAILED (libFuzzer exit $fuzz_status); the input is in $regressions/:" >&2
     grep -E "ERROR|Fatal error|SUMMARY|panic|precondition|#[0-9]+ 0x" "$log" | head -n 40 >&2 || tail -n 40 "$log" >&2

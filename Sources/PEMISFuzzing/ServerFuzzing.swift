@@ -5,6 +5,7 @@ internal import PEMISClient
 internal import PEMISProto
 internal import PEMISServer
 internal import PEMISStore
+internal import PEMISWireFuzzing
 internal import SwiftProtobuf
 
 #if canImport(Glibc)
@@ -21,7 +22,7 @@ internal import SwiftProtobuf
 /// session token, so stored inputs reach past authentication in every later run.
 public final class ServerFuzzing: Sendable {
   /// 43 bytes, as long as a session token, so replacing it keeps every frame length right.
-  public static let tokenPlaceholder = "FUZZ" + String(repeating: "~", count: 39)
+  public static let tokenPlaceholder = WireFuzzFrames.tokenPlaceholder
   /// How long the server may keep a connection open after the client closed its side.
   static let closeLimitSeconds = 10
 

@@ -466,19 +466,42 @@ extension WireConnection {
       case waitForCredit
       /// The socket is backed up: wait until it takes data.
       case waitForSocket
+      /// The server's memory budget is spent and this connection still has answers unwritten:
+      /// wait until the socket has taken all of them (``mayRetryWrite(size:writable:drained:)``).
+      case waitForDrain
       /// The stream ended.
       case gone
     }
 
     /// Whether a MESSAGE of `size` bytes may go now on stream `id`.
-    mutating func sendMessage(_ id: UInt32, size: Int, writable: Bool) -> SendStep {
+    ///
+    /// `overBudget`: the server-wide memory budget cannot take the message. Then a connection
+    /// with nothing unwritten still sends it, and one whose earlier answers are still unwritten
+    /// waits until the socket has taken them: clients that never read fill only their own
+    /// connections, and a client that reads its answers is never held up by them.
+    mutating func sendMessage(_ id: UInt32, size: Int, writable: Bool, overBudget: Bool = false) -> SendStep {
       guard phase != .closed, var stream = streams[id] else { return .gone }
+      if overBudget && unwrittenBytes > 0 { return .waitForDrain }
       guard writable, unwrittenBytes == 0 || unwrittenBytes + size <= maxUnwrittenBytes else { return .waitForSocket }
       guard stream.sendCredits > 0 else { return .waitForCredit }
       stream.sendCredits -= 1
       streams[id] = stream
       return .send
     }
+
+    /// Whether a writer of `size` bytes told to wait for the socket (or, `drained`, for the drain)
+    /// may ask ``sendMessage(_:size:writable:overBudget:)`` again. Exactly the condition that
+    /// told it to wait, turned round: a writer woken early waits again instead of spinning.
+    func mayRetryWrite(size: Int, writable: Bool, drained: Bool) -> Bool {
+      guard writable else { return false }
+      if drained { return unwrittenBytes == 0 }
+      return unwrittenBytes == 0 || unwrittenBytes + size <= maxUnwrittenBytes
+    }
+
+    /// Server: whether a request MESSAGE the server-wide budget cannot take fails its call. A
+    /// connection that holds no bytes of the budget (nothing unread, nothing unwritten) still gets
+    /// its message through, so clients that hold the budget cannot shut out the others.
+    var refusesMessagesOverBudget: Bool { bufferedInboundBytes + unwrittenBytes > 0 }
 
     /// Client: opens the next stream id, or says why not.
     mutating func openClientStream(now: NIODeadline) -> Result<UInt32, RPCError> {

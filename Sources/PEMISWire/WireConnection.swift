@@ -307,7 +307,7 @@ final class WireConnection: Sendable {
       state -> (StateMachine.ReceiveAction, [StreamIO], [CheckedContinuation<Void, any Error>], ServerStream?) in
       let action: StateMachine.ReceiveAction
       if case .frame(let frame) = event, frame.kind == .message, let budget = governance?.budget,
-        budget.wouldExceed(frame.payload.readableBytes)
+        budget.wouldExceed(frame.payload.readableBytes), state.machine.refusesMessagesOverBudget
       {
         action = state.machine.receiveMessageOverBudget(frame, budget: budget.limit, now: now)
       } else {
@@ -518,26 +518,26 @@ final class WireConnection: Sendable {
     }
     while true {
       let overBudget = governance?.budget.wouldExceed(bytes.count + Frame.headerSize) ?? false
-      let (step, schedule) = locked { state -> (StateMachine.SendStep?, Bool) in
+      let (step, schedule) = locked { state -> (StateMachine.SendStep, Bool) in
         guard state.io[id] != nil else { return (.gone, false) }
-        // Other connections hold the server's budget: they drain, or are closed for not reading.
-        if overBudget { return (nil, false) }
-        let step = state.machine.sendMessage(id, size: bytes.count + Frame.headerSize, writable: state.writable)
+        let step = state.machine.sendMessage(
+          id, size: bytes.count + Frame.headerSize, writable: state.writable, overBudget: overBudget)
         guard step == .send else { return (step, false) }
         encodePending(&state) { Frame.encode(kind: .message, streamID: id, bytes: bytes, into: &$0) }
         return (.send, scheduleFlush(&state))
       }
       switch step {
-      case nil:
-        try await Task.sleep(for: .milliseconds(10))
-      case .send?:
+      case .send:
         if schedule { channel.eventLoop.execute { self.flushPending() } }
         return
-      case .gone?:
+      case .gone:
         throw RPCError(code: .cancelled, message: "the call has already ended")
-      case .waitForSocket?:
-        try await waitUntilWritable()
-      case .waitForCredit?:
+      case .waitForSocket:
+        try await waitUntilWritable(size: bytes.count + Frame.headerSize, drained: false)
+      case .waitForDrain:
+        // Woken by this connection's own writes, never by polling the budget.
+        try await waitUntilWritable(size: bytes.count + Frame.headerSize, drained: true)
+      case .waitForCredit:
         try await withTaskCancellationHandler {
           try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let resumeNow = state.withLock { state -> Bool in
@@ -574,9 +574,10 @@ extension WireConnection {
     for waiter in waiters { waiter.resume() }
   }
 
-  /// Waits until the socket takes data again, so a peer that does not read cannot make us
-  /// buffer messages without bound.
-  private func waitUntilWritable() async throws {
+  /// Waits until the socket has taken enough for `size` more bytes (`drained`: everything
+  /// queued), so a peer that does not read cannot make us buffer messages without bound. Woken
+  /// by this connection's writes and writability, never by polling.
+  private func waitUntilWritable(size: Int, drained: Bool) async throws {
     let waiterID = state.withLock { state in
       defer { state.nextWaiterID += 1 }
       return state.nextWaiterID
@@ -586,7 +587,7 @@ extension WireConnection {
         let now = state.withLock { state -> Result<Bool, any Error> in
           if state.machine.isClosed { return .failure(RPCError(code: .unavailable, message: "connection closed")) }
           if Task.isCancelled { return .failure(CancellationError()) }
-          if state.writable && state.machine.unwrittenBytes < state.machine.maxUnwrittenBytes { return .success(true) }
+          if state.machine.mayRetryWrite(size: size, writable: state.writable, drained: drained) { return .success(true) }
           state.writableWaiters.append((waiterID, continuation))
           return .success(false)
         }

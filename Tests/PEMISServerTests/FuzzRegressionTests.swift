@@ -1,5 +1,6 @@
 import Foundation
 import PEMISFuzzing
+import PEMISWireFuzzing
 import Testing
 
 /// Every stored fuzzing input — the seeds, the corpus the fuzzer grew (`Fuzz/Corpus/`) and each
@@ -23,10 +24,19 @@ struct FuzzRegressionTests {
 
   @Test("the frame decoder takes every stored input and each seed")
   func frames() throws {
-    let inputs = FuzzCorpus.frameSeeds() + (try Self.stored("frames"))
+    let inputs = FrameFuzzing.seeds() + (try Self.stored("frames"))
     #expect(inputs.count >= 12)
     for input in inputs {
       input.bytes.withUnsafeBytes { FrameFuzzing.run($0) }
+    }
+  }
+
+  @Test("the connection state machine keeps its invariants on every stored input and each seed")
+  func wire() throws {
+    let inputs = StateMachineFuzzing.seeds() + (try Self.stored("wire"))
+    #expect(inputs.count >= 13)
+    for input in inputs {
+      input.bytes.withUnsafeBytes { StateMachineFuzzing.run($0) }
     }
   }
 

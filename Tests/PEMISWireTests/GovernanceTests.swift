@@ -154,6 +154,50 @@ struct GovernanceTests {
     }
   }
 
+  @Test("clients that never read and spend the whole memory budget do not hold up a client that reads")
+  func budgetSpentByNeverReaders() async throws {
+    let config = PEMISWireServerTransport.Config.testing {
+      $0.memoryBudgetBytes = 1024 * 1024
+      $0.maxUnwrittenResponseBytesPerConnection = 512 * 1024
+      // Longer than the test: the never-readers keep the budget spent throughout.
+      $0.unreadResponseTimeout = .seconds(300)
+    }
+    try await withTestServer(config: config) { server in
+      // 6 connections × 512 KiB of answers they never read: the 1 MiB budget is spent.
+      let word = String(repeating: "x", count: 48 * 1024)
+      let request = try Pemis_V1_EchoRequest.with { $0.text = word; $0.repeat = 1000 }.serializedBytes() as [UInt8]
+      var stalled: [RawConnection] = []
+      for _ in 0..<6 {
+        var raw = try await RawConnection.connect(port: server.port)
+        _ = try await raw.handshake()
+        try await raw.channel.setOption(ChannelOptions.autoRead, value: false).get()
+        for index in 0..<4 {
+          let id = UInt32(2 * index + 1)
+          try await raw.send(.callStart, stream: id, RawConnection.callStart("/pemis.v1.Echo/Expand"))
+          try await raw.send(.message, stream: id, request)
+          try await raw.send(.closeSend, stream: id, [])
+        }
+        stalled.append(raw)
+      }
+      try await Task.sleep(for: .seconds(2))
+      // Before: every writer of every connection waited for the budget, polling, until the
+      // never-readers were closed (here after 300 s), and a new request failed RESOURCE_EXHAUSTED.
+      // 64 KiB each way: more than the slack the never-readers' 48 KiB messages can leave.
+      let padding = String(repeating: "y", count: 64 * 1024)
+      let answered = try await within(seconds: 60) {
+        try await withTestClient(server) { echo, _ in
+          for round in 0..<5 {
+            let reply = try await echo.get(.with { $0.text = "round \(round) \(padding)" })
+            #expect(reply.text == "round \(round) \(padding)")
+          }
+          return true
+        }
+      }
+      #expect(answered == true, "a client that reads its answers waited for clients that never read")
+      for raw in stalled { await raw.close() }
+    }
+  }
+
   // MARK: Calls that make no progress
 
   @Test("a call that never half-closes ends with DEADLINE_EXCEEDED after the limit; the connection goes on")

@@ -331,6 +331,51 @@ struct WireStateMachineTests {
     #expect(machine.sendMessage(7, size: 10, writable: true) == .gone)
   }
 
+  @Test("a writer told to wait for the socket is not told to retry until its message fits (no spinning)")
+  func waitForSocketMeansWait() {
+    var machine = Self.shaken(Self.machine(maxUnwrittenBytes: 1000))
+    _ = machine.receive(Self.frame(.callStart, 1, Self.callStart()), now: Self.t0)
+    #expect(machine.sendMessage(1, size: 900, writable: true) == .send)
+    machine.queued(900, now: Self.t0)
+    // 900 of 1000 unwritten: a 200-byte message does not fit, although the backlog is under the limit.
+    #expect(machine.sendMessage(1, size: 200, writable: true) == .waitForSocket)
+    #expect(!machine.mayRetryWrite(size: 200, writable: true, drained: false), "woken now, the writer would spin")
+    #expect(machine.mayRetryWrite(size: 50, writable: true, drained: false))
+    _ = machine.written(200, now: Self.t0)
+    #expect(!machine.mayRetryWrite(size: 200, writable: false, drained: false))
+    #expect(machine.mayRetryWrite(size: 200, writable: true, drained: false))
+    #expect(machine.sendMessage(1, size: 200, writable: true) == .send)
+  }
+
+  @Test("over the server's budget, a connection with answers unwritten waits for its own drain; one with none still sends")
+  func overBudgetFairness() {
+    var reader = Self.shaken(Self.machine(maxUnwrittenBytes: 100_000))
+    _ = reader.receive(Self.frame(.callStart, 1, Self.callStart()), now: Self.t0)
+    #expect(reader.sendMessage(1, size: 500, writable: true, overBudget: true) == .send, "a client that reads is not held up")
+    reader.queued(500, now: Self.t0)
+    #expect(reader.sendMessage(1, size: 500, writable: true, overBudget: true) == .waitForDrain)
+    #expect(!reader.mayRetryWrite(size: 500, writable: true, drained: true))
+    _ = reader.written(400, now: Self.t0)
+    #expect(!reader.mayRetryWrite(size: 500, writable: true, drained: true), "100 bytes are still unwritten")
+    _ = reader.written(100, now: Self.t0)
+    #expect(reader.mayRetryWrite(size: 500, writable: true, drained: true))
+    #expect(reader.sendMessage(1, size: 500, writable: true, overBudget: true) == .send)
+    #expect(reader.sendMessage(1, size: 500, writable: true, overBudget: false) == .send, "within the budget the backlog limit applies")
+  }
+
+  @Test("over the server's budget, a request fails its call only on a connection that already holds budget bytes")
+  func overBudgetRequests() {
+    var machine = Self.shaken()
+    _ = machine.receive(Self.frame(.callStart, 1, Self.callStart()), now: Self.t0)
+    #expect(!machine.refusesMessagesOverBudget, "a connection holding nothing gets its request through")
+    _ = machine.receive(Self.frame(.message, 1, [1, 2, 3]), now: Self.t0)
+    #expect(machine.refusesMessagesOverBudget, "3 request bytes are unread")
+    _ = machine.messageConsumed(1, size: 3)
+    #expect(!machine.refusesMessagesOverBudget)
+    machine.queued(10, now: Self.t0)
+    #expect(machine.refusesMessagesOverBudget, "10 answer bytes are unwritten")
+  }
+
   @Test("a unary call with no request message or two is refused with INVALID_ARGUMENT; a streaming one is not")
   func unaryMessageCount() {
     var none = Self.shaken()

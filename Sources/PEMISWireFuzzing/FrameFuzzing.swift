@@ -8,6 +8,13 @@ internal import PEMISWire
 /// Input layout: byte 0 picks the decoder's payload limit, byte 1 seeds the chunk sizes, the rest
 /// is the stream.
 public enum FrameFuzzing {
+  /// Seed inputs: the wire's conversations behind the two parameter bytes.
+  public static func seeds() -> [(name: String, bytes: [UInt8])] {
+    WireFuzzFrames.conversations().enumerated().map { index, seed in
+      (seed.name, [UInt8(truncatingIfNeeded: 16 + index * 20), UInt8(truncatingIfNeeded: index * 37 + 1)] + seed.bytes)
+    }
+  }
+
   public static func run(_ input: UnsafeRawBufferPointer) {
     guard input.count >= 2 else { return }
     let limit = Int(input[0]) * 64

@@ -1,0 +1,18 @@
+// libFuzzer's driver, called from each fuzz executable's own `main`. SwiftPM gives an executable
+// target a `main` of its own, which would shadow libFuzzer's, so the executables run the driver
+// explicitly (LLVMFuzzerRunDriver, libFuzzer's entry point for programs with their own main).
+// This target exists only in the fuzz build, where libFuzzer is linked.
+
+@_silgen_name("LLVMFuzzerRunDriver")
+private func LLVMFuzzerRunDriver(
+  _ argc: UnsafeMutablePointer<CInt>,
+  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+  _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+/// Runs libFuzzer with this process's arguments, calling `oneInput` for each input.
+public func runFuzzer(_ oneInput: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt {
+  var argc = CommandLine.argc
+  var argv = CommandLine.unsafeArgv
+  return LLVMFuzzerRunDriver(&argc, &argv, oneInput)
+}
