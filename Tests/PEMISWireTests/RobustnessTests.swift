@@ -217,7 +217,9 @@ struct RobustnessTests {
       let started = ContinuousClock.now
       let frames = await raw.drainUntilClosed()
       #expect(frames.compactMap(\.goAway).first?.code == .idleTimeout)
-      #expect(ContinuousClock.now - started < .seconds(5))
+      // A generous bound, not a timing assertion: it tells the 300 ms idle timeout from a close
+      // at the end of the test. (5 s was missed by 66 ms in a CI run with every suite starting.)
+      #expect(ContinuousClock.now - started < .seconds(20))
     }
   }
 
