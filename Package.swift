@@ -212,7 +212,7 @@ var targets: [Target] = [
 
 // Coverage-guided fuzzing (docs/FUZZING.md). The harnesses are a library, so the test suite runs
 // every stored input through them in an ordinary debug build; the libFuzzer executables exist only
-// in the fuzz build (`tools/fuzz.sh` sets PEMIS_FUZZ), because their `main` is libFuzzer's.
+// in the fuzz build (`tools/fuzz.sh` sets PEMIS_FUZZ), where libFuzzer is linked.
 targets.append(
   .target(
     name: "PEMISWireFuzzing",
