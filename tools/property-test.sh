@@ -11,8 +11,11 @@ cd "$root"
 swift build --build-tests >&2
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-status=0
-PEMIS_PROPERTY_SEQUENCES="${1:-1000}" swift test --skip-build --filter IntegrityPropertyTests >"$log" 2>&1 || status=$?
-grep -E "violation|Failure occured|fixedSeed|error:" "$log" | head -40 || true
-grep -E "^integrity property:|Test run with" "$log" || true
+# Progress (every 250 sequences) goes to stderr as it comes; the findings and figures at the end.
+set +e
+PEMIS_PROPERTY_SEQUENCES="${1:-1000}" swift test --skip-build --filter IntegrityPropertyTests 2>&1 | tee "$log" | grep --line-buffered "sequences so far" >&2
+status=${PIPESTATUS[0]}
+set -e
+grep -v "sequences so far" "$log" | grep -E "violation|Failure occured|fixedSeed|error:" | head -40 || true
+grep -v "sequences so far" "$log" | grep -E "^integrity property:|Test run with" || true
 exit "$status"

@@ -132,7 +132,9 @@ final class PropertyFigures: Sendable {
   }
   private let state = Mutex(State())
 
-  func sequence(operations: Int, refusals: Int, uncertain: Int, faultHits: Int, armed: Int, byKind: [String: Int], violations: [String]) {
+  /// Adds one sequence's figures; returns the sequences so far (for a progress line).
+  @discardableResult
+  func sequence(operations: Int, refusals: Int, uncertain: Int, faultHits: Int, armed: Int, byKind: [String: Int], violations: [String]) -> Int {
     state.withLock {
       $0.sequences += 1
       $0.operations += operations
@@ -142,7 +144,13 @@ final class PropertyFigures: Sendable {
       $0.armed += armed
       $0.violations += violations
       $0.byKind.merge(byKind, uniquingKeysWith: +)
+      return $0.sequences
     }
+  }
+
+  /// One line for a long run's log: how far it is, and whether anything was found yet.
+  var progress: String {
+    state.withLock { "integrity property: \($0.sequences) sequences so far, \($0.operations) operations, \($0.violations.count) violations" }
   }
 
   var summary: String {

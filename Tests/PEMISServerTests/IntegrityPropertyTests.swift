@@ -30,9 +30,11 @@ struct IntegrityPropertyTests {
     await propertyCheck(count: Self.sequences, input: Gen.int(in: 0...Int.max).array(of: 10...40)) { steps in
       let run = try await PropertySequence(steps: steps)
       let violations = await run.run()
-      figures.sequence(
+      let done = figures.sequence(
         operations: run.operations, refusals: run.refusals, uncertain: run.uncertainCount, faultHits: run.faultHits, armed: run.armed,
         byKind: run.byKind, violations: violations)
+      // A long run (tools/property-test.sh) says how far it is every 250 sequences.
+      if Self.sequences >= 1_000 && done % 250 == 0 { print(figures.progress) }
       for violation in violations { Issue.record("\(violation)") }
     }
     print(figures.summary)
