@@ -78,6 +78,7 @@ public struct PEMISServer: Service {
     wireConfig.maxConnections = configuration.maxConnections
     wireConfig.maxConnectionsPerAddress = configuration.maxConnectionsPerAddress
     wireConfig.memoryBudgetBytes = configuration.wireMemoryBudgetBytes
+    wireConfig.memoryLimitBytes = configuration.memoryLimitBytes > 0 ? configuration.memoryLimitBytes : nil
     wireConfig.halfCloseTimeout = .milliseconds(Int64(configuration.halfCloseTimeoutSeconds * 1000))
     wireConfig.unreadResponseTimeout = .milliseconds(Int64(configuration.unreadResponseTimeoutSeconds * 1000))
     wireConfig.tls = try certificates?.wireContext()

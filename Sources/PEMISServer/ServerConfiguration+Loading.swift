@@ -23,6 +23,7 @@ extension ServerConfiguration {
     ("maxConnections", "PEMIS_MAX_CONNECTIONS"),
     ("maxConnectionsPerAddress", "PEMIS_MAX_CONNECTIONS_PER_ADDRESS"),
     ("wireMemoryBudgetBytes", "PEMIS_WIRE_MEMORY_BUDGET"),
+    ("memoryLimitBytes", "PEMIS_MEMORY_LIMIT"),
     ("halfCloseTimeoutSeconds", "PEMIS_HALF_CLOSE_TIMEOUT"),
     ("unreadResponseTimeoutSeconds", "PEMIS_UNREAD_RESPONSE_TIMEOUT"),
     ("tlsCertificateChainFile", "PEMIS_TLS_CERTIFICATE_CHAIN"),
@@ -162,6 +163,7 @@ extension ServerConfiguration {
     case "maxConnections": maxConnections = try integer()
     case "maxConnectionsPerAddress": maxConnectionsPerAddress = try integer()
     case "wireMemoryBudgetBytes": wireMemoryBudgetBytes = try integer()
+    case "memoryLimitBytes": memoryLimitBytes = try integer()
     case "halfCloseTimeoutSeconds": halfCloseTimeoutSeconds = try seconds()
     case "unreadResponseTimeoutSeconds": unreadResponseTimeoutSeconds = try seconds()
     default:

@@ -47,9 +47,15 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var maxConnections: Int = 16_384
   /// PEMIS wire connections open at once from one IP address. Default 512.
   public var maxConnectionsPerAddress: Int = 512
-  /// Bytes of requests and responses all PEMIS wire connections together may buffer. Default
-  /// 268435456 (256 MiB).
-  public var wireMemoryBudgetBytes: Int = 256 * 1024 * 1024
+  /// Bytes of requests and responses all PEMIS wire connections together may hold. Default
+  /// 67108864 (64 MiB): the process holds two to three times that for them (decoded copies,
+  /// buffers rounded up, the handlers' state), which leaves room under `memoryLimitBytes` for
+  /// thousands of idle connections.
+  public var wireMemoryBudgetBytes: Int = 64 * 1024 * 1024
+  /// The server's resident memory (RSS) it keeps under: from 7/8 of it the PEMIS wire refuses
+  /// new connections, and requests from connections that hold memory, until it falls. Default
+  /// 469762048 (448 MiB); 0: not watched.
+  public var memoryLimitBytes: Int = 448 * 1024 * 1024
   /// Seconds within which a call must finish sending its request (CLOSE_SEND). Default 300.
   public var halfCloseTimeoutSeconds: Double = 300
   /// Seconds a connection may leave its answers unread before it is closed. Default 30.
@@ -140,6 +146,9 @@ public struct ServerConfiguration: Sendable, Equatable {
     try check(
       wireMemoryBudgetBytes >= 4 * maxFrameSize, "wireMemoryBudgetBytes",
       "must be at least 4 × maxFrameSize (\(4 * maxFrameSize) bytes), got \(wireMemoryBudgetBytes)")
+    try check(
+      memoryLimitBytes == 0 || memoryLimitBytes >= 64 * 1024 * 1024, "memoryLimitBytes",
+      "must be 0 (not watched) or at least 67108864 (64 MiB: the server needs about 50 MB for itself), got \(memoryLimitBytes)")
     try check(halfCloseTimeoutSeconds > 0, "halfCloseTimeoutSeconds", "must be above 0, got \(halfCloseTimeoutSeconds)")
     try check(
       unreadResponseTimeoutSeconds > 0, "unreadResponseTimeoutSeconds", "must be above 0, got \(unreadResponseTimeoutSeconds)")

@@ -32,9 +32,18 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     /// Descriptors kept free for the listener, the database and shard files. Default 1,024 (or
     /// half the descriptor limit, if that is less).
     public var descriptorHeadroom = 1_024
-    /// Bytes of requests and responses all connections together may hold in memory. Default
-    /// 256 MiB.
-    public var memoryBudgetBytes = 256 * 1024 * 1024
+    /// Bytes of requests and responses all connections together may hold in memory: the
+    /// messages themselves (unread, taken by a handler that has not answered, waiting to be
+    /// written, unwritten). Default 64 MiB.
+    public var memoryBudgetBytes = 64 * 1024 * 1024
+    /// The process's resident memory (RSS) the server keeps under: from 7/8 of it, new
+    /// connections are refused and connections holding memory get no new requests until it
+    /// falls (``ProcessMemoryWatch``). Default nil: not watched (several servers may share a
+    /// process, as in tests); `pemis-server` sets it.
+    public var memoryLimitBytes: Int? = nil
+    /// Where the memory watch reads the resident size; tests set it to play a process that
+    /// fills and empties. Nil: the process's own (``ProcessMemory/residentBytes()``).
+    var residentBytes: (@Sendable () -> Int?)? = nil
     /// Unread request bytes one connection may hold. Default 16 MiB.
     public var maxBufferedRequestBytesPerConnection = 16 * 1024 * 1024
     /// Unwritten response bytes of one connection above which its calls wait to write (one
@@ -74,6 +83,8 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
 
   private struct State {
     var serverChannel: (any Channel)?
+    /// Shared by the connections, once listening (tests read the budget in use).
+    var governance: WireGovernance?
     var connections: [ObjectIdentifier: WireConnection] = [:]
     /// The server's methods by path, from ``configure(context:)``.
     var methods: [String: MethodDescriptor] = [:]
@@ -113,6 +124,9 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     }
   }
 
+  /// Bytes of the memory budget the connections hold now (nil before listening).
+  var memoryBudgetInUse: Int? { state.withLock { $0.governance?.budget.bytesInUse } }
+
   private func settleAddress(_ result: Result<SocketAddress, any Error>) {
     let waiters = state.withLock { state in
       state.address = result
@@ -138,8 +152,9 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     let logger = self.logger
     let methods = state.withLock { $0.methods }
     let governance = makeGovernance()
+    state.withLock { $0.governance = governance }
     let admission = ConnectionAdmission(
-      maxConnections: effectiveMaxConnections(), maxPerAddress: config.maxConnectionsPerAddress,
+      maxConnections: effectiveMaxConnections(), maxPerAddress: config.maxConnectionsPerAddress, budget: governance.budget,
       log: governance.badConnectionLog, logger: logger)
     let serverChannel: NIOAsyncChannel<WireConnection, Never>
     do {
@@ -176,6 +191,12 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
     }
     if alreadyShuttingDown { serverChannel.channel.close(promise: nil) }
     logger.info("PEMIS wire listening", metadata: ["wire.address": "\(bound)"])
+    let memoryWatch = config.memoryLimitBytes.map { limit in
+      ProcessMemoryWatch(
+        limit: limit, budget: governance.budget, logger: logger, resident: config.residentBytes ?? ProcessMemory.residentBytes
+      ).start(on: serverChannel.channel.eventLoop)
+    }
+    defer { memoryWatch?.cancel() }
 
     try await withTaskCancellationHandler {
       try await acceptConnections(serverChannel, streamHandler: streamHandler)

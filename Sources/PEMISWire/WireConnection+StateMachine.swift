@@ -34,6 +34,9 @@ extension WireConnection {
       var consumedSinceGrant = 0
       /// Bytes of messages delivered and not yet consumed.
       var bufferedBytes = 0
+      /// Server: bytes of the message the handler took last, which it still holds (a unary
+      /// handler holds its request until it answers).
+      var handledBytes = 0
       /// The peer will send no more messages (CLOSE_SEND received).
       var remoteClosed = false
       /// When the stream opened, for the half-close limit.
@@ -74,10 +77,19 @@ extension WireConnection {
     private(set) var goAwayReceived: UInt32?
     /// Server: bytes of request messages received and not yet taken by their handlers.
     private(set) var bufferedInboundBytes = 0
+    /// Server: bytes of the request messages handlers took and still hold, one (the last) per
+    /// open stream: a call waiting to answer a client that does not read still costs them.
+    private(set) var handledInboundBytes = 0
+    /// Bytes of messages writers are waiting to send (credit, socket or budget): the writer
+    /// holds them in memory until they go.
+    private(set) var waitingOutboundBytes = 0
     /// Server: handler tasks started and not yet returned (a cancelled call's handler may still run).
     private(set) var runningHandlers = 0
     /// Bytes handed to the socket layer and not yet written, and when it last took some.
     private(set) var unwrittenBytes = 0
+    /// What this connection holds in memory of requests and responses, for the server's
+    /// budget: unread and handled requests, answers waiting to go and answers unwritten.
+    var heldBytes: Int { bufferedInboundBytes + handledInboundBytes + waitingOutboundBytes + unwrittenBytes }
     private(set) var lastWriteProgress: NIODeadline
     /// When the connection opened, for the HELLO timeout.
     let openedAt: NIODeadline
@@ -436,6 +448,7 @@ extension WireConnection {
     mutating func removeStream(_ id: UInt32, now: NIODeadline) -> Bool {
       guard let stream = streams.removeValue(forKey: id) else { return false }
       bufferedInboundBytes -= stream.bufferedBytes
+      handledInboundBytes -= stream.handledBytes
       lastProgress = now
       return streams.isEmpty && isDraining && phase != .closed
     }
@@ -449,6 +462,10 @@ extension WireConnection {
       guard var stream = streams[id] else { return nil }
       stream.bufferedBytes -= size
       bufferedInboundBytes -= size
+      if role == .server {
+        handledInboundBytes += size - stream.handledBytes
+        stream.handledBytes = size
+      }
       defer { streams[id] = stream }
       guard !stream.remoteClosed else { return nil }
       stream.consumedSinceGrant += 1
@@ -501,7 +518,13 @@ extension WireConnection {
     /// Server: whether a request MESSAGE the server-wide budget cannot take fails its call. A
     /// connection that holds no bytes of the budget (nothing unread, nothing unwritten) still gets
     /// its message through, so clients that hold the budget cannot shut out the others.
-    var refusesMessagesOverBudget: Bool { bufferedInboundBytes + unwrittenBytes > 0 }
+    var refusesMessagesOverBudget: Bool { heldBytes > 0 }
+
+    /// A writer holds a message of `size` bytes until it goes (or its call ends): counted from
+    /// the first try, so answers waiting for a client that does not read count against the
+    /// budget. Each ``writerWaiting(_:)`` is matched by one ``writerDone(_:)``.
+    mutating func writerWaiting(_ size: Int) { waitingOutboundBytes += size }
+    mutating func writerDone(_ size: Int) { waitingOutboundBytes -= size }
 
     /// Client: opens the next stream id, or says why not.
     mutating func openClientStream(now: NIODeadline) -> Result<UInt32, RPCError> {
@@ -552,6 +575,7 @@ extension WireConnection {
       let open = streams.keys.sorted()
       streams.removeAll()
       bufferedInboundBytes = 0
+      handledInboundBytes = 0
       return open
     }
 
@@ -560,6 +584,7 @@ extension WireConnection {
       let open = streams.keys.sorted()
       streams.removeAll()
       bufferedInboundBytes = 0
+      handledInboundBytes = 0
       lastProgress = now
       return open
     }

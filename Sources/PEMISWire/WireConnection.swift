@@ -87,6 +87,10 @@ final class WireConnection: Sendable {
     var io: [UInt32: StreamIO] = [:]
     var pending: ByteBuffer
     var flushScheduled = false
+    /// Bytes allocated for batches handed to the channel and not yet written. NIO rounds a
+    /// buffer up to a power of two, so a 64 KiB answer costs 128 KiB until the socket takes it:
+    /// the budget counts what is allocated, not only what is unwritten.
+    var batchesAllocated = 0
     /// Client: calls holding a slot of the server's concurrency limit, and those waiting for one.
     var slotsInUse = 0
     var slotWaiters: [(id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
@@ -143,7 +147,10 @@ final class WireConnection: Sendable {
     state.withLock { state in
       let result = body(&state)
       if let budget = governance?.budget {
-        let held = state.machine.bufferedInboundBytes + state.machine.unwrittenBytes
+        // What is allocated for answers on their way to the socket, if more than their bytes.
+        let pendingAllocated = state.pending.readableBytes > 0 ? state.pending.capacity : 0
+        let rounding = max(0, state.batchesAllocated + pendingAllocated - state.machine.unwrittenBytes)
+        let held = state.machine.heldBytes + rounding
         budget.adjust(by: held - state.budgetHeld)
         state.budgetHeld = held
       }
@@ -190,18 +197,21 @@ final class WireConnection: Sendable {
       guard state.pending.readableBytes > 0, !state.machine.isClosed else { return nil }
       let batch = state.pending
       state.pending = allocator.buffer(capacity: 1024)
+      state.batchesAllocated += batch.capacity
       return batch
     }
     guard let batch else { return }
     let size = batch.readableBytes
+    let allocated = batch.capacity
     let promise = channel.eventLoop.makePromise(of: Void.self)
-    promise.futureResult.whenComplete { _ in self.socketTook(size) }
+    promise.futureResult.whenComplete { _ in self.socketTook(size, allocated: allocated) }
     channel.writeAndFlush(batch, promise: promise)
   }
 
   /// The socket took (or dropped, on close) a batch: writers held back by the backlog may go on.
-  private func socketTook(_ bytes: Int) {
+  private func socketTook(_ bytes: Int, allocated: Int) {
     let waiters = locked { state -> [CheckedContinuation<Void, any Error>] in
+      state.batchesAllocated -= allocated
       guard state.machine.written(bytes, now: .now()), state.writable else { return [] }
       defer { state.writableWaiters.removeAll() }
       return state.writableWaiters.map(\.continuation)
@@ -516,8 +526,14 @@ final class WireConnection: Sendable {
         code: .resourceExhausted,
         message: "message of \(bytes.count) bytes exceeds the peer's limit of \(peer.maxFrameSize) bytes")
     }
+    // The message counts against the budget from now until it goes: a writer waiting for a
+    // client that does not read holds it in memory all that time.
+    let size = bytes.count + Frame.headerSize
+    locked { $0.machine.writerWaiting(size) }
+    defer { locked { $0.machine.writerDone(size) } }
     while true {
-      let overBudget = governance?.budget.wouldExceed(bytes.count + Frame.headerSize) ?? false
+      // Its own bytes are counted already: over budget means more than the limit is held.
+      let overBudget = governance?.budget.wouldExceed(0) ?? false
       let (step, schedule) = locked { state -> (StateMachine.SendStep, Bool) in
         guard state.io[id] != nil else { return (.gone, false) }
         let step = state.machine.sendMessage(

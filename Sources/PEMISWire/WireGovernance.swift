@@ -40,16 +40,27 @@ final class WireGovernance: Sendable {
 /// Connections report what they hold after every change; a request that would go over is
 /// refused, and a writer waits until others drain, so a crowd of clients that never read cannot
 /// push the process past the budget.
+///
+/// The bytes counted are the messages themselves; the process holds more for them (decoded
+/// copies, buffers rounded up to a power of two, the state of each connection), so a server with
+/// a memory limit also watches its resident size (``ProcessMemoryWatch``): under memory pressure
+/// the budget counts as spent whatever it holds.
 final class WireMemoryBudget: Sendable {
   let limit: Int
   private let used = Atomic<Int>(0)
+  private let memoryPressure = Atomic<Bool>(false)
 
   init(limit: Int) { self.limit = limit }
 
   var bytesInUse: Int { used.load(ordering: .relaxed) }
 
-  /// Whether `bytes` more would go over the limit.
-  func wouldExceed(_ bytes: Int) -> Bool { used.load(ordering: .relaxed) + bytes > limit }
+  /// Whether the process is short of memory (``ProcessMemoryWatch``).
+  var underMemoryPressure: Bool { memoryPressure.load(ordering: .relaxed) }
+
+  func setMemoryPressure(_ pressure: Bool) { memoryPressure.store(pressure, ordering: .relaxed) }
+
+  /// Whether `bytes` more would go over the limit, or the process is short of memory.
+  func wouldExceed(_ bytes: Int) -> Bool { underMemoryPressure || used.load(ordering: .relaxed) + bytes > limit }
 
   func adjust(by delta: Int) {
     if delta != 0 { used.wrappingAdd(delta, ordering: .relaxed) }
@@ -104,13 +115,16 @@ final class ConnectionAdmission: ChannelInboundHandler, Sendable {
 
   private let maxConnections: Int
   private let maxPerAddress: Int
+  private let budget: WireMemoryBudget?
   private let log: RateLimitedLog
   private let logger: Logger
   private let counts = Mutex<(total: Int, perAddress: [String: Int])>((0, [:]))
 
-  init(maxConnections: Int, maxPerAddress: Int, log: RateLimitedLog, logger: Logger) {
+  /// `budget`: while it reports memory pressure, new connections are refused too.
+  init(maxConnections: Int, maxPerAddress: Int, budget: WireMemoryBudget? = nil, log: RateLimitedLog, logger: Logger) {
     self.maxConnections = maxConnections
     self.maxPerAddress = maxPerAddress
+    self.budget = budget
     self.log = log
     self.logger = logger
   }
@@ -123,6 +137,7 @@ final class ConnectionAdmission: ChannelInboundHandler, Sendable {
     // The IP address without the port: one client machine, however many sockets.
     let address = child.remoteAddress?.ipAddress ?? "unknown"
     let refusal = counts.withLock { counts -> String? in
+      if budget?.underMemoryPressure == true { return "server is short of memory" }
       if counts.total >= maxConnections { return "server connection limit reached (\(maxConnections))" }
       if counts.perAddress[address, default: 0] >= maxPerAddress {
         return "connection limit for one address reached (\(maxPerAddress))"

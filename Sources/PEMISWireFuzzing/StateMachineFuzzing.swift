@@ -347,6 +347,7 @@
       /// The machine's invariants, after every step.
       func check() {
         var buffered = 0
+        var handled = 0
         for (id, stream) in machine.streams {
           precondition(stream.bufferedBytes >= 0, "stream \(id) buffers \(stream.bufferedBytes) bytes")
           precondition(
@@ -356,9 +357,14 @@
           precondition(stream.sendCredits >= 0 && stream.sendCredits <= Int(Int32.max), "stream \(id) credits \(stream.sendCredits)")
           precondition(id <= machine.highestStreamID, "stream \(id) above the highest id \(machine.highestStreamID)")
           precondition(id % 2 == 1, "even stream \(id)")
+          precondition(stream.handledBytes >= 0, "stream \(id) holds \(stream.handledBytes) handled bytes")
           buffered += stream.bufferedBytes
+          handled += stream.handledBytes
         }
         precondition(machine.bufferedInboundBytes == buffered, "connection buffers \(machine.bufferedInboundBytes) bytes; streams hold \(buffered)")
+        precondition(
+          machine.handledInboundBytes == handled, "connection counts \(machine.handledInboundBytes) handled bytes; streams hold \(handled)")
+        precondition(machine.heldBytes >= 0, "held bytes \(machine.heldBytes)")
         precondition(machine.unwrittenBytes >= 0, "unwritten bytes \(machine.unwrittenBytes)")
         if role == .server {
           precondition(machine.streams.count <= limits.maxConcurrentStreams, "\(machine.streams.count) streams over the limit")

@@ -152,6 +152,7 @@ struct HTTP2ListenerTests {
     let server = try PEMISServer(
       configuration: {
         var configuration = ServerConfiguration.defaults
+        configuration.memoryLimitBytes = 0
         configuration.dataDirectory = FileManager.default.temporaryDirectory
           .appendingPathComponent("pemis-test-\(UUID())/data").path
         configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path

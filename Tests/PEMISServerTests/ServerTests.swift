@@ -18,6 +18,8 @@ func withRunningServer<R: Sendable>(
   configuration.port = 0
   configuration.dataDirectory = FileManager.default.temporaryDirectory
     .appendingPathComponent("pemis-test-\(UUID())/data").path
+  // Many servers share the test process: its resident size is not one server's.
+  configuration.memoryLimitBytes = 0
   configure(&configuration)
   configuration.passwordHashCost = 10
   configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path

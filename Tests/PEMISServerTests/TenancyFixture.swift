@@ -177,6 +177,8 @@ func withDistrictServer<R: Sendable>(
 ) async throws -> R {
   var configuration = ServerConfiguration.defaults
   configuration.port = 0
+  // Many servers share the test process: its resident size is not one server's.
+  configuration.memoryLimitBytes = 0
   configure(&configuration)
   configuration.passwordHashCost = 10
   configuration.calendarDirectory = repositoryRoot.appendingPathComponent("Config/calendar").path

@@ -4,6 +4,7 @@ import GRPCProtobuf
 import NIOCore
 import PEMISProto
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 @testable import PEMISWire
@@ -195,6 +196,109 @@ struct GovernanceTests {
       }
       #expect(answered == true, "a client that reads its answers waited for clients that never read")
       for raw in stalled { await raw.close() }
+    }
+  }
+
+  @Test("answers waiting for a client that never reads count against the budget, with the requests their handlers hold")
+  func waitingAnswersCount() async throws {
+    let budget = 2 * 1024 * 1024
+    let config = PEMISWireServerTransport.Config.testing {
+      $0.memoryBudgetBytes = budget
+      $0.maxUnwrittenResponseBytesPerConnection = 256 * 1024
+      $0.unreadResponseTimeout = .seconds(300)
+    }
+    try await withTestServer(config: config) { server in
+      var raw = try await RawConnection.connect(port: server.port)
+      _ = try await raw.handshake()
+      try await raw.channel.setOption(ChannelOptions.autoRead, value: false).get()
+      // 60 calls of 256 KiB, echoed: 30 MiB the server would hold for a client that reads none,
+      // well past what the kernel's socket buffers take (a few MiB).
+      let request = try Pemis_V1_EchoRequest.with { $0.payload = Data(repeating: 7, count: 256 * 1024) }.serializedBytes() as [UInt8]
+      let calls = 60
+      // Sent without waiting: the server stops reading a client whose answers back up, so the
+      // writes finish only once this side reads.
+      let channel = raw.channel
+      let start = try RawConnection.callStart("/pemis.v1.Echo/Get").serializedBytes() as [UInt8]
+      let sending = Task {
+        for index in 0..<calls {
+          let id = UInt32(2 * index + 1)
+          var frames = ByteBuffer()
+          Frame.encode(kind: .callStart, streamID: id, bytes: start, into: &frames)
+          Frame.encode(kind: .message, streamID: id, bytes: request, into: &frames)
+          Frame.encode(kind: .closeSend, streamID: id, bytes: [], into: &frames)
+          try? await channel.writeAndFlush(frames)
+        }
+      }
+      // Before, only unread requests and unwritten answers counted: here at most the 256 KiB
+      // backlog and one message, whatever the handlers waiting to answer held.
+      let transport = server.transport
+      let filled = try await within(seconds: 60) { () -> Int in
+        while true {
+          let held = transport.memoryBudgetInUse ?? 0
+          if held >= 3 * budget / 4 { return held }
+          try await Task.sleep(for: .milliseconds(10))
+        }
+      }
+      #expect(filled != nil, "the budget never counted what the waiting handlers hold")
+      // Now read: every call ends, answered or refused (RESOURCE_EXHAUSTED: the budget was spent).
+      try await raw.channel.setOption(ChannelOptions.autoRead, value: true).get()
+      let box = RawBox(raw)
+      let ends = try await within(seconds: 60) { () -> [Pemis_Wire_V1_CallEnd] in
+        var ends: [Pemis_Wire_V1_CallEnd] = []
+        while ends.count < calls, let frame = try await box.raw.next() {
+          if let end = frame.callEnd { ends.append(end) }
+        }
+        return ends
+      }
+      let codes = Set(ends?.map(\.code) ?? [])
+      #expect(ends?.count == calls, "every call ends")
+      #expect(codes.isSubset(of: [0, 8]), "answered or RESOURCE_EXHAUSTED, nothing else: \(codes)")
+      await sending.value
+      await box.raw.close()
+      let released = try await within(seconds: 30) { () -> Bool in
+        while (transport.memoryBudgetInUse ?? 0) > 0 { try await Task.sleep(for: .milliseconds(10)) }
+        return true
+      }
+      #expect(released == true, "the connection closed and its budget was not given back")
+    }
+  }
+
+  @Test("a server short of memory refuses new connections and takes them again once memory is freed")
+  func memoryPressure() async throws {
+    let resident = Mutex(100 * 1024 * 1024)
+    let config = PEMISWireServerTransport.Config.testing {
+      $0.memoryLimitBytes = 448 * 1024 * 1024
+      $0.residentBytes = { resident.withLock { $0 } }
+    }
+    try await withTestServer(config: config) { server in
+      var first = try await RawConnection.connect(port: server.port)
+      #expect(try await first.handshake()?.kind == .hello)
+      resident.withLock { $0 = 400 * 1024 * 1024 }
+      // The watch samples every 20 ms: within a generous bound, a new connection is closed.
+      var refused = false
+      for _ in 0..<200 where !refused {
+        var next = try await RawConnection.connect(port: server.port)
+        if (try? await next.handshake()) == nil { refused = true } else { await next.close() }
+        if !refused { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(refused, "a new connection was served while the server was short of memory")
+      // A connection already open and holding nothing still gets its call through.
+      try await first.send(.callStart, stream: 1, RawConnection.callStart("/pemis.v1.Echo/Get"))
+      try await first.send(.message, stream: 1, echoRequest("still here"))
+      try await first.send(.closeSend, stream: 1, [])
+      var end: Pemis_Wire_V1_CallEnd?
+      while end == nil, let frame = try await first.next() { end = frame.callEnd }
+      #expect(end?.code == 0)
+      resident.withLock { $0 = 200 * 1024 * 1024 }
+      var admitted = false
+      for _ in 0..<200 where !admitted {
+        var next = try await RawConnection.connect(port: server.port)
+        if (try? await next.handshake())?.kind == .hello { admitted = true }
+        await next.close()
+        if !admitted { try await Task.sleep(for: .milliseconds(20)) }
+      }
+      #expect(admitted, "the server kept refusing after memory was freed")
+      await first.close()
     }
   }
 
