@@ -62,7 +62,7 @@ public final class IndexScratch: Sendable {
   /// What was gathered: how many rows are active, and the record numbers active in more than
   /// one kindergarten (with those kindergartens). Then builds the expected index, one row per
   /// record number: the active row if there is one (the lowest kindergarten code when it is
-  /// active in several, as before), else the newest.
+  /// active in several, as before), else the newest; and the rows tied with it (``tied(_:)``).
   public func finish() async throws -> (active: Int, activeTwice: [(recordNumber: String, kindergartens: [String])]) {
     try await queue.write { db in
       let active = try Int.fetchOne(db, sql: "SELECT count(*) FROM holder WHERE active") ?? 0
@@ -84,11 +84,20 @@ public final class IndexScratch: Sendable {
           CREATE TABLE expected (
             recordNumber TEXT PRIMARY KEY, kindergartenCode TEXT NOT NULL, state TEXT NOT NULL, documentKey TEXT,
             personKey TEXT NOT NULL, active BOOLEAN NOT NULL) WITHOUT ROWID;
-          INSERT INTO expected SELECT recordNumber, kindergartenCode, state, documentKey, personKey, active FROM (
-            SELECT *, row_number() OVER (
+          CREATE TABLE tied (
+            recordNumber TEXT NOT NULL, kindergartenCode TEXT NOT NULL, state TEXT NOT NULL, documentKey TEXT,
+            personKey TEXT NOT NULL, active BOOLEAN NOT NULL, PRIMARY KEY (recordNumber, kindergartenCode)) WITHOUT ROWID;
+          CREATE TEMP TABLE ranked AS SELECT *,
+            row_number() OVER newest AS n, first_value(active) OVER newest AS firstActive, first_value(createdAt) OVER newest AS firstCreated,
+            first_value(state) OVER newest AS firstState
+            FROM holder
+            WINDOW newest AS (
               PARTITION BY recordNumber
-              ORDER BY active DESC, CASE WHEN active THEN kindergartenCode END, createdAt DESC, state = 'transferred_out', kindergartenCode) AS n FROM holder)
-          WHERE n = 1;
+              ORDER BY active DESC, CASE WHEN active THEN kindergartenCode END, createdAt DESC, state = 'transferred_out', kindergartenCode);
+          INSERT INTO expected SELECT recordNumber, kindergartenCode, state, documentKey, personKey, active FROM ranked WHERE n = 1;
+          INSERT INTO tied SELECT recordNumber, kindergartenCode, state, documentKey, personKey, active FROM ranked
+            WHERE n > 1 AND NOT firstActive AND createdAt = firstCreated AND (state = 'transferred_out') = (firstState = 'transferred_out');
+          DROP TABLE ranked;
           DROP TABLE holder;
           """)
       return (active, twice)
@@ -113,6 +122,20 @@ public final class IndexScratch: Sendable {
       let rows = try ChildIndexRecord.fetchAll(
         db, sql: "SELECT \(Self.columns) FROM expected WHERE recordNumber IN (\(marks))", arguments: StatementArguments(recordNumbers))
       return Dictionary(uniqueKeysWithValues: rows.map { ($0.recordNumber, $0) })
+    }
+  }
+
+  /// Rows of these record numbers that the shards cannot tell from the expected one: no
+  /// record is active, and another kindergarten's closed record was made in the same second as
+  /// the newest (a child who left one kindergarten and was enrolled and closed at another
+  /// within a second). An index row that matches one of them agrees with the shards too.
+  public func tied(_ recordNumbers: [String]) async throws -> [String: [ChildIndexRecord]] {
+    guard !recordNumbers.isEmpty else { return [:] }
+    return try await queue.read { db in
+      let marks = Array(repeating: "?", count: recordNumbers.count).joined(separator: ", ")
+      let rows = try ChildIndexRecord.fetchAll(
+        db, sql: "SELECT \(Self.columns) FROM tied WHERE recordNumber IN (\(marks))", arguments: StatementArguments(recordNumbers))
+      return Dictionary(grouping: rows, by: \.recordNumber)
     }
   }
 

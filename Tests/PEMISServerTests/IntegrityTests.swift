@@ -414,6 +414,32 @@ struct IntegrityTests {
     }
   }
 
+  @Test("a child who left, was enrolled elsewhere and departed there within the same second: the check accepts either closed record")
+  func sameSecondLeaveThenEnrollElsewhere() async throws {
+    try await withDistrict { district in
+      // The clock stands still, so both shards' closed records were made in the same second and
+      // the shards cannot say which is newer; the index keeps the later one (found by the
+      // 10,000-sequence property test, whose clock also stands still).
+      try await enroll(district)
+      _ = try await children(district, adminA) {
+        try await $0.leaveChild(.with {
+          $0.recordNumber = number
+          $0.reason = "moved"
+        })
+      }
+      try await enroll(district, at: b)
+      _ = try await children(district, adminB) {
+        try await $0.recordAccidentalDeparture(.with {
+          $0.recordNumber = number
+          $0.kind = "injury"
+          $0.evidence = "hospital report 2026-120"
+        })
+      }
+      #expect(try await district.registry.indexRecord(number)?.kindergartenCode == b)
+      try await consistent(district)
+    }
+  }
+
   @Test("an accidental departure of a child pending transfer-out cancels the transfer first; none is left waiting")
   func departurePendingTransfer() async throws {
     try await withDistrict { district in
