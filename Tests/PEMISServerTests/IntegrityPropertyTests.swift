@@ -275,7 +275,10 @@ final class PropertySequence: @unchecked Sendable {
       if let data { kid.data = data }
       kid.code = code
       kid.deceased = deceased
-      kid.uncertain = false
+      // Where the child is, the answer says; what its record holds, only if it carries the data.
+      // A key change that failed after its shard write did happen: a later transfer's answer
+      // (no data) must not make the model forget that (found by the 10,000-sequence run).
+      if data != nil { kid.uncertain = false }
       kids[record] = kid
       if !was && code != nil { enrollments += 1 }
       if was && code == nil { departures += 1 }
