@@ -12,7 +12,12 @@ struct BreakGlassTests {
   let server = productsDirectory.appendingPathComponent("pemis-server")
 
   /// Runs `pemis-server` with `input` on its standard input.
-  func run(_ arguments: [String], input: String) throws -> ProcessOutput {
+  func run(_ arguments: [String], input: String) async throws -> ProcessOutput {
+    let server = self.server
+    return try await offCooperativePool { try Self.runBlocking(server, arguments, input: input) }
+  }
+
+  static func runBlocking(_ server: URL, _ arguments: [String], input: String) throws -> ProcessOutput {
     let process = Process()
     process.executableURL = server
     process.arguments = arguments
@@ -38,33 +43,33 @@ struct BreakGlassTests {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-admin-\(UUID())/data").path
     defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
     let data = ["--data-dir", dir, "--password-hash-cost", "10"]
-    #expect(try PEMISServerTests.run(server, ["init"] + data).status == 0)
+    #expect(try await PEMISServerTests.run(server, ["init"] + data).status == 0)
 
     // Not sealed: refused, with the reason.
-    let notSealed = try PEMISServerTests.run(server, ["admin", "unseal", "admin"] + data)
+    let notSealed = try await PEMISServerTests.run(server, ["admin", "unseal", "admin"] + data)
     #expect(notSealed.status == 1)
     #expect(notSealed.stderr.contains("is not sealed"), "\(notSealed.stderr)")
     let registry = (dir as NSString).appendingPathComponent("registry.sqlite")
     try await DatabaseQueue(path: registry).write { db in try db.execute(sql: "UPDATE account SET sealed = 1 WHERE username = 'admin'") }
-    let unsealed = try PEMISServerTests.run(server, ["admin", "unseal", "admin"] + data)
+    let unsealed = try await PEMISServerTests.run(server, ["admin", "unseal", "admin"] + data)
     #expect(unsealed.status == 0, "\(unsealed.stderr)")
     #expect(unsealed.stdout.contains("unsealed admin"))
 
-    let reset = try PEMISServerTests.run(server, ["admin", "reset-password", "admin"] + data)
+    let reset = try await PEMISServerTests.run(server, ["admin", "reset-password", "admin"] + data)
     #expect(reset.status == 0, "\(reset.stderr)")
     let generated = reset.stdout.split(separator: "\n").first { $0.hasPrefix("one-time password") }?.split(separator: " ").last
     #expect(generated?.count == 12)
 
-    let weak = try run(["admin", "create-district-admin", "ops.two", "--password-stdin"] + data, input: "short\n")
+    let weak = try await run(["admin", "create-district-admin", "ops.two", "--password-stdin"] + data, input: "short\n")
     #expect(weak.status == 1)
     #expect(weak.stderr.contains("password"), "\(weak.stderr)")
-    let created = try run(["admin", "create-district-admin", "ops.two", "--name", "值班管理员", "--password-stdin"] + data, input: "Ops-two-2026\n")
+    let created = try await run(["admin", "create-district-admin", "ops.two", "--name", "值班管理员", "--password-stdin"] + data, input: "Ops-two-2026\n")
     #expect(created.status == 0, "\(created.stderr)")
     #expect(!created.stdout.contains("Ops-two-2026"))
-    #expect(try PEMISServerTests.run(server, ["admin", "reset-password", "nobody.here"] + data).status == 1)
+    #expect(try await PEMISServerTests.run(server, ["admin", "reset-password", "nobody.here"] + data).status == 1)
 
     // Three steps, three entries, one intact chain.
-    let verify = try PEMISServerTests.run(server, ["audit", "verify", "--data-dir", dir])
+    let verify = try await PEMISServerTests.run(server, ["audit", "verify", "--data-dir", dir])
     #expect(verify.status == 0, "\(verify.stdout)")
     #expect(verify.stdout.contains("audit log intact: 3 entries"), "\(verify.stdout)")
     let methods = try await DatabaseQueue(path: registry).read { db in
@@ -77,8 +82,8 @@ struct BreakGlassTests {
       ])
 
     // The passwords work, as one-time passwords, against the real server.
-    let process = try ServerProcess(dataDirectory: dir)
-    defer { _ = process.stop() }
+    let process = try await ServerProcess.start(dataDirectory: dir)
+    defer { _ = process.stopBlocking() }
     let address = try ServerAddress(parsing: process.address)
     for (user, password) in [("admin", String(generated ?? "")), ("ops.two", "Ops-two-2026")] {
       let login = try await withPEMISClient(address) { client in

@@ -200,13 +200,13 @@ struct HTTP2ListenerTests {
       if seen == calls { break }
     }
     return await withCheckedContinuation { continuation in
-      DispatchQueue.global().async { continuation.resume(returning: server.stop(signal: SIGTERM)) }
+      DispatchQueue.global().async { continuation.resume(returning: server.stopBlocking(signal: SIGTERM)) }
     }
   }
 
   @Test("pemis-server --http2-port 0 prints both addresses; SIGTERM lets calls in flight on both finish")
   func processBothListenersAndGracefulShutdown() async throws {
-    let server = try ServerProcess(extraArguments: ["--diagnostics", "true", "--http2-port", "0"])
+    let server = try await ServerProcess.start(extraArguments: ["--diagnostics", "true", "--http2-port", "0"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
     #expect(http2.port != server.port)
     let (signals, inFlight) = AsyncStream<Void>.makeStream()
@@ -230,7 +230,7 @@ struct HTTP2ListenerTests {
 
   @Test("a call over HTTP/2 still running when the grace period ends is cut off, and the server exits 0")
   func graceExpires() async throws {
-    let server = try ServerProcess(extraArguments: ["--diagnostics", "true", "--http2-port", "0", "--grace-period", "1"])
+    let server = try await ServerProcess.start(extraArguments: ["--diagnostics", "true", "--http2-port", "0", "--grace-period", "1"])
     let http2 = ServerAddress(host: "127.0.0.1", port: try #require(server.http2Port))
     let (signals, inFlight) = AsyncStream<Void>.makeStream()
     // 60 s: far longer than stop() waits (30 s) before it would kill the server.
@@ -246,9 +246,9 @@ struct HTTP2ListenerTests {
   }
 
   @Test("an HTTP/2 port already taken stops pemis-server at start, naming http2Port")
-  func portTaken() throws {
-    let first = try ServerProcess()
-    let output = try run(
+  func portTaken() async throws {
+    let first = try await ServerProcess.start()
+    let output = try await run(
       productsDirectory.appendingPathComponent("pemis-server"),
       [
         "serve", "--port", "0", "--http2-port", "\(first.port)", "--log-level", "warning",
@@ -256,6 +256,6 @@ struct HTTP2ListenerTests {
       ], timeout: 60)
     #expect(output.status != 0)
     #expect(output.stderr.contains("http2Port cannot serve gRPC over HTTP/2 on 127.0.0.1:\(first.port)"), "\(output.stderr)")
-    #expect(first.stop().status == 0)
+    #expect(await first.stop().status == 0)
   }
 }

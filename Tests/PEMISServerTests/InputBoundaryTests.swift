@@ -344,13 +344,8 @@ struct InputBoundaryTests {
       let session = SavedSession(server: district.address.description, token: token, username: Self.admin, expiresAt: Int64.max)
       try JSONEncoder().encode(session).write(to: config.appendingPathComponent("session.json"))
       let arguments = ["audit", "query", "--server", district.address.description, "--plaintext", "--limit", "500"]
-      // On a thread of its own: the server in this process needs the cooperative pool meanwhile.
-      let output = try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-          continuation.resume(
-            with: Result { try run(productsDirectory.appendingPathComponent("pemis"), arguments, environment: environment) })
-        }
-      }
+      // run() waits on a thread of its own: the server in this process needs the cooperative pool.
+      let output = try await run(productsDirectory.appendingPathComponent("pemis"), arguments, environment: environment)
       #expect(output.status == 0, "\(output.stderr)")
       #expect(!output.stdout.contains("\u{1B}"))
       #expect(output.stdout.contains("evil\\n999"))
@@ -360,7 +355,7 @@ struct InputBoundaryTests {
   }
 
   @Test("every string field of the protos has a kind; none falls to the unclassified default")
-  func everyFieldClassified() throws {
+  func everyFieldClassified() async throws {
     let directory = repositoryRoot.appendingPathComponent("Protos/pemis/v1")
     var unclassified: [String] = []
     for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) where file.hasSuffix(".proto") {

@@ -20,9 +20,27 @@ struct ProcessOutput {
   var stderr: String
 }
 
-/// Runs a program to completion (with a time limit) and captures its output.
+/// Runs blocking work (waiting for a child process, reading its pipes) on a thread of its own.
+/// A test that blocks a cooperative thread instead holds one of the few every other test's async
+/// work needs (two on two cores): a few such tests at once stalled the wire's timing tests for
+/// seconds (a call's CLOSE_SEND handled after its 2 s limit).
+func offCooperativePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+  try await withCheckedThrowingContinuation { continuation in
+    Thread { continuation.resume(with: Result { try body() }) }.start()
+  }
+}
+
+/// Runs a program to completion (with a time limit) and captures its output, off the
+/// cooperative pool.
 /// - Parameter environment: variables added to (or replacing) this process's environment.
 func run(
+  _ executable: URL, _ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]
+) async throws -> ProcessOutput {
+  try await offCooperativePool { try runBlocking(executable, arguments, timeout: timeout, environment: environment) }
+}
+
+/// ``run(_:_:timeout:environment:)``, blocking the calling thread.
+func runBlocking(
   _ executable: URL, _ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]
 ) throws -> ProcessOutput {
   let process = Process()
@@ -103,8 +121,19 @@ final class ServerProcess: @unchecked Sendable {
 
   var address: String { "127.0.0.1:\(port)" }
 
-  /// Sends SIGTERM and waits for the process; returns its exit status and what it logged.
-  func stop(signal: Int32 = SIGTERM) -> (status: Int32, log: String) {
+  /// Starts the server and waits until it reports its address, off the cooperative pool.
+  static func start(dataDirectory: String? = nil, extraArguments: [String] = []) async throws -> ServerProcess {
+    try await offCooperativePool { try ServerProcess(dataDirectory: dataDirectory, extraArguments: extraArguments) }
+  }
+
+  /// Sends SIGTERM and waits for the process, off the cooperative pool; returns its exit status
+  /// and what it logged.
+  func stop(signal: Int32 = SIGTERM) async -> (status: Int32, log: String) {
+    (try? await offCooperativePool { self.stopBlocking(signal: signal) }) ?? (-1, "")
+  }
+
+  /// ``stop(signal:)``, blocking the calling thread.
+  func stopBlocking(signal: Int32 = SIGTERM) -> (status: Int32, log: String) {
     kill(process.processIdentifier, signal)
     let deadline = Date().addingTimeInterval(30)
     while process.isRunning && Date() < deadline { usleep(20_000) }

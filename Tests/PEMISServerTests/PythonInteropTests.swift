@@ -14,7 +14,7 @@ struct PythonInteropTests {
     let seeded = try await SeededServer.start(tls: certificates)
     // run.sh makes the venv when it is missing (pip: grpcio, grpcio-tools), generates the stubs
     // into a scratch directory and runs test_interop.py; tools/test.sh has made the venv already.
-    let output = try run(
+    let output = try await run(
       URL(fileURLWithPath: "/bin/bash"),
       [
         repositoryRoot.appendingPathComponent("tools/interop-python/run.sh").path,
@@ -26,6 +26,6 @@ struct PythonInteropTests {
     #expect(output.stdout.contains("all checks passed"), "\(output.stdout)")
     #expect(!output.stdout.contains("FAIL"), "\(output.stdout)")
     if tls { #expect(output.stdout.contains("ok    a plaintext channel to the TLS listener is refused")) }
-    #expect(seeded.server.stop().status == 0)
+    #expect(await seeded.server.stop().status == 0)
   }
 }

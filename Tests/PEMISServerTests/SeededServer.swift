@@ -27,14 +27,14 @@ struct SeededServer {
   /// - Parameter tls: serve both listeners over TLS with these test certificates.
   static func start(tls: TestCertificates? = nil) async throws -> SeededServer {
     let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-seeded-\(UUID())/data").path
-    let seed = try run(
+    let seed = try await run(
       productsDirectory.appendingPathComponent("pemis-load"),
       ["seed-district", "--data-dir", data, "--kindergartens", "2", "--password", password])
     try #require(seed.status == 0, "seed-district failed: \(seed.stdout)\(seed.stderr)")
     let tlsArguments = tls.map {
       ["--tls-certificate-chain", $0.server.chainFile, "--tls-private-key", $0.server.keyFile]
     } ?? []
-    let server = try ServerProcess(dataDirectory: data, extraArguments: ["--http2-port", "0"] + tlsArguments)
+    let server = try await ServerProcess.start(dataDirectory: data, extraArguments: ["--http2-port", "0"] + tlsArguments)
     let seeded = SeededServer(server: server)
     let security: ClientSecurity = tls.map { .tls(caFile: $0.caFile) } ?? .plaintext
     let token = try await withPEMISClient(seeded.wire, security: security) { client in

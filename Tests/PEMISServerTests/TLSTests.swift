@@ -127,7 +127,7 @@ struct TLSTests {
   }
 
   @Test("a certificate file that is missing, not PEM, or a key of another certificate stops the server, naming the setting")
-  func badFiles() throws {
+  func badFiles() async throws {
     let certificates = try TestCertificates.make()
     let garbage = certificates.directory.appendingPathComponent("garbage.pem").path
     try Data("not a certificate".utf8).write(to: URL(fileURLWithPath: garbage))
@@ -144,7 +144,7 @@ struct TLSTests {
   }
 
   @Test("without TLS, a server on an address other than loopback refuses to start unless told --insecure")
-  func networkNeedsTLS() throws {
+  func networkNeedsTLS() async throws {
     for host in ["0.0.0.0", "192.0.2.10", "::", "kindergarten.example"] {
       var configuration = ServerConfiguration.defaults
       configuration.host = host
@@ -168,7 +168,7 @@ struct TLSTests {
     #expect(throws: ConfigurationError.self) { try half.validate() }
 
     // The real process: refuses before it binds, naming the flag.
-    let output = try run(
+    let output = try await run(
       productsDirectory.appendingPathComponent("pemis-server"),
       ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", certificatesScratch()])
     #expect(output.status != 0)
@@ -187,49 +187,49 @@ struct TLSCommandLineTests {
   let pemis = productsDirectory.appendingPathComponent("pemis")
 
   @Test("pemis verifies the server: --ca-file or PEMIS_CA_FILE works, without them it is refused, --plaintext fails cleanly")
-  func pemisHealth() throws {
+  func pemisHealth() async throws {
     let certificates = try TestCertificates.make()
-    let server = try ServerProcess(extraArguments: [
+    let server = try await ServerProcess.start(extraArguments: [
       "--tls-certificate-chain", certificates.server.chainFile, "--tls-private-key", certificates.server.keyFile,
     ])
     let config = ["PEMIS_CONFIG_DIR": certificates.directory.appendingPathComponent("config").path]
     for host in ["127.0.0.1", "localhost"] {
-      let ok = try run(
+      let ok = try await run(
         pemis, ["health", "--server", "\(host):\(server.port)", "--ca-file", certificates.caFile], environment: config)
       #expect(ok.status == 0, "stderr: \(ok.stderr)")
       #expect(ok.stdout.contains("SERVING"))
     }
-    let fromEnvironment = try run(
+    let fromEnvironment = try await run(
       pemis, ["health", "--server", server.address],
       environment: config.merging(["PEMIS_CA_FILE": certificates.caFile]) { $1 })
     #expect(fromEnvironment.status == 0, "stderr: \(fromEnvironment.stderr)")
 
     // TLS is the default: the system's trust store does not know the test CA.
-    let untrusted = try run(pemis, ["health", "--server", server.address], environment: config)
+    let untrusted = try await run(pemis, ["health", "--server", server.address], environment: config)
     #expect(untrusted.status == 1)
     #expect(untrusted.stderr.contains("TLS handshake"), "\(untrusted.stderr)")
 
-    let plaintext = try run(pemis, ["health", "--server", server.address, "--plaintext", "--timeout", "5"], environment: config)
+    let plaintext = try await run(pemis, ["health", "--server", server.address, "--plaintext", "--timeout", "5"], environment: config)
     #expect(plaintext.status == 1)
     #expect(plaintext.stderr.contains("UNAVAILABLE"), "\(plaintext.stderr)")
 
-    let again = try run(pemis, ["health", "--server", server.address, "--ca-file", certificates.caFile], environment: config)
+    let again = try await run(pemis, ["health", "--server", server.address, "--ca-file", certificates.caFile], environment: config)
     #expect(again.status == 0, "the server stopped serving after a plaintext client: \(again.stderr)")
-    #expect(server.stop().status == 0)
+    #expect(await server.stop().status == 0)
   }
 
   @Test("pemis refuses a server whose certificate names another host")
-  func pemisWrongHost() throws {
+  func pemisWrongHost() async throws {
     let certificates = try TestCertificates.make()
-    let server = try ServerProcess(extraArguments: [
+    let server = try await ServerProcess.start(extraArguments: [
       "--tls-certificate-chain", certificates.wrongHost.chainFile, "--tls-private-key", certificates.wrongHost.keyFile,
     ])
-    let output = try run(
+    let output = try await run(
       pemis, ["health", "--server", server.address, "--ca-file", certificates.caFile],
       environment: ["PEMIS_CONFIG_DIR": certificates.directory.appendingPathComponent("config").path])
     #expect(output.status == 1)
     #expect(output.stderr.contains("TLS handshake"), "\(output.stderr)")
-    #expect(server.stop().status == 0)
+    #expect(await server.stop().status == 0)
   }
 
   @Test("SIGHUP: new connections get the new certificate, an open connection keeps its own, a bad file keeps the old one")
@@ -246,7 +246,7 @@ struct TLSCommandLineTests {
       }
     }
     try install(certificates.server)
-    let server = try LineServerProcess(arguments: [
+    let server = try await LineServerProcess.start(arguments: [
       "serve", "--port", "0", "--data-dir", certificates.directory.appendingPathComponent("data").path,
       "--log-level", "warning", "--tls-certificate-chain", chain, "--tls-private-key", key,
     ])
@@ -262,7 +262,7 @@ struct TLSCommandLineTests {
 
       try install(certificates.wrongHost)
       server.signal(SIGHUP)
-      let line = try server.nextLine()
+      let line = try await server.nextLine()
       #expect(line == "pemis-server reloaded the TLS certificate", "\(line)")
       // A new connection meets the new certificate, which names another host.
       let error = await TLSTests.refusal(address, trusted)
@@ -274,7 +274,7 @@ struct TLSCommandLineTests {
     // A broken file is refused; the certificate last read stays in use.
     try Data("half a certificate".utf8).write(to: URL(fileURLWithPath: chain))
     server.signal(SIGHUP)
-    let kept = try server.nextLine()
+    let kept = try await server.nextLine()
     #expect(kept.hasPrefix("pemis-server kept the old TLS certificate"), "\(kept)")
     #expect(kept.contains("tlsCertificateChainFile"))
     #expect(await TLSTests.refusal(address, trusted)?.message.contains("TLS handshake") == true)
@@ -282,9 +282,9 @@ struct TLSCommandLineTests {
     // Back to a good certificate for this host.
     try install(certificates.server)
     server.signal(SIGHUP)
-    #expect(try server.nextLine() == "pemis-server reloaded the TLS certificate")
+    #expect(try await server.nextLine() == "pemis-server reloaded the TLS certificate")
     #expect(try await TLSTests.health(address, trusted).status == .serving)
-    #expect(server.stop() == 0)
+    #expect(await server.stop() == 0)
   }
 }
 
@@ -312,9 +312,14 @@ final class LineServerProcess: @unchecked Sendable {
     self.port = port
   }
 
-  /// The next line the server prints; throws if it exits first. Blocks: the server prints the
-  /// line when it has acted on the signal.
-  func nextLine() throws -> String { try nextLineUnchecked() }
+  /// Starts the server and reads its address, off the cooperative pool.
+  static func start(arguments: [String]) async throws -> LineServerProcess {
+    try await offCooperativePool { try LineServerProcess(arguments: arguments) }
+  }
+
+  /// The next line the server prints; throws if it exits first. Waits (off the cooperative
+  /// pool): the server prints the line when it has acted on the signal.
+  func nextLine() async throws -> String { try await offCooperativePool { try self.nextLineUnchecked() } }
 
   private func nextLineUnchecked() throws -> String {
     while true {
@@ -331,10 +336,12 @@ final class LineServerProcess: @unchecked Sendable {
 
   func signal(_ number: Int32) { Foundation.kill(process.processIdentifier, number) }
 
-  func stop() -> Int32 {
+  func stop() async -> Int32 {
     signal(SIGTERM)
-    process.waitUntilExit()
-    return process.terminationStatus
+    return (try? await offCooperativePool {
+      self.process.waitUntilExit()
+      return self.process.terminationStatus
+    }) ?? -1
   }
 
   func kill() { if process.isRunning { signal(SIGKILL) } }

@@ -8,8 +8,8 @@ struct TenancyCommandLineTests {
   let server = productsDirectory.appendingPathComponent("pemis-server")
 
   @Test("the README's onboarding walkthrough runs end to end (tools/demo-onboarding.sh)")
-  func walkthrough() throws {
-    let output = try run(
+  func walkthrough() async throws {
+    let output = try await run(
       URL(fileURLWithPath: "/bin/bash"),
       [repositoryRoot.appendingPathComponent("tools/demo-onboarding.sh").path, productsDirectory.path], timeout: 300)
     #expect(output.status == 0, "\(output.stdout.suffix(3000))\n\(output.stderr.suffix(2000))")
@@ -21,14 +21,14 @@ struct TenancyCommandLineTests {
   }
 
   @Test("init creates the first administrator once; audit verify notices tampering")
-  func initAndVerify() throws {
+  func initAndVerify() async throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-cli-\(UUID())/data").path
-    let first = try run(server, ["init", "--data-dir", dir, "--password-hash-cost", "10"])
+    let first = try await run(server, ["init", "--data-dir", dir, "--password-hash-cost", "10"])
     #expect(first.status == 0, "\(first.stderr)")
     #expect(first.stdout.contains("district administrator: admin"))
     let password = first.stdout.split(separator: "\n").first { $0.hasPrefix("one-time password") }?.split(separator: " ").last
     #expect(password?.count == 12)
-    let second = try run(server, ["init", "--data-dir", dir])
+    let second = try await run(server, ["init", "--data-dir", dir])
     #expect(second.status == 1)
     #expect(second.stderr.contains("already initialized"))
 
@@ -37,19 +37,19 @@ struct TenancyCommandLineTests {
     let mode = (try FileManager.default.attributesOfItem(atPath: registry)[.posixPermissions] as? NSNumber)?.intValue
     #expect(mode == 0o600)
 
-    let intact = try run(server, ["audit", "verify", "--data-dir", dir])
+    let intact = try await run(server, ["audit", "verify", "--data-dir", dir])
     #expect(intact.status == 0)
     #expect(intact.stdout.contains("audit log intact: 0 entries"))
     // Entries slipped in behind the server's back, without a valid chain.
     let queue = try DatabaseQueue(path: registry)
-    try queue.write { db in
+    try await queue.write { db in
       for n in 1...3 {
         try db.execute(
           sql: "INSERT INTO audit_log (atMs, username, role, kindergartenCode, method, targets, result, peer, prevHash, hash) VALUES (?, 'x', '', '', '/m', '', 'OK', '', ?, ?)",
           arguments: [n, "", ""])
       }
     }
-    let verify = try run(server, ["audit", "verify", "--data-dir", dir])
+    let verify = try await run(server, ["audit", "verify", "--data-dir", dir])
     #expect(verify.status == 1)
     #expect(verify.stdout.contains("BROKEN at entry 1"))
   }
