@@ -65,6 +65,10 @@ extension FieldViolationsError: RPCErrorConvertible {
 /// which may hold personal data or SQL — goes only to the server's log under that reference.
 struct ErrorStatus: Sendable {
   let logger: Logger
+  /// Calls refused for load (UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED) are what a crowd makes at
+  /// will: their warnings share one limit (shared by every call: ``Tenancy``), the rest counted
+  /// in the next line that gets through. Every call is still in the audit log.
+  var sheddingLog = RateLimitedLog(linesPerWindow: 60, window: .seconds(60))
 
   /// The status a call that threw `error` ends with.
   func status(for error: any Error, method: String) -> RPCError {
@@ -85,7 +89,7 @@ struct ErrorStatus: Sendable {
     case .internalError, .dataLoss:
       logger.error("call failed", metadata: metadata(status, method: method))
     case .unavailable, .resourceExhausted, .aborted:
-      logger.warning("call failed", metadata: metadata(status, method: method))
+      sheddingLog.log(logger, .warning, "call failed", metadata: metadata(status, method: method))
     default:
       break
     }

@@ -1,4 +1,4 @@
-internal import Logging
+public import Logging
 internal import NIOCore
 internal import Synchronization
 
@@ -68,20 +68,21 @@ final class WireMemoryBudget: Sendable {
 }
 
 /// At most `linesPerWindow` log lines per window; what is held back is counted and reported
-/// once the next line gets through, so a flood of bad connections cannot fill the log.
-final class RateLimitedLog: Sendable {
+/// once the next line gets through, so a flood of bad connections (or of calls refused for load)
+/// cannot fill the log.
+public final class RateLimitedLog: Sendable {
   private let linesPerWindow: Int
   private let window: Duration
   private let state: Mutex<(start: ContinuousClock.Instant, lines: Int, suppressed: Int)>
 
-  init(linesPerWindow: Int, window: Duration, start: ContinuousClock.Instant = .now) {
+  public init(linesPerWindow: Int, window: Duration, start: ContinuousClock.Instant = .now) {
     self.linesPerWindow = linesPerWindow
     self.window = window
     self.state = Mutex((start, 0, 0))
   }
 
   /// Logs `message` unless this window's lines are used up.
-  func log(_ logger: Logger, _ level: Logger.Level, _ message: @autoclosure () -> String, metadata: Logger.Metadata = [:]) {
+  public func log(_ logger: Logger, _ level: Logger.Level, _ message: @autoclosure () -> String, metadata: Logger.Metadata = [:]) {
     guard let suppressed = admit(at: .now) else { return }
     var metadata = metadata
     if suppressed > 0 { metadata["wire.log.suppressed"] = "\(suppressed)" }

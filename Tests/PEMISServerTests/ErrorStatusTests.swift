@@ -7,6 +7,7 @@ import PEMISDomain
 import PEMISProto
 import PEMISWire
 import SwiftProtobuf
+import Synchronization
 import Testing
 
 @testable import PEMISServer
@@ -118,6 +119,38 @@ struct StoreErrorMappingTests {
     #expect(silent.code == .unavailable && silent.message == "the server is unavailable; try again")
     #expect(status.status(for: CancellationError(), method: "/pemis.v1.X/Y").code == .cancelled)
   }
+
+  @Test("calls refused for load are logged at most 60 lines a minute; the next line counts the rest")
+  func sheddingLogLimited() {
+    let lines = LogLines()
+    let status = ErrorStatus(logger: Logger(label: "test", factory: { _ in CapturingLogHandler(lines: lines) }))
+    // Before, each of a crowd's refused calls wrote a warning: 19,237 lines in 20 s of the door run.
+    for _ in 0..<500 {
+      _ = status.status(for: RPCError(code: .resourceExhausted, message: "server is short of memory"), method: "/pemis.v1.Echo/Get")
+    }
+    #expect(lines.count == 60)
+    // A failure that is not about load is never held back.
+    _ = status.status(for: RPCError(code: .dataLoss, message: "a shard file is damaged"), method: "/pemis.v1.X/Y")
+    #expect(lines.count == 61)
+  }
+}
+
+/// Log lines a test can count.
+final class LogLines: Sendable {
+  private let lines = Mutex<[String]>([])
+  func append(_ line: String) { lines.withLock { $0.append(line) } }
+  var count: Int { lines.withLock { $0.count } }
+}
+
+struct CapturingLogHandler: LogHandler {
+  let lines: LogLines
+  var metadata: Logger.Metadata = [:]
+  var logLevel: Logger.Level = .trace
+  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { metadata[key] }
+    set { metadata[key] = newValue }
+  }
+  func log(event: LogEvent) { lines.append("\(event.message)") }
 }
 
 /// Sends any method a request as bytes, so one helper calls every method of the policy table.

@@ -23,7 +23,7 @@ struct AccessControlInterceptor: ServerInterceptor {
     next: (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     let method = "/\(context.descriptor.fullyQualifiedMethod)"
-    let errors = ErrorStatus(logger: tenancy.logger)
+    let errors = ErrorStatus(logger: tenancy.logger, sheddingLog: tenancy.sheddingLog)
     let response: StreamingServerResponse<Output>
     do {
       response = try await checked(request: request, context: context, method: method, next: next)

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import GRPCCore
 internal import PEMISProto
+internal import PEMISWire
 internal import Synchronization
 public import Logging
 public import PEMISDomain
@@ -21,6 +22,8 @@ public final class Tenancy: Sendable {
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
   let now: @Sendable () -> Int64
   let logger: Logger
+  /// One limit on the warnings of calls refused for load, shared by every call (``ErrorStatus``).
+  let sheddingLog = RateLimitedLog(linesPerWindow: 60, window: .seconds(60))
   /// The last month whose audits are open (Art. 11), so the registry is asked once a month.
   private let monthlyAuditsOpened = Mutex<YearMonth?>(nil)
 
