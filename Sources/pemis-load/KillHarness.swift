@@ -62,6 +62,17 @@ struct KillHarness: AsyncParsableCommand {
         try server.waitForExit()
         break
       }
+      if round == 0 {
+        // Every account logs in once before the first kill: sessions outlive restarts, and a
+        // round shorter than a login (a principal's password costs 2^15, two seconds in a debug
+        // build on a busy machine) would otherwise kill every login and run no transfer at all.
+        for k in 0..<kindergartens {
+          let code = TransferDriver.code(k)
+          _ = try await driver.sessions.token(code, at: address)
+          _ = try await driver.administrators.token("a\(code)", address)
+          _ = try await driver.administrators.token("p\(code)", address)
+        }
+      }
       let stopped = Atomic<Bool>(false)
       let delay = Int.random(in: minMs...max(minMs, maxMs))
       async let outcome = driver.drive(address: address, clients: clients, stop: { stopped.load(ordering: .relaxed) })
