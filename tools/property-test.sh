@@ -11,9 +11,10 @@ cd "$root"
 swift build --build-tests >&2
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-# Progress (every 250 sequences) goes to stderr as it comes; the findings and figures at the end.
+# Progress (every 250 sequences) and the first violation go to stderr as they come; the findings
+# and figures at the end.
 set +e
-PEMIS_PROPERTY_SEQUENCES="${1:-1000}" swift test --skip-build --filter IntegrityPropertyTests 2>&1 | tee "$log" | grep --line-buffered "sequences so far" >&2
+PEMIS_PROPERTY_SEQUENCES="${1:-1000}" swift test --skip-build --filter IntegrityPropertyTests 2>&1 | tee "$log" | grep --line-buffered -E "sequences so far|first violation" >&2
 status=${PIPESTATUS[0]}
 set -e
 grep -v "sequences so far" "$log" | grep -E "violation|Failure occured|fixedSeed|error:" | head -40 || true

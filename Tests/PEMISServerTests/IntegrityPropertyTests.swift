@@ -23,6 +23,9 @@ struct IntegrityPropertyTests {
     max(2 + sequences / 100, Int(ProcessInfo.processInfo.environment["PEMIS_PROPERTY_MINUTES"] ?? "") ?? 0)
   }
 
+  /// A line written at once (print is buffered when the output is a pipe or a file).
+  static func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
   // The time limit turns a hang into a failure rather than a blocked CI run.
   @Test("random operation sequences with fault points and concurrency keep the district consistent", .timeLimit(.minutes(Self.minutes)))
   func randomSequences() async throws {
@@ -33,8 +36,12 @@ struct IntegrityPropertyTests {
       let done = figures.sequence(
         operations: run.operations, refusals: run.refusals, uncertain: run.uncertainCount, faultHits: run.faultHits, armed: run.armed,
         byKind: run.byKind, violations: violations)
-      // A long run (tools/property-test.sh) says how far it is every 250 sequences.
-      if Self.sequences >= 1_000 && done % 250 == 0 { print(figures.progress) }
+      // A long run (tools/property-test.sh) says how far it is every 250 sequences, and the
+      // first violation at once: the library reports issues only after shrinking, at the end.
+      if Self.sequences >= 1_000 && done % 250 == 0 { Self.say(figures.progress) }
+      if Self.sequences >= 1_000, let first = violations.first, figures.violations.count == violations.count {
+        Self.say("integrity property: first violation: \(first)")
+      }
       for violation in violations { Issue.record("\(violation)") }
     }
     print(figures.summary)
