@@ -22,6 +22,16 @@ public enum ChildTemplate {
     case entryDate = "entry_date"
     case classId = "class_id"
 
+    /// The kind of string the cell is, for the input boundary.
+    var inputKind: InputKind {
+      switch self {
+      case .name, .guardian1Name, .guardian2Name: .name
+      case .idDocumentNumber: .idNumber
+      case .classId: .code
+      default: .text
+      }
+    }
+
     /// The template's Chinese header.
     public var chinese: String {
       switch self {
@@ -130,6 +140,12 @@ public enum ChildTemplate {
   }
 
   static func row(number: Int, fields: [String], index: [Column: Int], today: CalendarDate) -> Row {
+    // The input boundary for each cell first (a cell is a string from the network like any
+    // field): no control characters, a length limit; a row that breaks it is not read further.
+    let boundary = Column.allCases.compactMap { column in
+      index[column].flatMap { InputText.violation(fields[$0], kind: column.inputKind, field: column.rawValue) }
+    }
+    if !boundary.isEmpty { return Row(number: number, child: nil, classId: nil, errors: boundary) }
     var errors: [DomainError] = []
     func value(_ column: Column) -> String { index[column].map { fields[$0] } ?? "" }
     func fail(_ column: Column, _ rule: String, _ message: String) {

@@ -54,6 +54,26 @@ struct ChildTemplateTests {
     #expect(rows[2].errors.first?.message == "has 3 values; the header has 11 columns")
   }
 
+  @Test("each cell meets the input boundary: a control character or an oversized cell fails its row, naming the column")
+  func cellBoundary() throws {
+    let good = "张小明,男,2022-03-15,1,\(ChildTests.boyID),120116,120116,张伟,父亲,13800138000,2026-09-01"
+    let text = [
+      Self.english,
+      // A NUL inside a name (stored cut at it once, hashed whole), a terminal escape in a
+      // guardian's name, and a 5,000-byte birthplace: before, each became part of a record.
+      "张小\u{0}明,男,2022-03-15,1,\(ChildTests.boyID),120116,120116,张伟,父亲,13800138000,2026-09-01",
+      "张小明,男,2022-03-15,1,\(ChildTests.boyID),120116,120116,张\u{1B}[2J伟,父亲,13800138000,2026-09-01",
+      "张小明,男,2022-03-15,1,\(ChildTests.boyID),\(String(repeating: "天", count: 1700)),120116,张伟,父亲,13800138000,2026-09-01",
+      good,
+    ].joined(separator: "\n")
+    let rows = try ChildTemplate.read(text, today: Self.today)
+    #expect(rows.count == 4)
+    #expect(rows[0].child == nil && rows[0].errors.map(\.field) == ["name"], "\(rows[0].errors)")
+    #expect(rows[1].child == nil && rows[1].errors.map(\.field) == ["guardian1_name"], "\(rows[1].errors)")
+    #expect(rows[2].child == nil && rows[2].errors.map(\.field) == ["birth_place"], "\(rows[2].errors)")
+    #expect(rows[3].errors.isEmpty && rows[3].child != nil, "\(rows[3].errors)")
+  }
+
   @Test("file-level problems: a missing column, an unknown one, one twice")
   func header() {
     #expect(throws: DomainError.self) { try ChildTemplate.read("name,gender\n", today: Self.today) }
