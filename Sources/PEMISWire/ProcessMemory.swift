@@ -96,15 +96,15 @@ final class ProcessMemoryWatch: Sendable {
     self.resident = resident
   }
 
-  /// Whether this platform can tell the process's resident size.
-  static var isAvailable: Bool { ProcessMemory.residentBytes() != nil }
-
   func sample() {
     guard let bytes = resident() else { return }
-    let (change, release) = policy.withLock { $0.sample(resident: bytes, at: .now) }
-    budget.setMemoryPressure(policy.withLock { $0.underPressure })
+    let (change, release, pressure, limit) = policy.withLock { policy in
+      let (change, release) = policy.sample(resident: bytes, at: .now)
+      return (change, release, policy.underPressure, policy.limit)
+    }
+    budget.setMemoryPressure(pressure)
     let metadata: Logger.Metadata = [
-      "memory.resident_mb": "\(bytes >> 20)", "memory.limit_mb": "\(policy.withLock { $0.limit } >> 20)",
+      "memory.resident_mb": "\(bytes >> 20)", "memory.limit_mb": "\(limit >> 20)",
       "wire.budget_in_use_mb": "\(budget.bytesInUse >> 20)",
     ]
     switch change {

@@ -536,8 +536,7 @@ final class WireConnection: Sendable {
       let overBudget = governance?.budget.wouldExceed(0) ?? false
       let (step, schedule) = locked { state -> (StateMachine.SendStep, Bool) in
         guard state.io[id] != nil else { return (.gone, false) }
-        let step = state.machine.sendMessage(
-          id, size: bytes.count + Frame.headerSize, writable: state.writable, overBudget: overBudget)
+        let step = state.machine.sendMessage(id, size: size, writable: state.writable, overBudget: overBudget)
         guard step == .send else { return (step, false) }
         encodePending(&state) { Frame.encode(kind: .message, streamID: id, bytes: bytes, into: &$0) }
         return (.send, scheduleFlush(&state))
@@ -549,10 +548,10 @@ final class WireConnection: Sendable {
       case .gone:
         throw RPCError(code: .cancelled, message: "the call has already ended")
       case .waitForSocket:
-        try await waitUntilWritable(size: bytes.count + Frame.headerSize, drained: false)
+        try await waitUntilWritable(size: size, drained: false)
       case .waitForDrain:
         // Woken by this connection's own writes, never by polling the budget.
-        try await waitUntilWritable(size: bytes.count + Frame.headerSize, drained: true)
+        try await waitUntilWritable(size: size, drained: true)
       case .waitForCredit:
         try await withTaskCancellationHandler {
           try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
