@@ -34,13 +34,22 @@ extension Router {
         return "the record \(masked) with this identity is being changed at kindergarten \(existing.kindergartenCode); try again in a moment"
       case .samePersonHere:
         return "a child with the same name, gender and birth date and no ID document is already enrolled here as \(masked)"
+      case .inTransfer:
+        let transfer = conflict.transfer
+        return "the record \(masked) is in transfer \(transfer?.id ?? "") from kindergarten \(transfer?.fromCode ?? existing.kindergartenCode)"
+          + " to \(transfer?.toCode ?? "another") (\(transfer?.state.rawValue ?? "open")), which has not ended; it is changed again only"
+          + " after the receiver takes the child in or the transfer is cancelled, declined or aborted (pemis transfer list)"
       }
     }
     public var description: String { "\(field): \(message)" }
 
     /// The status it is given: a change in progress is worth retrying, the rest are not.
     public var storeError: StoreError {
-      StoreError(conflict.reason == .beingChanged ? .aborted : conflict.reason == .deceased ? .failedPrecondition : .alreadyExists, description)
+      switch conflict.reason {
+      case .beingChanged: StoreError(.aborted, description)
+      case .deceased, .inTransfer: StoreError(.failedPrecondition, description)
+      case .active, .samePersonHere: StoreError(.alreadyExists, description)
+      }
     }
   }
 

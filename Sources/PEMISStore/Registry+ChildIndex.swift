@@ -121,6 +121,15 @@ extension Registry {
     /// The index row it meets.
     public var existing: ChildIndexRecord
     public var reason: IndexConflictReason
+    /// The open transfer the record is in (reason ``IndexConflictReason/inTransfer``).
+    public var transfer: TransferRecord?
+
+    public init(position: Int, existing: ChildIndexRecord, reason: IndexConflictReason, transfer: TransferRecord? = nil) {
+      self.position = position
+      self.existing = existing
+      self.reason = reason
+      self.transfer = transfer
+    }
   }
 
   /// Brings index rows in line with the shard rows they describe (after a shard write).

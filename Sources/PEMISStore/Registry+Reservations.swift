@@ -65,6 +65,10 @@ public enum IndexConflictReason: String, Sendable, Hashable {
   /// A child without an ID document with the same name, gender and birth date is enrolled in the
   /// same kindergarten.
   case samePersonHere = "same_person_here"
+  /// The record is in a transfer that has not ended: until it does, the index cannot say which
+  /// kindergarten holds the child (the sender may have closed its record, the receiver may
+  /// already hold it), so nothing but the transfer brings the record to life anywhere.
+  case inTransfer = "in_transfer"
 }
 
 extension Registry {
@@ -103,7 +107,7 @@ extension Registry {
       var conflicts: [IndexConflict] = []
       for (position, row) in rows.enumerated() {
         if let conflict = try Self.conflict(db, row) {
-          conflicts.append(IndexConflict(position: position, existing: conflict.0, reason: conflict.1))
+          conflicts.append(IndexConflict(position: position, existing: conflict.existing, reason: conflict.reason, transfer: conflict.transfer))
         }
       }
       guard conflicts.isEmpty else { return conflicts }
@@ -126,14 +130,25 @@ extension Registry {
   /// transferred in) or gives it another identity must not meet an active, deceased or
   /// held identity; a record being changed by another reservation waits for it.
   /// `movingFrom`: a transfer's sender, where the record is active by right until it arrives.
-  static func conflict(_ db: Database, _ row: ChildIndexRecord, movingFrom: String? = nil) throws -> (ChildIndexRecord, IndexConflictReason)? {
+  /// A record in an open transfer is changed by that transfer only: whatever else would keep it
+  /// or make it active waits for the transfer's end.
+  static func conflict(
+    _ db: Database, _ row: ChildIndexRecord, movingFrom: String? = nil
+  ) throws -> (existing: ChildIndexRecord, reason: IndexConflictReason, transfer: TransferRecord?)? {
     let existing = try ChildIndexRecord.fetchOne(db, key: row.recordNumber)
-    if let existing, existing.reservation != nil { return (existing, .beingChanged) }
+    if let existing, existing.reservation != nil { return (existing, .beingChanged, nil) }
     guard row.active else { return nil }
+    if movingFrom == nil, let existing,
+      let open = try db.cachedRecord(
+        TransferRecord.self, "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
+        [row.recordNumber])
+    {
+      return (existing, .inTransfer, open)
+    }
     let arrives = existing.map { !$0.active || $0.kindergartenCode != row.kindergartenCode } ?? true
     if arrives, let existing {
-      if existing.active && existing.kindergartenCode != movingFrom { return (existing, .active) }
-      if existing.state == .deceased { return (existing, .deceased) }
+      if existing.active && existing.kindergartenCode != movingFrom { return (existing, .active, nil) }
+      if existing.state == .deceased { return (existing, .deceased, nil) }
     }
     if let key = row.documentKey, arrives || key != existing?.documentKey {
       let others = try ChildIndexRecord.fetchAll(
@@ -145,7 +160,7 @@ extension Registry {
             """),
         arguments: [row.recordNumber, key, key])
       if let other = others.first {
-        return (other, other.reservation != nil ? .beingChanged : other.state == .deceased ? .deceased : .active)
+        return (other, other.reservation != nil ? .beingChanged : other.state == .deceased ? .deceased : .active, nil)
       }
     } else if row.documentKey == nil, arrives || row.personKey != existing?.personKey {
       if let other = try ChildIndexRecord.fetchOne(
@@ -156,7 +171,7 @@ extension Registry {
             """),
         arguments: [row.recordNumber, row.personKey, row.kindergartenCode])
       {
-        return (other, .samePersonHere)
+        return (other, .samePersonHere, nil)
       }
     }
     return nil
@@ -166,7 +181,7 @@ extension Registry {
   /// enrollment's, the record being active at its sender by right. Nothing is written.
   public func transferConflict(_ row: ChildIndexRecord, from sender: String) async throws -> IndexConflict? {
     try await writer.read { db in
-      try Self.conflict(db, row, movingFrom: sender).map { IndexConflict(position: 0, existing: $0.0, reason: $0.1) }
+      try Self.conflict(db, row, movingFrom: sender).map { IndexConflict(position: 0, existing: $0.existing, reason: $0.reason, transfer: $0.transfer) }
     }
   }
 

@@ -358,6 +358,31 @@ struct IntegrityTests {
     }
   }
 
+  @Test("a transfer stopped after the sender recorded the child sent: no enrollment anywhere takes the record before recovery finishes it")
+  func stoppedTransferHoldsTheRecord() async throws {
+    try await withDistrict { district in
+      // Found by the 10,000-sequence property run: the sender's record was closed (transferred
+      // out) while the index still held it at the sender, so enrolling the child there again
+      // passed the identity rules and the child was active in two kindergartens.
+      try await enroll(district)
+      let out = try await transferOut(district)
+      let router = district.server.tenancy.router
+      router.faults.arm("transfer.sent", .fail)
+      #expect(await failure { _ = try await transfers(district, adminB) { try await $0.transferIn(.with { $0.transferID = out.id }) } } != nil)
+      #expect(try await shard(district, a).child(number)?.state == .transferredOut)
+      #expect(try await district.registry.transfer(out.id)?.state == .accepting)
+      for user in [adminA, adminB] {
+        let refused = await failure { _ = try await children(district, user) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) } }
+        #expect(refused?.code == .failedPrecondition, "\(user): \(String(describing: refused))")
+        #expect(refused?.message.contains("transfer \(out.id)") == true, "\(user): \(String(describing: refused))")
+      }
+      _ = try await restarted(district).recover()
+      #expect(try await district.registry.transfer(out.id)?.state == .completed)
+      try await consistent(district)
+      #expect(try await router.check().activeChildren == 1)
+    }
+  }
+
   @Test("a crash after the sender's shard was reverted (cancel, decline, abort) is finished by recovery")
   func revertCrashes() async throws {
     try await withDistrict { district in
