@@ -69,7 +69,26 @@ extension Router {
     let sharing = try await registry.activeRowsSharingDocumentNumber() + registry.activeRowsSharingPerson()
     found += Self.sharedProblems(in: sharing)
     found.sort { ($0.kind.rawValue, $0.key) < ($1.kind.rawValue, $1.key) }
-    return try await registry.applySweep(found, by: by, at: now())
+    // A record mid-change (a reservation waiting for its shard) is neither what the index now
+    // says nor still what it was: a problem that concerns it is judged by the next sweep, not
+    // opened, changed or resolved on a row that may never be written.
+    let leaving = Self.problemKeys(of: try await registry.reservedRows())
+    found.removeAll { leaving.contains("\($0.kind.rawValue)|\($0.key)") }
+    return try await registry.applySweep(found, leaving: leaving, by: by, at: now())
+  }
+
+  /// Every problem key (`kind|key`) a row could take part in, whatever its state. Pure.
+  static func problemKeys(of rows: [ChildIndexRecord]) -> Set<String> {
+    var keys: Set<String> = []
+    for row in rows {
+      if let key = row.documentKey {
+        keys.insert("\(ProblemKind.invalidID.rawValue)|\(key)@\(row.recordNumber)")
+        keys.insert("\(ProblemKind.sameID.rawValue)|\(ChildIndexRecord.documentNumber(ofKey: key))")
+      } else {
+        keys.insert("\(ProblemKind.samePerson.rawValue)|\(row.personKey)")
+      }
+    }
+    return keys
   }
 
   /// The active index rows a case's problem concerns, read by its key (not the whole index).
@@ -116,7 +135,15 @@ extension Router {
 
   func recheck(_ id: Int64, resolution: String, action: String, code: String, by: String) async throws -> DuplicateCaseRecord {
     let record = try await caseFor(id, kindergarten: code)
-    let stillThere = Self.problems(in: try await rows(concerning: record)).contains { $0.kind == record.kind && $0.key == record.key }
+    let remaining = Self.problems(in: try await rows(concerning: record)).first { $0.kind == record.kind && $0.key == record.key }
+    // What remains may be just the records an arbitration accepted on evidence: resolved by it.
+    if let remaining, let accepted = try await registry.acceptedCase(kind: record.kind, key: record.key, records: remaining.records) {
+      let event = CaseEventRecord(
+        caseId: id, action: action, actor: by, kindergartenCode: code,
+        note: "the records left are those whose evidence case \(accepted.id ?? 0) accepted", at: now())
+      return try await registry.advanceCase(id, from: [.open], to: .resolved, resolution: "evidence_accepted", event: event)
+    }
+    let stillThere = remaining != nil
     let event = CaseEventRecord(caseId: id, action: action, actor: by, kindergartenCode: code, note: stillThere ? "the problem remains" : "", at: now())
     if stillThere {
       if action == "modified" {

@@ -115,35 +115,50 @@ extension Registry {
 
   /// What a sweep found, applied in one transaction: a case opened for each problem without an
   /// unresolved one (the records brought up to date where it has one), and unresolved cases whose
-  /// problem is gone resolved as modified. Returns (opened, still open, resolved).
+  /// problem is gone resolved as modified. A problem whose records are those an accepted
+  /// arbitration covered is no problem: no case is opened for it, and an unresolved one is
+  /// resolved by that arbitration. Cases of the problems in `leaving` (`kind|key`: records mid-change)
+  /// are left as they are. Returns (opened, still open, resolved).
   public func applySweep(
-    _ problems: [(kind: ProblemKind, key: String, records: [CaseRecordRef])], by: String, at: Int64
+    _ problems: [(kind: ProblemKind, key: String, records: [CaseRecordRef])], leaving: Set<String> = [], by: String, at: Int64
   ) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
     try await writer.write { db in
       var opened = 0
       var unchanged = 0
+      var resolved = 0
       var found: Set<String> = []
       for problem in problems {
         found.insert("\(problem.kind.rawValue)|\(problem.key)")
+        let accepted = try Self.acceptedCase(db, kind: problem.kind, key: problem.key, records: problem.records)
         if var existing = try DuplicateCaseRecord.filter(
           Column("kind") == problem.kind.rawValue && Column("key") == problem.key && Column("state") != CaseState.resolved.rawValue
         ).fetchOne(db) {
-          unchanged += 1
           if existing.records != problem.records {
             existing.records = problem.records
             existing.updatedAt = at
             try existing.update(db)
             try Self.linkKindergartens(db, existing)
           }
+          if let accepted {
+            // The records went back to what the arbitration accepted (the one more left again).
+            existing.state = .resolved
+            existing.resolution = "evidence_accepted"
+            existing.updatedAt = at
+            try existing.update(db)
+            try CaseEventRecord(
+              caseId: existing.id!, action: "resolved", actor: by, kindergartenCode: "",
+              note: "the records are those whose evidence case \(accepted.id ?? 0) accepted", at: at
+            ).insert(db)
+            resolved += 1
+          } else {
+            unchanged += 1
+          }
           continue
         }
         // An arbitration that accepted the parents' evidence stays accepted: the same records
         // sharing the same key are not a new problem. Only a change of the records it covered
         // (one more, one less, another kindergarten) opens a case again.
-        if try DuplicateCaseRecord.filter(
-          Column("kind") == problem.kind.rawValue && Column("key") == problem.key && Column("state") == CaseState.resolved.rawValue
-            && Column("resolution") == "evidence_accepted"
-        ).fetchAll(db).contains(where: { Set($0.records) == Set(problem.records) }) {
+        if accepted != nil {
           unchanged += 1
           continue
         }
@@ -152,9 +167,8 @@ extension Registry {
         try CaseEventRecord(caseId: created.id!, action: "opened", actor: by, kindergartenCode: "", note: "found by the sweep", at: at).insert(db)
         opened += 1
       }
-      var resolved = 0
       for var open in try DuplicateCaseRecord.filter(Column("state") == CaseState.open.rawValue).fetchAll(db)
-      where !found.contains("\(open.kind.rawValue)|\(open.key)") {
+      where !found.contains("\(open.kind.rawValue)|\(open.key)") && !leaving.contains("\(open.kind.rawValue)|\(open.key)") {
         open.state = .resolved
         open.resolution = open.resolution ?? "modified"
         open.updatedAt = at
@@ -164,6 +178,19 @@ extension Registry {
       }
       return (opened, unchanged, resolved)
     }
+  }
+
+  /// The resolved case whose accepted evidence covers exactly these records sharing this key.
+  static func acceptedCase(_ db: Database, kind: ProblemKind, key: String, records: [CaseRecordRef]) throws -> DuplicateCaseRecord? {
+    try DuplicateCaseRecord.filter(
+      Column("kind") == kind.rawValue && Column("key") == key && Column("state") == CaseState.resolved.rawValue
+        && Column("resolution") == "evidence_accepted"
+    ).fetchAll(db).first { Set($0.records) == Set(records) }
+  }
+
+  /// ``acceptedCase(_:kind:key:records:)``, for the router's re-check of a case.
+  public func acceptedCase(kind: ProblemKind, key: String, records: [CaseRecordRef]) async throws -> DuplicateCaseRecord? {
+    try await writer.read { db in try Self.acceptedCase(db, kind: kind, key: key, records: records) }
   }
 
   static func linkKindergartens(_ db: Database, _ record: DuplicateCaseRecord) throws {

@@ -177,6 +177,16 @@ extension Registry {
     return nil
   }
 
+  /// The index rows of changes waiting for their shards, each as it will be and, when it had
+  /// one, as it was: the records whose index rows are not yet the truth either way.
+  public func reservedRows() async throws -> [ChildIndexRecord] {
+    try await writer.read { db in
+      try ChildIndexRecord.fetchAll(db, sql: "SELECT * FROM child_index WHERE reservation IS NOT NULL").flatMap { row in
+        [row] + (row.previous.flatMap { try? JSONDecoder().decode(ChildIndexRecord.self, from: Data($0.utf8)) }.map { [$0] } ?? [])
+      }
+    }
+  }
+
   /// The identity rules for a child arriving by transfer from `sender`: the same check as an
   /// enrollment's, the record being active at its sender by right. Nothing is written.
   public func transferConflict(_ row: ChildIndexRecord, from sender: String) async throws -> IndexConflict? {
