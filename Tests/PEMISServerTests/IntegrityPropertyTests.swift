@@ -49,6 +49,32 @@ struct IntegrityPropertyTests {
   }
 }
 
+/// A sequence a long run reported, run again: `PEMIS_PROPERTY_REPLAY` holds its steps as printed
+/// (`[steps [n, n, …]]`), `PEMIS_PROPERTY_REPLAYS` how many times (the batches run at once, so a
+/// violation may need several tries). Not part of the suite's run without the variable.
+@Suite("Integrity property replay")
+struct IntegrityPropertyReplay {
+  static var steps: [Int]? {
+    guard let text = ProcessInfo.processInfo.environment["PEMIS_PROPERTY_REPLAY"] else { return nil }
+    return text.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+  }
+
+  @Test("a reported sequence, run again", .enabled(if: Self.steps != nil))
+  func replay() async throws {
+    let steps = try #require(Self.steps)
+    let times = Int(ProcessInfo.processInfo.environment["PEMIS_PROPERTY_REPLAYS"] ?? "") ?? 1
+    var found = 0
+    for time in 1...max(1, times) {
+      let run = try await PropertySequence(steps: steps)
+      let violations = await run.run()
+      IntegrityPropertyTests.say("replay \(time): \(run.operations) operations, \(violations.count) violations")
+      for violation in violations { IntegrityPropertyTests.say("  \(violation.components(separatedBy: " [steps ")[0])") }
+      found += violations.count
+    }
+    #expect(found == 0)
+  }
+}
+
 /// One operation of a sequence, with what it concerns (for resolving it when it fails).
 enum PropertyOperation: Sendable {
   case enroll(record: String, child: ChildRecord, code: String, classId: String?)
@@ -178,6 +204,9 @@ final class PropertySequence: @unchecked Sendable {
   var byKind: [String: Int] = [:]
   var violations: [String] = []
 
+  /// `PEMIS_PROPERTY_TRACE=1` prints each operation and its outcome (for a replay).
+  static let tracing = ProcessInfo.processInfo.environment["PEMIS_PROPERTY_TRACE"] == "1"
+
   init(steps: [Int]) async throws {
     self.steps = steps
     district = try await PropertyDistrict()
@@ -225,8 +254,10 @@ final class PropertySequence: @unchecked Sendable {
       planned.append(op)
       if (n >> 52) % 10 < 3 {
         let points = (n >> 44) % 4 == 0 || op.points.isEmpty ? PropertyOperation.allPoints : op.points
-        faults.arm(points[(n >> 46) % points.count], (n >> 56) & 1 == 0 ? .fail : .crash)
+        let point = points[(n >> 46) % points.count]
+        faults.arm(point, (n >> 56) & 1 == 0 ? .fail : .crash)
         armed += 1
+        if Self.tracing { IntegrityPropertyTests.say("  armed \(point) \((n >> 56) & 1 == 0 ? "fail" : "crash")") }
       }
     }
     let router = district.router
@@ -242,6 +273,7 @@ final class PropertySequence: @unchecked Sendable {
     var crashed = false
     for (i, outcome) in outcomes {
       let op = planned[i]
+      if Self.tracing { IntegrityPropertyTests.say("  \(op) → \(outcome)") }
       operations += 1
       byKind[op.kind, default: 0] += 1
       switch outcome {
@@ -267,6 +299,7 @@ final class PropertySequence: @unchecked Sendable {
     // A crash ends the process: sometimes it restarts at once (the new process recovers the
     // old one's reservations without waiting for the lease), sometimes only at the end.
     if crashed && (batch[0] >> 40) & 1 == 0 {
+      if Self.tracing { IntegrityPropertyTests.say("  restart and recover") }
       try await recoverAndResolve(advance: false)
     }
   }
