@@ -12,6 +12,9 @@
 #   FUZZ_KEEP=1    merge the inputs that found new coverage into Fuzz/Corpus/TARGET (a long run
 #                  whose corpus is worth committing); otherwise the repository is not touched.
 #   FUZZ_FORKS=N   run N fuzzing processes (libFuzzer -fork), default 1.
+#   FUZZ_BIN=DIR   run the fuzz executables in DIR instead of building them: a long run from a
+#                  copy (`cp .build/debug/fuzz-* DIR` after a fuzz build), so the checkout can
+#                  build and test meanwhile without changing what runs.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -24,8 +27,12 @@ targets=("$@")
 # libraries with coverage and AddressSanitizer, in the ordinary .build: the dependencies are reused
 # from the test build (docs/FUZZING.md, "Building"). The next ordinary build recompiles our code.
 build() { PEMIS_FUZZ=1 swift build "$@"; }
-for target in "${targets[@]}"; do build --product "fuzz-$target" >&2; done
-bin="$(build --show-bin-path)"
+if [ -n "${FUZZ_BIN:-}" ]; then
+  bin="$(cd "$FUZZ_BIN" && pwd)"
+else
+  for target in "${targets[@]}"; do build --product "fuzz-$target" >&2; done
+  bin="$(build --show-bin-path)"
+fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
