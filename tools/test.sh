@@ -6,8 +6,17 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-tools/setup.sh
-tools/interop-python/setup.sh >/dev/null
-swift build --build-tests
-swift test --skip-build
-tools/fuzz.sh "${PEMIS_FUZZ_SECONDS:-30}" frames wire
+# Each phase's wall time is printed at the end (the CI budget is 15 minutes on 2 cores).
+times=()
+phase() {
+  local name="$1" start=$SECONDS
+  shift
+  "$@"
+  times+=("$name $((SECONDS - start)) s")
+}
+phase setup tools/setup.sh
+phase python tools/interop-python/setup.sh >/dev/null
+phase build swift build --build-tests
+phase tests swift test --skip-build
+phase fuzz tools/fuzz.sh "${PEMIS_FUZZ_SECONDS:-30}" frames wire
+echo "test.sh: passed in $SECONDS s ($(IFS=,; echo "${times[*]}" | sed 's/,/, /g'))"
