@@ -58,6 +58,9 @@ extension Router {
   public func sweep(by: String, pageSize: Int = 5_000) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
     // An empty page would end the scan early, and cases of invalid IDs would close unfixed.
     let pageSize = max(1, pageSize)
+    // The reservations open before the scan and after it: one released while the index was
+    // read was mid-change when its rows were read.
+    let reservedBefore = try await registry.reservedRows()
     var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
     var after: String?
     while true {
@@ -72,7 +75,7 @@ extension Router {
     // A record mid-change (a reservation waiting for its shard) is neither what the index now
     // says nor still what it was: a problem that concerns it is judged by the next sweep, not
     // opened, changed or resolved on a row that may never be written.
-    let leaving = Self.problemKeys(of: try await registry.reservedRows())
+    let leaving = Self.problemKeys(of: reservedBefore + (try await registry.reservedRows()))
     found.removeAll { leaving.contains("\($0.kind.rawValue)|\($0.key)") }
     return try await registry.applySweep(found, leaving: leaving, by: by, at: now())
   }
@@ -135,7 +138,19 @@ extension Router {
 
   func recheck(_ id: Int64, resolution: String, action: String, code: String, by: String) async throws -> DuplicateCaseRecord {
     let record = try await caseFor(id, kindergarten: code)
-    let remaining = Self.problems(in: try await rows(concerning: record)).first { $0.kind == record.kind && $0.key == record.key }
+    // A record of the case mid-change: judged once the change is written or released, as the
+    // sweep does.
+    let reservedBefore = try await registry.reservedRows()
+    let rows = try await rows(concerning: record)
+    if Self.problemKeys(of: reservedBefore + (try await registry.reservedRows())).contains("\(record.kind.rawValue)|\(record.key)") {
+      if action == "modified" {
+        throw StoreError(.aborted, "case_id: a record of case \(id) is being changed; try again in a moment")
+      }
+      let event = CaseEventRecord(
+        caseId: id, action: action, actor: by, kindergartenCode: code, note: "a record is being changed; the next sweep judges the case", at: now())
+      return try await registry.advanceCase(id, from: [.open], to: .open, event: event)
+    }
+    let remaining = Self.problems(in: rows).first { $0.kind == record.kind && $0.key == record.key }
     // What remains may be just the records an arbitration accepted on evidence: resolved by it.
     if let remaining, let accepted = try await registry.acceptedCase(kind: record.kind, key: record.key, records: remaining.records) {
       let event = CaseEventRecord(

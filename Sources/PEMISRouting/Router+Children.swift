@@ -47,6 +47,9 @@ extension Router {
     public var storeError: StoreError {
       switch conflict.reason {
       case .beingChanged: StoreError(.aborted, description)
+      // A transfer mid-step is ended by recovery within a minute: worth retrying. One waiting
+      // for the receiver (`out`) waits for people.
+      case .inTransfer where conflict.transfer?.state.isInFlight ?? false: StoreError(.aborted, description)
       case .deceased, .inTransfer: StoreError(.failedPrecondition, description)
       case .active, .samePersonHere: StoreError(.alreadyExists, description)
       }

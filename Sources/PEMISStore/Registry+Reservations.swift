@@ -130,21 +130,24 @@ extension Registry {
   /// transferred in) or gives it another identity must not meet an active, deceased or
   /// held identity; a record being changed by another reservation waits for it.
   /// `movingFrom`: a transfer's sender, where the record is active by right until it arrives.
-  /// A record in an open transfer is changed by that transfer only: whatever else would keep it
-  /// or make it active waits for the transfer's end.
+  /// A record in an open transfer is changed by that transfer only: at its sender and its
+  /// receiver nothing else may keep, close or bring the record to life until the transfer ends
+  /// (a leave or departure at the sender cancels the transfer first). Elsewhere the usual rules
+  /// answer, so a third kindergarten is not told where the child is going.
   static func conflict(
     _ db: Database, _ row: ChildIndexRecord, movingFrom: String? = nil
   ) throws -> (existing: ChildIndexRecord, reason: IndexConflictReason, transfer: TransferRecord?)? {
     let existing = try ChildIndexRecord.fetchOne(db, key: row.recordNumber)
     if let existing, existing.reservation != nil { return (existing, .beingChanged, nil) }
-    guard row.active else { return nil }
     if movingFrom == nil, let existing,
       let open = try db.cachedRecord(
         TransferRecord.self, "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
-        [row.recordNumber])
+        [row.recordNumber]),
+      row.kindergartenCode == open.fromCode || row.kindergartenCode == open.toCode
     {
       return (existing, .inTransfer, open)
     }
+    guard row.active else { return nil }
     let arrives = existing.map { !$0.active || $0.kindergartenCode != row.kindergartenCode } ?? true
     if arrives, let existing {
       if existing.active && existing.kindergartenCode != movingFrom { return (existing, .active, nil) }
