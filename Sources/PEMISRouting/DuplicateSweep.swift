@@ -58,26 +58,32 @@ extension Router {
   public func sweep(by: String, pageSize: Int = 5_000) async throws -> (opened: Int, unchanged: Int, resolved: Int) {
     // An empty page would end the scan early, and cases of invalid IDs would close unfixed.
     let pageSize = max(1, pageSize)
-    // The reservations open before the scan and after it: one released while the index was
-    // read was mid-change when its rows were read.
-    let reservedBefore = try await registry.reservedRows()
-    var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
-    var after: String?
-    while true {
-      let page = try await registry.indexRecords(after: after, limit: pageSize, activeOnly: true)
-      found += Self.invalidIDProblems(in: page)
-      guard page.count == pageSize, let last = page.last else { break }
-      after = last.recordNumber
-    }
-    let sharing = try await registry.activeRowsSharingDocumentNumber() + registry.activeRowsSharingPerson()
-    found += Self.sharedProblems(in: sharing)
-    found.sort { ($0.kind.rawValue, $0.key) < ($1.kind.rawValue, $1.key) }
     // A record mid-change (a reservation waiting for its shard) is neither what the index now
     // says nor still what it was: a problem that concerns it is judged by the next sweep, not
     // opened, changed or resolved on a row that may never be written.
-    let leaving = Self.problemKeys(of: reservedBefore + (try await registry.reservedRows()))
+    var (found, leaving) = try await midChange {
+      var found: [(kind: ProblemKind, key: String, records: [CaseRecordRef])] = []
+      var after: String?
+      while true {
+        let page = try await registry.indexRecords(after: after, limit: pageSize, activeOnly: true)
+        found += Self.invalidIDProblems(in: page)
+        guard page.count == pageSize, let last = page.last else { break }
+        after = last.recordNumber
+      }
+      let sharing = try await registry.activeRowsSharingDocumentNumber() + registry.activeRowsSharingPerson()
+      return found + Self.sharedProblems(in: sharing)
+    }
     found.removeAll { leaving.contains("\($0.kind.rawValue)|\($0.key)") }
+    found.sort { ($0.kind.rawValue, $0.key) < ($1.kind.rawValue, $1.key) }
     return try await registry.applySweep(found, leaving: leaving, by: by, at: now())
+  }
+
+  /// Runs `read` of the index, and returns with it the problem keys of the rows reserved before
+  /// or after it: a reservation released while the index was read was mid-change when it was.
+  func midChange<T: Sendable>(_ read: () async throws -> T) async throws -> (T, leaving: Set<String>) {
+    let before = try await registry.reservedRows()
+    let value = try await read()
+    return (value, Self.problemKeys(of: before + (try await registry.reservedRows())))
   }
 
   /// Every problem key (`kind|key`) a row could take part in, whatever its state. Pure.
@@ -140,9 +146,8 @@ extension Router {
     let record = try await caseFor(id, kindergarten: code)
     // A record of the case mid-change: judged once the change is written or released, as the
     // sweep does.
-    let reservedBefore = try await registry.reservedRows()
-    let rows = try await rows(concerning: record)
-    if Self.problemKeys(of: reservedBefore + (try await registry.reservedRows())).contains("\(record.kind.rawValue)|\(record.key)") {
+    let (concerned, leaving) = try await midChange { try await self.rows(concerning: record) }
+    if leaving.contains("\(record.kind.rawValue)|\(record.key)") {
       if action == "modified" {
         throw StoreError(.aborted, "case_id: a record of case \(id) is being changed; try again in a moment")
       }
@@ -150,7 +155,7 @@ extension Router {
         caseId: id, action: action, actor: by, kindergartenCode: code, note: "a record is being changed; the next sweep judges the case", at: now())
       return try await registry.advanceCase(id, from: [.open], to: .open, event: event)
     }
-    let remaining = Self.problems(in: rows).first { $0.kind == record.kind && $0.key == record.key }
+    let remaining = Self.problems(in: concerned).first { $0.kind == record.kind && $0.key == record.key }
     // What remains may be just the records an arbitration accepted on evidence: resolved by it.
     if let remaining, let accepted = try await registry.acceptedCase(kind: record.kind, key: record.key, records: remaining.records) {
       let event = CaseEventRecord(

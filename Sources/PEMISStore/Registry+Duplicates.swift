@@ -133,18 +133,19 @@ extension Registry {
         if var existing = try DuplicateCaseRecord.filter(
           Column("kind") == problem.kind.rawValue && Column("key") == problem.key && Column("state") != CaseState.resolved.rawValue
         ).fetchOne(db) {
-          if existing.records != problem.records {
-            existing.records = problem.records
-            existing.updatedAt = at
-            try existing.update(db)
-            try Self.linkKindergartens(db, existing)
-          }
-          if let accepted {
+          let moved = existing.records != problem.records
+          existing.records = problem.records
+          if accepted != nil {
             // The records went back to what the arbitration accepted (the one more left again).
             existing.state = .resolved
             existing.resolution = "evidence_accepted"
+          }
+          if moved || accepted != nil {
             existing.updatedAt = at
             try existing.update(db)
+          }
+          if moved { try Self.linkKindergartens(db, existing) }
+          if let accepted {
             try CaseEventRecord(
               caseId: existing.id!, action: "resolved", actor: by, kindergartenCode: "",
               note: "the records are those whose evidence case \(accepted.id ?? 0) accepted", at: at

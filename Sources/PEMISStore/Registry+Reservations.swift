@@ -139,10 +139,7 @@ extension Registry {
   ) throws -> (existing: ChildIndexRecord, reason: IndexConflictReason, transfer: TransferRecord?)? {
     let existing = try ChildIndexRecord.fetchOne(db, key: row.recordNumber)
     if let existing, existing.reservation != nil { return (existing, .beingChanged, nil) }
-    if movingFrom == nil, let existing,
-      let open = try db.cachedRecord(
-        TransferRecord.self, "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
-        [row.recordNumber]),
+    if movingFrom == nil, let existing, let open = try openTransfer(db, recordNumber: row.recordNumber),
       row.kindergartenCode == open.fromCode || row.kindergartenCode == open.toCode
     {
       return (existing, .inTransfer, open)

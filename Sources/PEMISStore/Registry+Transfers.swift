@@ -99,16 +99,19 @@ extension Registry {
   public func createTransfer(_ transfer: TransferRecord) async throws -> TransferRecord? {
     try await writer.write { db in
       if let existing = try db.cachedRecord(TransferRecord.self, "SELECT * FROM transfer WHERE id = ?", [transfer.id]) { return existing }
-      if let open = try db.cachedRecord(
-        TransferRecord.self,
-        "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
-        [transfer.recordNumber])
-      {
+      if let open = try Self.openTransfer(db, recordNumber: transfer.recordNumber) {
         throw StoreError(.failedPrecondition, "record_number: transfer \(open.id) of this child is still open (\(open.state.rawValue))")
       }
       try transfer.insert(db)
       return nil
     }
+  }
+
+  /// The record's transfer that has not ended, if any (at most one: `transfer_open_per_child`).
+  static func openTransfer(_ db: Database, recordNumber: String) throws -> TransferRecord? {
+    try db.cachedRecord(
+      TransferRecord.self, "SELECT * FROM transfer WHERE recordNumber = ? AND state NOT IN \(TransferState.finalStatesSQL) LIMIT 1",
+      [recordNumber])
   }
 
   public func transfer(_ id: String) async throws -> TransferRecord? {

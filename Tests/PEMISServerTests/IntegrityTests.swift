@@ -358,17 +358,24 @@ struct IntegrityTests {
     }
   }
 
+  /// The child enrolled at A, transferred out to B, and B's transfer-in failed at `point` (left
+  /// mid-step, `accepting`, for recovery).
+  func transferInStopped(_ district: District, at point: String) async throws -> Pemis_V1_Transfer {
+    try await enroll(district)
+    let out = try await transferOut(district)
+    district.server.tenancy.router.faults.arm(point, .fail)
+    #expect(await failure { _ = try await transfers(district, adminB) { try await $0.transferIn(.with { $0.transferID = out.id }) } } != nil)
+    return out
+  }
+
   @Test("a transfer stopped after the sender recorded the child sent: no enrollment anywhere takes the record before recovery finishes it")
   func stoppedTransferHoldsTheRecord() async throws {
     try await withDistrict { district in
       // Found by the 10,000-sequence property run: the sender's record was closed (transferred
       // out) while the index still held it at the sender, so enrolling the child there again
       // passed the identity rules and the child was active in two kindergartens.
-      try await enroll(district)
-      let out = try await transferOut(district)
+      let out = try await transferInStopped(district, at: "transfer.sent")
       let router = district.server.tenancy.router
-      router.faults.arm("transfer.sent", .fail)
-      #expect(await failure { _ = try await transfers(district, adminB) { try await $0.transferIn(.with { $0.transferID = out.id }) } } != nil)
       #expect(try await shard(district, a).child(number)?.state == .transferredOut)
       #expect(try await district.registry.transfer(out.id)?.state == .accepting)
       for user in [adminA, adminB] {
@@ -389,11 +396,7 @@ struct IntegrityTests {
     try await withDistrict { district in
       // Found by review: a leave (a row that closes the record) passed the in-transfer rule, and
       // recovery then received the child again over the left record, undoing the leave.
-      try await enroll(district)
-      let out = try await transferOut(district)
-      let router = district.server.tenancy.router
-      router.faults.arm("transfer.received", .fail)
-      #expect(await failure { _ = try await transfers(district, adminB) { try await $0.transferIn(.with { $0.transferID = out.id }) } } != nil)
+      let out = try await transferInStopped(district, at: "transfer.received")
       #expect(try await shard(district, b).child(number)?.state == .enrolled)
       #expect(try await shard(district, a).child(number)?.state == .pendingTransferOut)
       let refused = await failure {
