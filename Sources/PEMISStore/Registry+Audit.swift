@@ -46,7 +46,7 @@ extension Registry {
       e.result, e.peer,
     ]
     let digest = SHA256.hash(data: Data(fields.joined(separator: "\u{1F}").utf8))
-    return digest.map { String(format: "%02x", $0) }.joined()
+    return digest.lowercaseHex
   }
 
   public struct AuditQuery: Sendable {

@@ -2,6 +2,7 @@ internal import Crypto
 internal import CryptoExtras
 internal import Foundation
 internal import NIOPosix
+internal import PEMISDomain
 
 /// Password hashing with scrypt (a memory-hard, slow KDF from swift-crypto). Stored as
 /// `scrypt$<log2 N>$<r>$<p>$<salt base64>$<hash base64>`, so the cost can rise later without
@@ -72,7 +73,7 @@ enum Secrets {
 
   /// What the registry stores instead of the token.
   static func tokenHash(_ token: String) -> String {
-    SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    SHA256.hash(data: Data(token.utf8)).lowercaseHex
   }
 }
 
