@@ -529,14 +529,32 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   }
 }
 
-// Serialized: each case starts a server of its own (on a copy of the seeded district) and logs
-// in as every role; run together they would crowd out the timing-sensitive transport tests on a
-// two-core machine.
-@Suite("Authorization: every method × every role", .serialized)
-struct AuthorizationMatrixTests {
-  @Test("allowed calls pass authorization; denied ones get PERMISSION_DENIED, are audited and change nothing", arguments: MatrixCase.all)
-  func matrix(_ testCase: MatrixCase) async throws {
+extension MatrixCase {
+  /// The cases of one of the matrix's two lanes (every other case, from `lane`).
+  static func lane(_ lane: Int) -> [MatrixCase] { all.enumerated().filter { $0.offset % 2 == lane }.map(\.element) }
+
+  /// Without a session the call is UNAUTHENTICATED; each role allowed passes authorization, each
+  /// denied gets PERMISSION_DENIED; every refusal leaves exactly its own audit entry and changes
+  /// no other row of any table of any file.
+  func check() async throws {
+    let testCase = self
     try await withDistrict { district in
+      // No session first (one server per case for both checks: a second server per case was a
+      // tenth of the matrix's time).
+      do {
+        let target = try await testCase.setup(district)
+        let before = try await district.fingerprint()
+        let error = await #expect(throws: RPCError.self) {
+          try await withPEMISClient(district.address) { client in try await testCase.call(client, target) }
+        }
+        #expect(error?.code == .unauthenticated)
+        let after = try await district.fingerprint(auditThrough: before.auditHead)
+        #expect(after == before, "a call without a session changed the data directory: \(after.differences(from: before).joined(separator: "; "))")
+        let entries = try await district.auditEntries(after: before.auditHead)
+        #expect(
+          entries.map { [$0.method, $0.username, $0.result] } == [[testCase.method, "", RPCError.Code.unauthenticated.grpcName]],
+          "a call without a session should leave exactly its own audit entry, found \(entries)")
+      }
       for role in Role.allCases {
         let target = try await testCase.setup(district)
         let username = District.user(role)
@@ -571,6 +589,24 @@ struct AuthorizationMatrixTests {
       }
     }
   }
+}
+
+// Two lanes, each serialized: a case starts a server of its own (on a copy of the seeded district)
+// and calls as every role. All at once they would crowd out the timing-sensitive transport tests
+// on a two-core machine; one at a time, the matrix outlasted the rest of the suite by two minutes
+// with a core idle.
+@Suite("Authorization: every method × every role", .serialized)
+struct AuthorizationMatrixTests {
+  @Test(
+    "without a session a call is UNAUTHENTICATED; allowed roles pass authorization, denied ones get PERMISSION_DENIED; every refusal is audited and changes nothing",
+    arguments: MatrixCase.lane(0))
+  func matrix(_ testCase: MatrixCase) async throws { try await testCase.check() }
+
+  @Test("the two lanes together are the whole matrix, each case once")
+  func lanes() {
+    #expect((MatrixCase.lane(0) + MatrixCase.lane(1)).map(\.name).sorted() == MatrixCase.all.map(\.name).sorted())
+    #expect(Set(MatrixCase.all.map(\.name)).count == MatrixCase.all.count)
+  }
 
   @Test("every method in the policy table is covered by the matrix or is open")
   func coverage() {
@@ -595,23 +631,13 @@ struct AuthorizationMatrixTests {
     #expect(served.count == 13)
     for method in methods { #expect(Policy.table["/\(method.fullyQualifiedMethod)"] != nil, "\(method) has no policy") }
   }
-
-  @Test("without a session every protected method is UNAUTHENTICATED, is audited and changes nothing", arguments: MatrixCase.all)
-  func anonymous(_ testCase: MatrixCase) async throws {
-    try await withDistrict { district in
-      let target = try await testCase.setup(district)
-      let before = try await district.fingerprint()
-      let error = await #expect(throws: RPCError.self) {
-        try await withPEMISClient(district.address) { client in try await testCase.call(client, target) }
-      }
-      #expect(error?.code == .unauthenticated)
-      let after = try await district.fingerprint(auditThrough: before.auditHead)
-      #expect(after == before, "a call without a session changed the data directory: \(after.differences(from: before).joined(separator: "; "))")
-      let entries = try await district.auditEntries(after: before.auditHead)
-      #expect(
-        entries.map { [$0.method, $0.username, $0.result] } == [[testCase.method, "", RPCError.Code.unauthenticated.grpcName]],
-        "a call without a session should leave exactly its own audit entry, found \(entries)")
-    }
-  }
 }
 
+/// The matrix's second lane (``AuthorizationMatrixTests``).
+@Suite("Authorization: every method × every role, second lane", .serialized)
+struct AuthorizationMatrixSecondLaneTests {
+  @Test(
+    "without a session a call is UNAUTHENTICATED; allowed roles pass authorization, denied ones get PERMISSION_DENIED; every refusal is audited and changes nothing",
+    arguments: MatrixCase.lane(1))
+  func matrix(_ testCase: MatrixCase) async throws { try await testCase.check() }
+}
