@@ -40,6 +40,11 @@ let dependencies: [Package.Dependency] = [
   .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
   .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
   .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+  // Operations (docs/OPERATIONS.md): the server's figures in Prometheus's format at /metrics
+  // (swift-prometheus's registry), and swift-metrics' global system pointed at the same registry
+  // in pemis-server, so a library that reports through swift-metrics shows up there too.
+  .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+  .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
 ]
 
 /// Swift 6 language mode everywhere, plus the upcoming features that keep dependencies explicit.
@@ -144,6 +149,8 @@ var targets: [Target] = [
       http2,
       nioSSL,
       .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+      .product(name: "NIOHTTP1", package: "swift-nio"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
     ],
     swiftSettings: settings
   ),
@@ -184,6 +191,8 @@ var targets: [Target] = [
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      .product(name: "Metrics", package: "swift-metrics"),
+      .product(name: "Prometheus", package: "swift-prometheus"),
     ],
     swiftSettings: settings
   ),

@@ -13,7 +13,9 @@ bin="$(swift build -c release --show-bin-path)"
 
 data="$(mktemp -d)"
 out="$data/server.out"
-"$bin/pemis-server" serve --port 0 --data-dir "$data/data" --log-level warning --diagnostics true >"$out" 2>&1 &
+# PEMIS_SERVER_ARGS adds serve options (e.g. "--metrics-port 0": calls recorded for /metrics).
+# shellcheck disable=SC2086
+"$bin/pemis-server" serve --port 0 --data-dir "$data/data" --log-level warning --diagnostics true ${PEMIS_SERVER_ARGS:-} >"$out" 2>&1 &
 server=$!
 trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out" && break; sleep 0.1; done

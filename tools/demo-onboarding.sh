@@ -30,11 +30,15 @@ step "pemis-server init: the data directory and the first district administrator
 admin_otp=$(grep 'one-time password' init.out | awk '{print $NF}')
 
 step "start the server"
-"$bin/pemis-server" serve --data-dir ./data --port 0 >server.out 2>server.log &
+# JSON log lines at debug level and the metrics listener: the end of the walkthrough checks both
+# for personal data (docs/OPERATIONS.md, "Logs").
+"$bin/pemis-server" serve --data-dir ./data --port 0 --log-format json --log-level debug --metrics-port 0 >server.out 2>server.log &
 server=$!
 trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }' EXIT
 for _ in $(seq 100); do grep -q "listening on" server.out && break; sleep 0.1; done
-export PEMIS_SERVER="$(grep -o 'listening on [^ ]*' server.out | cut -d' ' -f3)"
+export PEMIS_SERVER="$(grep -o 'listening on [^ ]*' server.out | head -1 | cut -d' ' -f3)"
+for _ in $(seq 100); do grep -q "(metrics" server.out && break; sleep 0.1; done
+metrics="$(grep -o 'listening on [^ ]* (metrics' server.out | cut -d' ' -f3)"
 echo "server at $PEMIS_SERVER"
 
 step "the district administrator logs in and creates the offices' accounts"
@@ -200,6 +204,28 @@ as admin audit query --kindergarten 1112000102
 step "pemis-server audit verify; pemis-server check (every record active in one shard, the index agrees)"
 "$bin/pemis-server" audit verify --data-dir ./data
 "$bin/pemis-server" check --data-dir ./data
+
+step "operations: the server's log (JSON lines) and its metrics carry no ID number, phone number or name"
+curl -sf "http://$metrics/metrics" > metrics.txt
+grep -E '^pemis_rpc_calls_total\{.*method="TransferIn"' metrics.txt
+python3 - server.log metrics.txt <<'PY'
+import json, re, sys
+log, metrics = (open(path, encoding="utf-8").read() for path in sys.argv[1:3])
+lines = [line for line in log.splitlines() if line.strip()]
+for line in lines:
+    entry = json.loads(line)  # every line is one JSON object
+    assert {"time", "level", "label", "message"} <= entry.keys(), line
+patterns = {
+    "an ID number": r"\d{17}[\dX]",          # also every record number (G + the ID number)
+    "a mobile number": r"(?<!\d)1[3-9]\d{9}(?!\d)",
+    "a child's or guardian's name": r"张小明|张晓明|周子轩|陈浩宇|张伟|李娜|周强",
+}
+for name, pattern in patterns.items():
+    for source, text in (("server.log", log), ("metrics", metrics)):
+        found = re.search(pattern, text)
+        assert found is None, f"{name} in {source}: ...{text[max(0, found.start() - 80):found.end() + 40]}..."
+print(f"server.log: {len(lines)} JSON lines; metrics: {len(metrics.splitlines())} lines; no ID number, phone number or name in either")
+PY
 
 echo
 echo "demo complete: $work"

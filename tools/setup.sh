@@ -7,12 +7,19 @@
 #   make, gcc           to build the C client
 #   zlib1g-dev          zlib, which grpc-swift-nio-transport (the HTTP/2 listener) links for compression
 #   libssl-dev          OpenSSL, for the C client's TLS (tools/c-client)
+# With `test`, what only the test suite needs instead (tools/test.sh installs it while Swift builds):
+#   prometheus          Prometheus and promtool, for the alert test (Config/prometheus/alerts.yml)
+#   curl                the walkthrough (tools/demo-onboarding.sh) scrapes /metrics with it
 # Safe to run again: it installs nothing that is already there.
+#
+# Usage: tools/setup.sh [test]
 set -euo pipefail
 
+packages=(libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc zlib1g-dev libssl-dev)
+[ "${1:-}" = test ] && packages=(prometheus curl)
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in libsqlite3-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler make gcc zlib1g-dev libssl-dev; do
+for pkg in "${packages[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs missing system packages (as root) and the
-# Python gRPC packages of the interop test (a venv in .build-python/), then runs every Swift test
+# The whole test suite, from a fresh clone: installs missing system packages (as root: those to
+# build, then Prometheus for the alert test) and the Python gRPC packages of the interop test (a
+# venv in .build-python/), then runs every Swift test
 # (which also builds and runs the C client, and runs Python's grpcio, against a real server), then
 # fuzzes the frame decoder and the connection state machine for 30 s each, side by side
 # (docs/FUZZING.md).
@@ -22,17 +23,21 @@ phase() {
   times+=("$name $((SECONDS - start)) s")
 }
 phase setup tools/setup.sh
-# The Python packages download while Swift compiles (the one is the network, the other the CPUs);
-# the tests wait for them.
+# What only the tests need — Prometheus (Debian) and the Python packages (PyPI) — downloads while
+# Swift compiles (the one is the network, the other the CPUs); the tests wait for them.
 python_log="$(mktemp)"
-trap 'rm -f "$python_log"' EXIT
+tools_log="$(mktemp)"
+trap 'rm -f "$python_log" "$tools_log"' EXIT
 tools/interop-python/setup.sh >/dev/null 2>"$python_log" &
 python_pid=$!
+tools/setup.sh test >"$tools_log" 2>&1 &
+tools_pid=$!
 phase build swift build --build-tests "${swiftpm[@]}"
-python_wait() {
+test_tools_wait() {
   wait "$python_pid" || { cat "$python_log" >&2; echo "test.sh: the Python packages could not be installed" >&2; return 1; }
+  wait "$tools_pid" || { cat "$tools_log" >&2; echo "test.sh: the test tools (tools/setup.sh test) could not be installed" >&2; return 1; }
 }
-phase python python_wait
+phase test-tools test_tools_wait
 phase tests swift test --skip-build "${swiftpm[@]}"
 phase fuzz tools/fuzz.sh "${PEMIS_FUZZ_SECONDS:-30}" frames wire
 echo "test.sh: passed in $SECONDS s ($(IFS=,; echo "${times[*]}" | sed 's/,/, /g'))"

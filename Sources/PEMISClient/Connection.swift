@@ -21,10 +21,14 @@ public func withPEMISClient<Result: Sendable>(
   }
 }
 
-/// One line for a person: "UNAVAILABLE: cannot connect to 127.0.0.1:7400: connection refused".
+/// One line for a person: "UNAVAILABLE: cannot connect to 127.0.0.1:7400: connection refused",
+/// with the server's request id when it sent one ("… (请求编号 request id 3f2a…)"), which the
+/// person quotes to the district's IT officer, who finds the call's log lines and audit entry by it.
 public func describeFailure(_ error: any Error) -> String {
   if let error = error as? RPCError {
-    return "\(error.code.grpcName): \(error.message)"
+    let id = error.metadata[stringValues: "pemis-request-id"].first(where: { _ in true })
+    let printable = id.map { $0.utf8.count <= 32 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) } } ?? false
+    return "\(error.code.grpcName): \(error.message)" + (printable ? " (请求编号 request id \(id!))" : "")
   }
   return "\(error)"
 }

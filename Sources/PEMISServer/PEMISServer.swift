@@ -25,6 +25,10 @@ public struct PEMISServer: Service {
   public let tenancy: Tenancy
   /// The TLS certificate both listeners present, when TLS is on.
   private let certificates: ServerCertificates?
+  /// The server's figures; `/metrics` (``metricsListener``) renders them.
+  public let metrics: ServerMetrics
+  /// The optional `/metrics` listener (`metricsPort`).
+  private let metricsListener: MetricsListener?
 
   /// Opens (creating if needed) the data directory's registry and shards folder.
   /// - Parameter now: seconds since 1970; tests pass a clock they can move.
@@ -40,10 +44,16 @@ public struct PEMISServer: Service {
     self.certificates = certificates
     try Self.prepareDataDirectory(configuration.dataDirectory)
     let calendar = try CalendarFiles.load(directory: configuration.calendarDirectory)
+    // Recorded only when someone can read them (metricsPort set): then each call and commit pays
+    // for its figures (docs/PERFORMANCE.md, "Metrics").
+    let metrics = ServerMetrics(
+      listeners: ["wire"] + (configuration.http2Port == nil ? [] : ["http2"]), version: ServerStatus.version,
+      startedAt: Tenancy.systemClock(), recording: configuration.metricsPort != nil)
+    self.metrics = metrics
     let tenancy = try Tenancy(
       dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
       passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now,
-      stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60)
+      stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60, metrics: metrics)
     self.tenancy = tenancy
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
@@ -87,6 +97,36 @@ public struct PEMISServer: Service {
     self.http2 = try configuration.http2Port.map { port in
       try HTTP2Listener(host: configuration.host, port: port, configuration: configuration, certificates: certificates)
     }
+    let transport = self.transport
+    self.metricsListener = configuration.metricsPort.map { port in
+      MetricsListener(host: configuration.metricsHost, port: port) {
+        await Self.scrape(metrics: metrics, tenancy: tenancy, wire: transport, certificates: certificates)
+      }
+    }
+  }
+
+  /// One scrape: the registry's counts (one read), the pool's, the audit log's, the wire's,
+  /// the certificate's expiry, then every metric rendered. A registry that cannot be read still
+  /// gets an answer, saying so (`pemis_registry_unreadable`), so the alert is about the registry
+  /// rather than a missing scrape.
+  static func scrape(
+    metrics: ServerMetrics, tenancy: Tenancy, wire: PEMISWireServerTransport, certificates: ServerCertificates?
+  ) async -> [UInt8] {
+    let registryState = try? await tenancy.registry.operationalState(now: tenancy.now(), today: tenancy.today)
+    return metrics.render(
+      ServerMetrics.State(
+        registry: registryState, registryUnreadable: registryState == nil, shards: tenancy.shards.statistics,
+        audit: tenancy.registry.auditStatistics, wire: wire.statistics, certificateNotValidAfter: certificates?.notValidAfter))
+  }
+
+  /// "127.0.0.1:7402": where Prometheus scrapes `/metrics`, once listening; nil when off.
+  public var metricsListeningHostAndPort: String? {
+    get async throws {
+      guard let metricsListener else { return nil }
+      let address = try await metricsListener.listeningAddress
+      let host = address.ipAddress ?? configuration.metricsHost
+      return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
+    }
   }
 
   /// Rereads the TLS certificate chain and key (SIGHUP): new connections on both listeners get
@@ -126,15 +166,20 @@ public struct PEMISServer: Service {
     try await tenancy.prepareLogins()
     // One interceptor instance, one set of services, one tenancy: both listeners are the same
     // server to a caller, down to the audit log.
-    let interceptors: [any ServerInterceptor] = [AccessControlInterceptor(tenancy: tenancy)]
-    let wire = GRPCServer(transport: transport, services: services, interceptors: interceptors)
-    let standard = http2?.server(services: services, interceptors: interceptors)
+    // Each listener counts its own calls (outermost, so a refused call counts with its status).
+    let access = AccessControlInterceptor(tenancy: tenancy)
+    func interceptors(_ listener: String) -> [any ServerInterceptor] {
+      metrics.recording ? [MetricsInterceptor(metrics: metrics, listener: listener), access] : [access]
+    }
+    let wire = GRPCServer(transport: transport, services: services, interceptors: interceptors("wire"))
+    let standard = http2?.server(services: services, interceptors: interceptors("http2"))
     logger.info(
       "pemis-server starting",
       metadata: [
         "server.version": "\(ServerStatus.version)", "server.data": "\(configuration.dataDirectory)",
         "server.diagnostics": "\(configuration.diagnostics)", "server.tls": "\(configuration.tlsEnabled)",
         "server.http2": "\(configuration.http2Port.map(String.init) ?? "off")",
+        "server.metrics": "\(configuration.metricsPort.map { "\(configuration.metricsHost):\($0)" } ?? "off")",
       ])
     try await withGracefulShutdownHandler {
       try await withThrowingTaskGroup(of: Void.self) { group in
@@ -144,7 +189,7 @@ public struct PEMISServer: Service {
           while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(60))
             if Task.isCancelled { break }
-            do { try await tenancy.router.recover() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
+            do { try await tenancy.recoverTransfers() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
             await tenancy.pruneLogins()
           }
         }
@@ -152,15 +197,17 @@ public struct PEMISServer: Service {
         try await withThrowingTaskGroup(of: Void.self) { listeners in
           listeners.addTask { try await wire.serve() }
           if let http2, let standard { listeners.addTask { try await http2.serve(standard) } }
+          if let metricsListener { listeners.addTask { try await metricsListener.serve() } }
           // Not waitForAll(): it would wait for the other listener before rethrowing. Leaving the
           // group by throwing cancels the other one.
           while try await listeners.next() != nil {}
         }
         group.cancelAll()
       }
-    } onGracefulShutdown: { [status, logger] in
+    } onGracefulShutdown: { [status, logger, metricsListener] in
       logger.info("graceful shutdown: finishing calls in flight")
       status.beginDraining()
+      metricsListener?.stop()
       // Both drain at once within the same grace period (the HTTP/2 transport's maxGraceTime).
       wire.beginGracefulShutdown()
       standard?.beginGracefulShutdown()

@@ -14,6 +14,7 @@ extension ServerConfiguration {
     ("idleTimeoutSeconds", "PEMIS_IDLE_TIMEOUT"),
     ("gracePeriodSeconds", "PEMIS_GRACE_PERIOD"),
     ("logLevel", "PEMIS_LOG_LEVEL"),
+    ("logFormat", "PEMIS_LOG_FORMAT"),
     ("diagnostics", "PEMIS_DIAGNOSTICS"),
     ("durability", "PEMIS_DURABILITY"),
     ("maxOpenShards", "PEMIS_MAX_OPEN_SHARDS"),
@@ -29,6 +30,8 @@ extension ServerConfiguration {
     ("tlsCertificateChainFile", "PEMIS_TLS_CERTIFICATE_CHAIN"),
     ("tlsPrivateKeyFile", "PEMIS_TLS_PRIVATE_KEY"),
     ("insecure", "PEMIS_INSECURE"),
+    ("metricsHost", "PEMIS_METRICS_HOST"),
+    ("metricsPort", "PEMIS_METRICS_PORT"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -135,11 +138,28 @@ extension ServerConfiguration {
         }
         http2Port = value
       }
+    case "metricsHost": metricsHost = text
+    case "metricsPort":
+      // As http2Port: "off" (or empty) turns the listener off.
+      let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+      if trimmed == "off" || trimmed.isEmpty {
+        metricsPort = nil
+      } else {
+        guard let value = Int(trimmed) else {
+          throw ConfigurationError(key: key, message: "must be a whole number or off, got '\(text)'", source: source)
+        }
+        metricsPort = value
+      }
     case "dataDirectory": dataDirectory = text
     case "maxFrameSize": maxFrameSize = try integer()
     case "maxConcurrentCallsPerConnection": maxConcurrentCallsPerConnection = try integer()
     case "idleTimeoutSeconds": idleTimeoutSeconds = try seconds()
     case "gracePeriodSeconds": gracePeriodSeconds = try seconds()
+    case "logFormat":
+      guard let format = ServerLogHandler.Format(rawValue: text.lowercased()) else {
+        throw ConfigurationError(key: key, message: "must be text or json, got '\(text)'", source: source)
+      }
+      logFormat = format
     case "logLevel":
       guard let level = Logger.Level(rawValue: text.lowercased()) else {
         throw ConfigurationError(

@@ -26,6 +26,8 @@ public struct ServerConfiguration: Sendable, Equatable {
   public var gracePeriodSeconds: Double
   /// trace, debug, info, notice, warning, error or critical. Default info.
   public var logLevel: Logger.Level
+  /// How log lines are written: text (default) or json, one object per line for a collector.
+  public var logFormat: ServerLogHandler.Format = .text
   /// Whether the diagnostic Echo service is served. Default false: Echo needs no session, so it
   /// is for tests and benchmarks (`pemis-load`), turned on explicitly.
   public var diagnostics: Bool
@@ -70,6 +72,14 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// Serve plaintext on an address other than loopback. Default false: without TLS the server
   /// listens on loopback only, where passwords and tokens never cross a network.
   public var insecure: Bool = false
+
+  // Metrics (docs/OPERATIONS.md, "Metrics").
+  /// Address of the `/metrics` listener. Default "127.0.0.1": the figures stay on the machine
+  /// unless the operator names the monitoring network's interface.
+  public var metricsHost: String = "127.0.0.1"
+  /// Port of the `/metrics` listener (plain HTTP, for Prometheus). Default nil: off. 0 picks a
+  /// free port (tests).
+  public var metricsPort: Int? = nil
 
   /// Whether both TLS files are set.
   public var tlsEnabled: Bool { tlsCertificateChainFile != nil && tlsPrivateKeyFile != nil }
@@ -128,6 +138,13 @@ public struct ServerConfiguration: Sendable, Equatable {
       try check(
         http2Port == 0 || http2Port != port, "http2Port",
         "must differ from port (\(port)): PEMIS wire and HTTP/2 cannot share one port")
+    }
+    if let metricsPort {
+      try check((0...65535).contains(metricsPort), "metricsPort", "must be between 0 and 65535 (or off), got \(metricsPort)")
+      try check(
+        metricsPort == 0 || (metricsPort != port && metricsPort != http2Port) || metricsHost != host, "metricsPort",
+        "must differ from port and http2Port on the same host: each listener needs its own port")
+      try check(!metricsHost.isEmpty, "metricsHost", "must not be empty")
     }
     try check(!dataDirectory.isEmpty, "dataDirectory", "must not be empty")
     try check(

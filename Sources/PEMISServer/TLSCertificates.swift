@@ -20,6 +20,13 @@ final class ServerCertificates: CertificateReloader {
 
   var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride { current.withLock { $0 } }
 
+  /// When the certificate now presented (the chain's first) stops being valid, seconds since
+  /// 1970: the metrics' expiry, so an operator is warned before clients start refusing it.
+  var notValidAfter: Int64? {
+    guard case .certificate(let leaf)? = sslContextConfigurationOverride.certificateChain?.first else { return nil }
+    return Int64(leaf.notValidAfter)
+  }
+
   /// Reads both files again; on success new handshakes use them.
   func reload() throws(ConfigurationError) {
     let next = try Self.read(chainFile: chainFile, keyFile: keyFile)

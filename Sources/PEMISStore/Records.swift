@@ -144,6 +144,10 @@ public struct AuditRecord: Codable, Sendable, Hashable, FetchableRecord, Persist
   public var targets: String
   public var result: String
   public var peer: String
+  /// The call's request id, also in the server's log lines of that call and in its error
+  /// trailers (`pemis-request-id`): an operator finds the log of a call a user reports. Empty
+  /// for entries written before ids existed, and for entries no call wrote.
+  public var requestId: String = ""
   public var prevHash: String
   public var hash: String
 

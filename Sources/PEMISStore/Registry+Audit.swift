@@ -17,6 +17,9 @@ extension Registry {
     try await auditAppender.append(entry, registry: self)
   }
 
+  /// Entries appended and failed since the registry was opened, for the server's metrics.
+  public var auditStatistics: AuditStatistics { auditAppender.statistics }
+
   /// Writes one batch of entries in one transaction, chained in order.
   func writeAuditBatch(_ entries: [AuditRecord]) async throws -> [AuditRecord] {
     try await writer.write { db in
@@ -40,13 +43,22 @@ extension Registry {
   /// SHA-256 over the previous hash and every field, separated so no two entries collide.
   /// Computed over the entry as stored (``AuditRecord/stored``): what `audit verify` reads back is
   /// exactly what was hashed.
+  /// The request id is hashed when there is one, so entries written before it existed verify
+  /// as they always did, and one cannot be added to them afterwards unnoticed.
   static func chainHash(_ e: AuditRecord) -> String {
-    let fields = [
+    var fields = [
       e.prevHash, String(e.seq ?? 0), String(e.atMs), e.username, e.role, e.kindergartenCode, e.method, e.targets,
       e.result, e.peer,
     ]
+    if !e.requestId.isEmpty { fields.append(e.requestId) }
     let digest = SHA256.hash(data: Data(fields.joined(separator: "\u{1F}").utf8))
     return digest.lowercaseHex
+  }
+
+  static func registerAuditRequestMigrations(_ migrator: inout DatabaseMigrator) {
+    migrator.registerMigration("v9-audit-request-id") { db in
+      try db.alter(table: "audit_log") { t in t.add(column: "requestId", .text).notNull().defaults(to: "") }
+    }
   }
 
   public struct AuditQuery: Sendable {
@@ -119,6 +131,12 @@ final class AuditAppender: Sendable {
     var writing = false
   }
   private let state = Mutex(State())
+  private let appended = Atomic<Int>(0)
+  private let failed = Atomic<Int>(0)
+
+  var statistics: AuditStatistics {
+    AuditStatistics(appended: appended.load(ordering: .relaxed), failed: failed.load(ordering: .relaxed))
+  }
 
   func append(_ entry: AuditRecord, registry: Registry) async throws -> AuditRecord {
     try await withCheckedThrowingContinuation { continuation in
@@ -143,8 +161,10 @@ final class AuditAppender: Sendable {
       if batch.isEmpty { return }
       do {
         let written = try await registry.writeAuditBatch(batch.map(\.0))
+        appended.wrappingAdd(written.count, ordering: .relaxed)
         for (entry, (_, continuation)) in zip(written, batch) { continuation.resume(returning: entry) }
       } catch {
+        failed.wrappingAdd(batch.count, ordering: .relaxed)
         for (_, continuation) in batch { continuation.resume(throwing: error) }
       }
     }
@@ -155,7 +175,7 @@ extension AuditRecord {
   /// Longest value of each field in UTF-8 bytes as stored: a row of the audit log never exceeds
   /// about 3 KiB, whatever a caller sent (docs/TENANCY.md, "The input boundary").
   public static let storedFieldLimits = (
-    username: 128, role: 64, kindergartenCode: 64, method: 256, targets: 2048, result: 64, peer: 256
+    username: 128, role: 64, kindergartenCode: 64, method: 256, targets: 2048, result: 64, peer: 256, requestId: 64
   )
 
   /// The entry as the log stores it: every text field escaped and bounded
@@ -173,6 +193,7 @@ extension AuditRecord {
     entry.targets = InputText.escaped(targets, maxBytes: limits.targets)
     entry.result = InputText.escaped(result, maxBytes: limits.result)
     entry.peer = InputText.escaped(peer, maxBytes: limits.peer)
+    entry.requestId = InputText.escaped(requestId, maxBytes: limits.requestId)
     return entry
   }
 }

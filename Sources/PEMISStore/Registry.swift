@@ -16,14 +16,15 @@ public final class Registry: Sendable {
   let knownKindergartens = Mutex<[String: KindergartenRecord]>([:])
 
   /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
-  public init(directory: String, configuration: StoreConfiguration = .defaults) throws {
+  /// - Parameter observation: hears each commit's time (the server's metrics).
+  public init(directory: String, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none) throws {
     try makePrivateDirectory(directory)
     path = (directory as NSString).appendingPathComponent("registry.sqlite")
     let name = "the district registry"
     do {
       let pool = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
       try Self.migrator.migrate(pool)
-      writer = StoreDatabase(pool, name: name)
+      writer = StoreDatabase(pool, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
     }
@@ -111,6 +112,7 @@ public final class Registry: Sendable {
     registerTransferMigrations(&migrator)
     registerDuplicateMigrations(&migrator)
     registerReservationMigrations(&migrator)
+    registerAuditRequestMigrations(&migrator)
     registerTransferAbortMigration(&migrator)
     registerLoginThrottleMigration(&migrator)
     return migrator

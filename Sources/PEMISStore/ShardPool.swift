@@ -13,7 +13,11 @@ internal import Synchronization
 public final class ShardPool: Sendable {
   public let directory: String
   private let configuration: StoreConfiguration
+  private let observation: StoreObservation
   private let state = Mutex(State())
+  private let hits = Atomic<Int>(0)
+  private let opens = Atomic<Int>(0)
+  private let evictions = Atomic<Int>(0)
 
   private struct State {
     var open: [InstitutionCode: (shard: TenantShard, lastUse: UInt64)] = [:]
@@ -24,13 +28,22 @@ public final class ShardPool: Sendable {
   }
 
   /// - Parameter directory: the shards folder, `<data>/shards`.
-  public init(directory: String, configuration: StoreConfiguration = .defaults) throws {
+  /// - Parameter observation: hears each shard commit's time (the server's metrics).
+  public init(directory: String, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none) throws {
     self.directory = directory
     self.configuration = configuration
+    self.observation = observation
     try makePrivateDirectory(directory)
   }
 
   public var openCount: Int { state.withLock { $0.open.count } }
+
+  /// Open shards and the pool's counts so far, for the server's metrics.
+  public var statistics: ShardPoolStatistics {
+    ShardPoolStatistics(
+      open: openCount, maxOpen: configuration.maxOpenShards, hits: hits.load(ordering: .relaxed),
+      opens: opens.load(ordering: .relaxed), evictions: evictions.load(ordering: .relaxed))
+  }
 
   /// How many writes a kindergarten's shard has committed since this process opened it first;
   /// nil if it never was. Caches of what a shard holds compare it to know they are current.
@@ -84,6 +97,7 @@ public final class ShardPool: Sendable {
     }
     switch next {
     case .ready(let shard):
+      hits.wrappingAdd(1, ordering: .relaxed)
       return shard
     case .wait:
       let shard: TenantShard? = try await withCheckedThrowingContinuation { continuation in
@@ -106,6 +120,7 @@ public final class ShardPool: Sendable {
     case .open:
       let path = path(for: code)
       let configuration = self.configuration
+      let observation = self.observation
       let generation = state.withLock { state in
         if let existing = state.generations[code] { return existing }
         let made = ShardGeneration()
@@ -121,12 +136,14 @@ public final class ShardPool: Sendable {
               if !create && !FileManager.default.fileExists(atPath: path) {
                 throw StoreError(.notFound, "kindergarten \(code) has no shard")
               }
-              return try TenantShard(code: code, path: path, configuration: configuration, generation: generation)
+              return try TenantShard(
+                code: code, path: path, configuration: configuration, generation: generation, observation: observation)
             })
         }
       }
-      let waiters = state.withLock { state -> [CheckedContinuation<TenantShard?, any Error>] in
+      let (waiters, evicted) = state.withLock { state -> ([CheckedContinuation<TenantShard?, any Error>], Int) in
         let waiters = state.opening.removeValue(forKey: code) ?? []
+        var evicted = 0
         if case .success(let shard) = result {
           state.tick += 1
           state.open[code] = (shard, state.tick)
@@ -134,10 +151,13 @@ public final class ShardPool: Sendable {
             let oldest = state.open.min(by: { $0.value.lastUse < $1.value.lastUse })?.key
           {
             state.open.removeValue(forKey: oldest)
+            evicted += 1
           }
         }
-        return waiters
+        return (waiters, evicted)
       }
+      if case .success = result { opens.wrappingAdd(1, ordering: .relaxed) }
+      evictions.wrappingAdd(evicted, ordering: .relaxed)
       for waiter in waiters { waiter.resume(with: result.map { Optional($0) }) }
       return try result.get()
     }

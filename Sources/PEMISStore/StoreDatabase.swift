@@ -12,9 +12,22 @@ struct StoreDatabase<Writer: DatabaseWriter>: Sendable {
   /// database of kindergarten 1112000101".
   let name: String
 
-  init(_ database: Writer, name: String) {
+  /// Hears how long each committed write took (``StoreObservation``).
+  let onCommit: (@Sendable (Duration) -> Void)?
+
+  init(_ database: Writer, name: String, onCommit: (@Sendable (Duration) -> Void)? = nil) {
     self.database = database
     self.name = name
+    self.onCommit = onCommit
+  }
+
+  /// Runs a write and reports its time to ``onCommit`` when it committed.
+  private func timed<T>(_ write: () async throws -> T) async throws -> T {
+    guard let onCommit else { return try await write() }
+    let start = ContinuousClock.now
+    let value = try await write()
+    onCommit(ContinuousClock.now - start)
+    return value
   }
 
   func read<T: Sendable>(_ value: @Sendable (Database) throws -> T) async throws -> T {
@@ -22,7 +35,7 @@ struct StoreDatabase<Writer: DatabaseWriter>: Sendable {
   }
 
   func write<T: Sendable>(_ updates: @Sendable (Database) throws -> T) async throws -> T {
-    do { return try await database.write(updates) } catch { throw StoreError.mapped(error, in: name) }
+    do { return try await timed { try await database.write(updates) } } catch { throw StoreError.mapped(error, in: name) }
   }
 
   func unsafeRead<T: Sendable>(_ value: @Sendable (Database) throws -> T) async throws -> T {
@@ -30,7 +43,9 @@ struct StoreDatabase<Writer: DatabaseWriter>: Sendable {
   }
 
   func writeWithoutTransaction<T: Sendable>(_ updates: @Sendable (Database) throws -> T) async throws -> T {
-    do { return try await database.writeWithoutTransaction(updates) } catch { throw StoreError.mapped(error, in: name) }
+    do { return try await timed { try await database.writeWithoutTransaction(updates) } } catch {
+      throw StoreError.mapped(error, in: name)
+    }
   }
 
   /// Blocking read, for callers already off the cooperative pool (and tests).

@@ -10,7 +10,10 @@ public final class TenantShard: Sendable {
   let writer: StoreDatabase<DatabaseQueue>
   let generation: ShardGeneration
 
-  init(code: InstitutionCode, path: String, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration()) throws {
+  init(
+    code: InstitutionCode, path: String, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration(),
+    observation: StoreObservation = .none
+  ) throws {
     self.code = code
     self.generation = generation
     // Opening and migrating fail as the shard's transactions do: a full disk, a damaged file.
@@ -18,7 +21,7 @@ public final class TenantShard: Sendable {
     do {
       let queue = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
       try Self.migrator.migrate(queue)
-      writer = StoreDatabase(queue, name: name)
+      writer = StoreDatabase(queue, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
     }

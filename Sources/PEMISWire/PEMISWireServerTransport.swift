@@ -127,6 +127,16 @@ public final class PEMISWireServerTransport: ServerTransport, Sendable {
   /// Bytes of the memory budget the connections hold now (nil before listening).
   var memoryBudgetInUse: Int? { state.withLock { $0.governance?.budget.bytesInUse } }
 
+  /// Connections and buffered bytes now, against their limits: what the server's metrics show.
+  public var statistics: WireListenerStatistics {
+    state.withLock { state in
+      WireListenerStatistics(
+        openConnections: state.connections.count, maxConnections: config.maxConnections,
+        bufferedBytes: state.governance?.budget.bytesInUse ?? 0, budgetBytes: config.memoryBudgetBytes,
+        residentBytes: ProcessMemory.residentBytes(), memoryLimitBytes: config.memoryLimitBytes)
+    }
+  }
+
   private func settleAddress(_ result: Result<SocketAddress, any Error>) {
     let waiters = state.withLock { state in
       state.address = result
@@ -324,4 +334,17 @@ public struct PEMISWireCallContext: ServerContext.TransportSpecific {
 extension ServerContext {
   /// The call's PEMIS wire details, when it arrived over PEMIS wire.
   public var pemisWire: PEMISWireCallContext? { transportSpecific as? PEMISWireCallContext }
+}
+
+/// A PEMIS wire listener's load (``PEMISWireServerTransport/statistics``).
+public struct WireListenerStatistics: Sendable, Equatable {
+  public var openConnections: Int
+  public var maxConnections: Int
+  /// Request and response bytes held by all connections, and the budget they share.
+  public var bufferedBytes: Int
+  public var budgetBytes: Int
+  /// The process's resident memory (nil where it cannot be read), and the limit the server keeps
+  /// under (`memoryLimitBytes`; nil: not watched).
+  public var residentBytes: Int?
+  public var memoryLimitBytes: Int?
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import PEMISServer
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 
@@ -51,11 +53,15 @@ struct Serve: AsyncParsableCommand {
       throw ValidationError(error.description)
     }
     let level = configuration.logLevel
-    LoggingSystem.bootstrap { label in
-      var handler = StreamLogHandler.standardError(label: label)
-      handler.logLevel = level
-      return handler
-    }
+    let format = configuration.logFormat
+    // Text or JSON lines on standard error, a line repeated too often held back, and each call's
+    // request id in the lines written during it (docs/OPERATIONS.md, "Logs").
+    LoggingSystem.bootstrap(
+      { label, provider in
+        var handler = ServerLogHandler(label: label, level: level, format: format)
+        handler.metadataProvider = provider
+        return handler
+      }, metadataProvider: RequestID.metadataProvider)
     let logger = Logger(label: "pemis.server")
     let server: PEMISServer
     do {
@@ -63,6 +69,9 @@ struct Serve: AsyncParsableCommand {
     } catch {
       throw ValidationError("cannot open the data directory \(configuration.dataDirectory): \(error)")
     }
+    // swift-metrics' global system reports into the server's registry: what a library counts
+    // through it appears at /metrics beside the server's own figures.
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: server.metrics.registry))
     // Trapped before the first "listening" line, so a SIGHUP sent once it is read never finds
     // the default action (terminate) in place.
     let hangups = await UnixSignalsSequence(trapping: .sighup)
@@ -82,6 +91,10 @@ struct Serve: AsyncParsableCommand {
         // Always after the PEMIS wire line, so the first line keeps meaning what it meant.
         if let address = try? await server.http2ListeningHostAndPort {
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (gRPC over HTTP/2)\n".utf8))
+        }
+        // And the metrics listener's after both.
+        if let address = try? await server.metricsListeningHostAndPort {
+          FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (metrics, http://\(address)/metrics)\n".utf8))
         }
       }
       // The service group ends the process's life; the SIGHUP watcher would run forever.
@@ -127,6 +140,7 @@ struct ServerOptions: ParsableArguments {
   @Option(help: "Seconds before an idle connection is closed (PEMIS_IDLE_TIMEOUT).") var idleTimeout: Double?
   @Option(help: "Seconds calls in flight get at shutdown (PEMIS_GRACE_PERIOD).") var gracePeriod: Double?
   @Option(help: "trace|debug|info|notice|warning|error|critical (PEMIS_LOG_LEVEL).") var logLevel: String?
+  @Option(help: "Log lines as text or json, one object per line (PEMIS_LOG_FORMAT).") var logFormat: String?
   @Option(help: "Serve the diagnostic Echo service: true or false (PEMIS_DIAGNOSTICS).") var diagnostics: String?
   @Option(help: "SQLite durability: full or normal (PEMIS_DURABILITY).") var durability: String?
   @Option(help: "Shards kept open at once (PEMIS_MAX_OPEN_SHARDS).") var maxOpenShards: Int?
@@ -140,6 +154,10 @@ struct ServerOptions: ParsableArguments {
   @Option(name: .customLong("tls-private-key"), help: "PEM private key of the chain (PEMIS_TLS_PRIVATE_KEY).")
   var tlsPrivateKeyFile: String?
   @Flag(help: "Serve plaintext on an address other than loopback (PEMIS_INSECURE).") var insecure = false
+  @Option(help: "Address of the /metrics listener, default 127.0.0.1 (PEMIS_METRICS_HOST).") var metricsHost: String?
+  @Option(
+    help: "Serve Prometheus metrics at /metrics on this port; 0 picks a free one, off turns it off (PEMIS_METRICS_PORT).")
+  var metricsPort: String?
 
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
@@ -148,12 +166,12 @@ struct ServerOptions: ParsableArguments {
       ("maxFrameSize", maxFrameSize.map(String.init)),
       ("maxConcurrentCallsPerConnection", maxConcurrentCalls.map(String.init)),
       ("idleTimeoutSeconds", idleTimeout.map { String($0) }),
-      ("gracePeriodSeconds", gracePeriod.map { String($0) }), ("logLevel", logLevel), ("diagnostics", diagnostics),
+      ("gracePeriodSeconds", gracePeriod.map { String($0) }), ("logLevel", logLevel), ("logFormat", logFormat), ("diagnostics", diagnostics),
       ("durability", durability), ("maxOpenShards", maxOpenShards.map(String.init)),
       ("passwordHashCost", passwordHashCost.map(String.init)), ("calendarDirectory", calendarDirectory),
       ("stuckTransferMinutes", stuckTransferMinutes.map(String.init)),
       ("tlsCertificateChainFile", tlsCertificateChainFile), ("tlsPrivateKeyFile", tlsPrivateKeyFile),
-      ("insecure", insecure ? "true" : nil),
+      ("insecure", insecure ? "true" : nil), ("metricsHost", metricsHost), ("metricsPort", metricsPort),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

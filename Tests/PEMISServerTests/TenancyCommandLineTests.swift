@@ -17,6 +17,8 @@ struct TenancyCommandLineTests {
     #expect(output.stdout.contains("kindergarten 1112000102 海星幼儿园 is active"))
     #expect(output.stderr.contains("PERMISSION_DENIED"))
     #expect(output.stdout.contains("audit log intact"))
+    // Operations: the log and the metrics of the whole walkthrough, checked for personal data.
+    #expect(output.stdout.contains("no ID number, phone number or name in either"))
     #expect(output.stdout.contains("demo complete"))
   }
 

@@ -4,6 +4,10 @@ internal import NIOPosix
 internal import PEMISDomain
 internal import Synchronization
 
+#if canImport(Glibc)
+  internal import Glibc  // sockaddr_in6's fields
+#endif
+
 /// Where password checks of logins pass. It bounds how many run at once for unfamiliar
 /// attempts (an address the account never logged in from), lets a few more wait, and refuses the
 /// rest at once, so a flood of guesses cannot occupy the hashing threads or the CPU: a real user

@@ -24,25 +24,36 @@ struct AccessControlInterceptor: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let method = "/\(context.descriptor.fullyQualifiedMethod)"
     let errors = ErrorStatus(logger: tenancy.logger, sheddingLog: tenancy.sheddingLog)
+    // The call's request id, for its log lines and audit entry (task-local) and its client.
+    let requestID = RequestID.make()
+    let status: @Sendable (any Error) -> RPCError = { error in
+      var status = RequestID.$current.withValue(requestID) { errors.status(for: error, method: method) }
+      status.metadata.addString(requestID, forKey: RequestID.metadataKey)
+      return status
+    }
     let response: StreamingServerResponse<Output>
     do {
-      response = try await checked(request: request, context: context, method: method, next: next)
+      response = try await RequestID.$current.withValue(requestID) {
+        try await checked(request: request, context: context, method: method, next: next)
+      }
     } catch {
-      return StreamingServerResponse(error: errors.status(for: error, method: method))
+      return StreamingServerResponse(error: status(error))
     }
     switch response.accepted {
     case .failure(let error):
-      return StreamingServerResponse(error: errors.status(for: error, method: method))
+      return StreamingServerResponse(error: status(error))
     case .success(let contents):
       // A streaming handler fails inside its producer, after this function returned.
       let producer = contents.producer
+      var metadata = contents.metadata
+      metadata.addString(requestID, forKey: RequestID.metadataKey)
       return StreamingServerResponse(
         accepted: .success(
-          .init(metadata: contents.metadata) { writer in
+          .init(metadata: metadata) { writer in
             do {
-              return try await producer(writer)
+              return try await RequestID.$current.withValue(requestID) { try await producer(writer) }
             } catch {
-              throw errors.status(for: error, method: method)
+              throw status(error)
             }
           }))
     }
@@ -72,6 +83,7 @@ struct AccessControlInterceptor: ServerInterceptor {
     var entry = AuditRecord(
       atMs: tenancy.now() * 1000, username: "", role: "", kindergartenCode: "", method: method, targets: [],
       result: "OK", peer: context.remotePeer)
+    entry.requestId = RequestID.current
     do {
       try InputBoundary.check(metadata: request.metadata)
       // Read the first request message: it says what the call targets. It is handed on to the

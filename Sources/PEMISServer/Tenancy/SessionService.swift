@@ -84,15 +84,18 @@ struct SessionService: Pemis_V1_Session.SimpleServiceProtocol {
     }
     switch result {
     case nil:
+      tenancy.metrics.loginBusyAttempt()
       throw Self.busy
     case .passed(let account):
       return account
     case .throttled:
+      tenancy.metrics.loginThrottledAttempt()
       AuditTargets.add("login:throttled")
       // As long as a check would have taken, outside the gate (sleeping holds no thread).
       await gate.spendCheckTime()
       throw refusal
     case .failed(let reason):
+      tenancy.metrics.loginFailed(reason: reason)
       AuditTargets.add("login:\(reason)")
       throw refusal
     }

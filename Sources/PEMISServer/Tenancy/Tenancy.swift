@@ -24,15 +24,23 @@ public final class Tenancy: Sendable {
   let logger: Logger
   /// One limit on the warnings of calls refused for load, shared by every call (``ErrorStatus``).
   let sheddingLog = RateLimitedLog(linesPerWindow: 60, window: .seconds(60))
+  /// The server's metrics: the store reports its commits here, the services their refusals.
+  public let metrics: ServerMetrics
   /// The last month whose audits are open (Art. 11), so the registry is asked once a month.
   private let monthlyAuditsOpened = Mutex<YearMonth?>(nil)
 
   public init(
     dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
-    now: @escaping @Sendable () -> Int64 = Tenancy.systemClock, stuckTransferSeconds: Int64 = 600
+    now: @escaping @Sendable () -> Int64 = Tenancy.systemClock, stuckTransferSeconds: Int64 = 600,
+    metrics: ServerMetrics? = nil
   ) throws {
-    registry = try Registry(directory: dataDirectory, configuration: store)
-    shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store)
+    // Without a server's metrics (tools that open the data directory), nothing is recorded.
+    let metrics = metrics ?? ServerMetrics(listeners: [], version: ServerStatus.version, startedAt: now(), recording: false)
+    self.metrics = metrics
+    registry = try Registry(directory: dataDirectory, configuration: store, observation: metrics.registryObservation)
+    shards = try ShardPool(
+      directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store,
+      observation: metrics.shardObservation)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
     self.calendar = calendar
     logins = try LoginGate(hasher: hasher, rules: .defaults)
@@ -101,7 +109,18 @@ public final class Tenancy: Sendable {
       try await registry.setMeta("childIndexBuilt", String(now()))
       if rows > 0 { logger.info("built the district child index from the shards: \(rows) records") }
     }
-    try await router.recover()
+    try await recoverTransfers()
+  }
+
+  /// Transfer recovery (at start, and every minute while serving), counted in the metrics.
+  func recoverTransfers() async throws {
+    do {
+      try await router.recover()
+      metrics.recoveryRan(failed: false)
+    } catch {
+      metrics.recoveryRan(failed: true)
+      throw error
+    }
   }
 
   /// `pemis-server init`: the first district administrator, with a one-time password.
