@@ -19,7 +19,7 @@ out="$data/server.out"
 server=$!
 trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out" && break; sleep 0.1; done
-address="$(grep -o 'listening on [^ ]*' "$out" | cut -d' ' -f3)"
+address="$(grep -o 'listening on [^ ]*' "$out" | head -1 | cut -d' ' -f3)"
 [ -n "$address" ] || { cat "$out" >&2; echo "server did not start" >&2; exit 1; }
 
 echo "server pid $server on $address; $(nproc) cores; $(swift --version 2>&1 | head -1)"

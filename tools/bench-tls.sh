@@ -33,7 +33,7 @@ start() {
     >"$work/$name.out" 2>&1 &
   server=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/$name.out" && break; sleep 0.1; done
-  address="$(grep -o 'listening on [^ ]*' "$work/$name.out" | cut -d' ' -f3)"
+  address="$(grep -o 'listening on [^ ]*' "$work/$name.out" | head -1 | cut -d' ' -f3)"
   [ -n "$address" ] || { cat "$work/$name.out" >&2; echo "server did not start" >&2; exit 1; }
 }
 stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=0; }

@@ -1,3 +1,4 @@
+internal import Foundation
 internal import GRDB
 public import PEMISDomain
 
@@ -52,6 +53,70 @@ extension Registry {
         openDuplicateCases: try Int.fetchOne(
           db, sql: "SELECT count(*) FROM duplicate_case WHERE state = ?", arguments: [CaseState.open.rawValue]) ?? 0,
         overdueObligations: overdue)
+    }
+  }
+}
+
+/// What `pemis-server status` reads of a data directory, without writing to it (a running server
+/// may have it open; the operator may not be its owner's user).
+public struct DataDirectoryStatus: Sendable, Equatable {
+  /// Bytes and files under the data directory.
+  public var bytes: Int64
+  public var files: Int
+  public var kindergartens: Int
+  /// The audit chain's last entry (0 and the genesis hash when empty).
+  public var auditEntries: Int64
+  public var auditHead: String
+  /// The transfer longest mid-step: its id and when it entered the step (seconds since 1970).
+  public var oldestInFlightTransfer: (id: String, since: Int64)?
+  public var awaitingReceiver: Int
+
+  public static func == (a: Self, b: Self) -> Bool {
+    a.bytes == b.bytes && a.files == b.files && a.kindergartens == b.kindergartens && a.auditEntries == b.auditEntries
+      && a.auditHead == b.auditHead && a.oldestInFlightTransfer?.id == b.oldestInFlightTransfer?.id
+      && a.oldestInFlightTransfer?.since == b.oldestInFlightTransfer?.since && a.awaitingReceiver == b.awaitingReceiver
+  }
+}
+
+extension Registry {
+  /// Reads `directory`'s registry read-only, and sizes the directory.
+  public static func status(ofDataDirectory directory: String) throws -> DataDirectoryStatus {
+    let path = (directory as NSString).appendingPathComponent("registry.sqlite")
+    guard FileManager.default.fileExists(atPath: path) else {
+      throw StoreError(.notFound, "\(directory) holds no registry (is it a PEMIS data directory? `pemis-server init` makes one)")
+    }
+    var bytes: Int64 = 0
+    var files = 0
+    if let walker = FileManager.default.enumerator(atPath: directory) {
+      while let file = walker.nextObject() as? String {
+        let attributes = try? FileManager.default.attributesOfItem(atPath: (directory as NSString).appendingPathComponent(file))
+        guard attributes?[.type] as? FileAttributeType == .typeRegular else { continue }
+        files += 1
+        bytes += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+      }
+    }
+    var configuration = Configuration()
+    configuration.readonly = true
+    configuration.label = "status"
+    let name = "the district registry"
+    do {
+      let queue = try DatabaseQueue(path: path, configuration: configuration)
+      defer { try? queue.close() }
+      return try queue.read { db in
+        let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let inFlight = TransferState.allCases.filter(\.isInFlight).map(\.rawValue)
+        let oldest = try Row.fetchOne(
+          db,
+          sql: "SELECT id, updatedAt FROM transfer WHERE state IN (\(inFlight.map { _ in "?" }.joined(separator: ", "))) ORDER BY updatedAt LIMIT 1",
+          arguments: StatementArguments(inFlight))
+        return DataDirectoryStatus(
+          bytes: bytes, files: files, kindergartens: try Int.fetchOne(db, sql: "SELECT count(*) FROM kindergarten") ?? 0,
+          auditEntries: head?["seq"] ?? 0, auditHead: head?["hash"] ?? Registry.genesisHash,
+          oldestInFlightTransfer: oldest.map { (id: $0["id"], since: $0["updatedAt"]) },
+          awaitingReceiver: try Int.fetchOne(db, sql: "SELECT count(*) FROM transfer WHERE state = ?", arguments: [TransferState.out.rawValue]) ?? 0)
+      }
+    } catch {
+      throw StoreError.mapped(error, in: name)
     }
   }
 }

@@ -31,7 +31,7 @@ struct PEMISServerCommand: AsyncParsableCommand {
     commandName: "pemis-server",
     abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
     version: "pemis-server \(ServerStatus.version)",
-    subcommands: [Serve.self, Init.self, AuditCommand.self, Check.self, AdminCommand.self],
+    subcommands: [Serve.self, Init.self, AuditCommand.self, Check.self, AdminCommand.self, Status.self],
     defaultSubcommand: Serve.self)
 }
 
@@ -84,20 +84,31 @@ struct Serve: AsyncParsableCommand {
       tasks.addTask { try await group.run() }
       tasks.addTask { await Self.reloadOnHangup(hangups, server: server, logger: logger) }
       tasks.addTask {
+        var listeners: [String] = []
         // Scripts and tests read this line to learn the port (with --port 0).
         if let address = try? await server.listeningHostAndPort {
+          listeners.append("\(address) (PEMIS wire v1)")
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (PEMIS wire v1)\n".utf8))
         }
         // Always after the PEMIS wire line, so the first line keeps meaning what it meant.
         if let address = try? await server.http2ListeningHostAndPort {
+          listeners.append("\(address) (gRPC over HTTP/2)")
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (gRPC over HTTP/2)\n".utf8))
         }
         // And the metrics listener's after both.
         if let address = try? await server.metricsListeningHostAndPort {
+          listeners.append("http://\(address)/metrics")
           FileHandle.standardOutput.write(Data("pemis-server listening on \(address) (metrics, http://\(address)/metrics)\n".utf8))
+        }
+        // For `pemis-server status`.
+        let runtime = RuntimeFile(
+          pid: getpid(), version: ServerStatus.version, startedAt: Int64(Date().timeIntervalSince1970), listeners: listeners)
+        do { try runtime.write(to: configuration.dataDirectory) } catch {
+          logger.warning("cannot write \(RuntimeFile.name) for pemis-server status: \(error)")
         }
       }
       // The service group ends the process's life; the SIGHUP watcher would run forever.
+      defer { RuntimeFile.remove(from: configuration.dataDirectory) }
       _ = try await tasks.next()
       _ = try await tasks.next()
       tasks.cancelAll()
