@@ -1,4 +1,5 @@
 internal import Foundation
+internal import Synchronization
 public import Logging
 public import PEMISDomain
 public import PEMISStore
@@ -10,7 +11,10 @@ public import PEMISStore
 public final class Router: Sendable {
   public let registry: Registry
   public let shards: ShardPool
-  let calendar: WorkingDayCalendar
+  /// The working-day calendar every due date is counted in; the server replaces it when the
+  /// operator reloads the calendar folder (SIGHUP).
+  public var calendar: WorkingDayCalendar { calendars.withLock { $0 } }
+  private let calendars: Mutex<WorkingDayCalendar>
   /// Seconds since 1970 (injected for tests).
   let now: @Sendable () -> Int64
   let logger: Logger
@@ -25,13 +29,16 @@ public final class Router: Sendable {
   /// Fault points between the steps of every multi-file operation, for tests.
   public let faults: FaultPoints
 
+  /// Due dates counted from now on use `calendar` (a reloaded calendar folder).
+  public func replaceCalendar(_ calendar: WorkingDayCalendar) { calendars.withLock { $0 = calendar } }
+
   public init(
     registry: Registry, shards: ShardPool, calendar: WorkingDayCalendar, logger: Logger, now: @escaping @Sendable () -> Int64,
     leaseSeconds: Int64 = 600, stuckTransferSeconds: Int64 = 600, faults: FaultPoints = FaultPoints()
   ) {
     self.registry = registry
     self.shards = shards
-    self.calendar = calendar
+    self.calendars = Mutex(calendar)
     self.logger = logger
     self.now = now
     self.instance = "P" + UUID().uuidString

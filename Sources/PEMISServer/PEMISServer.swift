@@ -138,6 +138,12 @@ public struct PEMISServer: Service {
     return true
   }
 
+  /// Rereads the working-day calendar folder (`calendarDirectory`, SIGHUP); throws, keeping the
+  /// old calendar, when the folder cannot be used.
+  public func reloadCalendar() async throws -> (years: ClosedRange<Int>?, filled: Int) {
+    try await tenancy.reloadCalendar(directory: configuration.calendarDirectory)
+  }
+
   /// The address the server listens on, once it is listening (useful with port 0).
   public var listeningAddress: SocketAddress {
     get async throws { try await transport.listeningAddress }

@@ -115,10 +115,22 @@ struct Serve: AsyncParsableCommand {
     }
   }
 
-  /// SIGHUP rereads the TLS certificate chain and key (docs/CONFIGURATION.md, "TLS"). The line on
-  /// standard output tells scripts (and tests) that new connections now get the new certificate.
+  /// SIGHUP rereads the working-day calendar folder, then the TLS certificate chain and key
+  /// (docs/CONFIGURATION.md, "TLS"). The lines on standard output tell scripts (and tests) what
+  /// was reloaded.
   static func reloadOnHangup(_ hangups: UnixSignalsSequence, server: PEMISServer, logger: Logger) async {
     for await _ in hangups {
+      // The working-day calendar folder first: a new year's file is how a district gets the
+      // next year's holidays without a restart.
+      do {
+        let (years, filled) = try await server.reloadCalendar()
+        let known = years.map { "\($0.lowerBound)–\($0.upperBound)" } ?? "none"
+        logger.notice("SIGHUP: working-day calendar reloaded", metadata: ["calendar.years": "\(known)", "calendar.filled": "\(filled)"])
+        FileHandle.standardOutput.write(Data("pemis-server reloaded the working-day calendar (years \(known))\n".utf8))
+      } catch {
+        logger.error("SIGHUP: working-day calendar not reloaded, the old one stays in use: \(error)")
+        FileHandle.standardOutput.write(Data("pemis-server kept the old working-day calendar: \(error)\n".utf8))
+      }
       do {
         if try server.reloadCertificates() {
           logger.notice("SIGHUP: TLS certificate reloaded")

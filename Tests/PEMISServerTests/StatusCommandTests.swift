@@ -43,4 +43,33 @@ struct StatusCommandTests {
     #expect(output.status == 3)
     #expect(output.stdout.contains("is gone without stopping cleanly"), "\(output.stdout)")
   }
+
+  @Test("SIGHUP rereads the calendar folder: a new year's file is taken; a broken one is refused and the old calendar stays")
+  func calendarReload() async throws {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-calendar-\(UUID())")
+    let calendar = work.appendingPathComponent("calendar")
+    try FileManager.default.createDirectory(at: calendar, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: work) }
+    let source = repositoryRoot.appendingPathComponent("Config/calendar")
+    let years = try FileManager.default.contentsOfDirectory(atPath: source.path).filter { $0.hasSuffix(".json") }.sorted()
+    let last = try #require(years.last)
+    for year in years.dropLast() {
+      try FileManager.default.copyItem(at: source.appendingPathComponent(year), to: calendar.appendingPathComponent(year))
+    }
+    let first = try #require(years.first).prefix(4)
+    let server = try await LineServerProcess.start(arguments: [
+      "serve", "--port", "0", "--data-dir", work.appendingPathComponent("data").path, "--log-level", "warning",
+      "--calendar-dir", calendar.path,
+    ])
+    defer { server.kill() }
+    try FileManager.default.copyItem(at: source.appendingPathComponent(last), to: calendar.appendingPathComponent(last))
+    server.signal(SIGHUP)
+    #expect(try await server.nextLine() == "pemis-server reloaded the working-day calendar (years \(first)–\(last.prefix(4)))")
+    try Data("{ not a calendar".utf8).write(to: calendar.appendingPathComponent("2099.json"))
+    server.signal(SIGHUP)
+    let kept = try await server.nextLine()
+    #expect(kept.hasPrefix("pemis-server kept the old working-day calendar"), "\(kept)")
+    #expect(kept.contains("2099.json"), "the message names the file: \(kept)")
+    #expect(await server.stop() == 0)
+  }
 }

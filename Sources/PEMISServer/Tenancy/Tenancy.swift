@@ -17,8 +17,9 @@ public final class Tenancy: Sendable {
   let hasher: PasswordHasher
   /// Where login password checks pass: bounded, throttled, with a decoy for unknown usernames.
   let logins: LoginGate
-  /// The working-day calendar every deadline is counted in.
-  public let calendar: WorkingDayCalendar
+  /// The working-day calendar every deadline is counted in (the router's: one calendar,
+  /// replaced as a whole by ``reloadCalendar(directory:)``).
+  public var calendar: WorkingDayCalendar { router.calendar }
   /// Seconds since 1970. Injected so tests can age accounts and sessions.
   let now: @Sendable () -> Int64
   let logger: Logger
@@ -42,7 +43,6 @@ public final class Tenancy: Sendable {
       directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store,
       observation: metrics.shardObservation)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
-    self.calendar = calendar
     logins = try LoginGate(hasher: hasher, rules: .defaults)
     self.now = now
     self.logger = logger
@@ -110,6 +110,17 @@ public final class Tenancy: Sendable {
       if rows > 0 { logger.info("built the district child index from the shards: \(rows) records") }
     }
     try await recoverTransfers()
+  }
+
+  /// Rereads the calendar folder (SIGHUP): due dates counted from now on use it, and the
+  /// obligations whose due date waited for a year the old calendar lacked get theirs. A folder
+  /// that cannot be used is refused and the old calendar stays. Returns the years now known and
+  /// the due dates filled.
+  public func reloadCalendar(directory: String) async throws -> (years: ClosedRange<Int>?, filled: Int) {
+    let calendar = try CalendarFiles.load(directory: directory)
+    router.replaceCalendar(calendar)
+    let filled = try await registry.fillMissingDueDates(calendar)
+    return (calendar.knownYears, filled)
   }
 
   /// Transfer recovery (at start, and every minute while serving), counted in the metrics.
