@@ -115,7 +115,7 @@ public struct PEMISServer: Service {
     let registryState = try? await tenancy.registry.operationalState(now: tenancy.now(), today: tenancy.today)
     return metrics.render(
       ServerMetrics.State(
-        registry: registryState, registryUnreadable: registryState == nil, shards: tenancy.shards.statistics,
+        registry: registryState, shards: tenancy.shards.statistics,
         audit: tenancy.registry.auditStatistics, wire: wire.statistics, certificateNotValidAfter: certificates?.notValidAfter))
   }
 
@@ -123,9 +123,7 @@ public struct PEMISServer: Service {
   public var metricsListeningHostAndPort: String? {
     get async throws {
       guard let metricsListener else { return nil }
-      let address = try await metricsListener.listeningAddress
-      let host = address.ipAddress ?? configuration.metricsHost
-      return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
+      return Self.hostAndPort(try await metricsListener.listeningAddress, host: configuration.metricsHost)
     }
   }
 
@@ -152,10 +150,15 @@ public struct PEMISServer: Service {
   /// "127.0.0.1:7400": where clients reach the server, once it is listening.
   public var listeningHostAndPort: String {
     get async throws {
-      let address = try await transport.listeningAddress
-      let host = address.ipAddress ?? configuration.host
-      return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
+      Self.hostAndPort(try await transport.listeningAddress, host: configuration.host)
     }
+  }
+
+  /// "127.0.0.1:7400", "[::1]:7400": a bound address as clients write it (`host` when the
+  /// address has no IP, e.g. a Unix socket).
+  static func hostAndPort(_ address: SocketAddress, host: String) -> String {
+    let host = address.ipAddress ?? host
+    return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
   }
 
   /// "127.0.0.1:7401": where standard gRPC (HTTP/2) clients reach the server, once it is

@@ -117,6 +117,15 @@ extension ServerConfiguration {
       }
       return value
     }
+    // "off" (or an empty value) turns an optional listener off again, e.g. over a file's port.
+    func portOrOff() throws(ConfigurationError) -> Int? {
+      let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+      if trimmed == "off" || trimmed.isEmpty { return nil }
+      guard let value = Int(trimmed) else {
+        throw ConfigurationError(key: key, message: "must be a whole number or off, got '\(text)'", source: source)
+      }
+      return value
+    }
     func boolean() throws(ConfigurationError) -> Bool {
       switch text.lowercased() {
       case "true", "1", "yes", "on": return true
@@ -127,29 +136,9 @@ extension ServerConfiguration {
     switch key {
     case "host": host = text
     case "port": port = try integer()
-    case "http2Port":
-      // "off" (or an empty value) turns the HTTP/2 listener off again, e.g. over a file's port.
-      let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-      if trimmed == "off" || trimmed.isEmpty {
-        http2Port = nil
-      } else {
-        guard let value = Int(trimmed) else {
-          throw ConfigurationError(key: key, message: "must be a whole number or off, got '\(text)'", source: source)
-        }
-        http2Port = value
-      }
+    case "http2Port": http2Port = try portOrOff()
     case "metricsHost": metricsHost = text
-    case "metricsPort":
-      // As http2Port: "off" (or empty) turns the listener off.
-      let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
-      if trimmed == "off" || trimmed.isEmpty {
-        metricsPort = nil
-      } else {
-        guard let value = Int(trimmed) else {
-          throw ConfigurationError(key: key, message: "must be a whole number or off, got '\(text)'", source: source)
-        }
-        metricsPort = value
-      }
+    case "metricsPort": metricsPort = try portOrOff()
     case "dataDirectory": dataDirectory = text
     case "maxFrameSize": maxFrameSize = try integer()
     case "maxConcurrentCallsPerConnection": maxConcurrentCallsPerConnection = try integer()

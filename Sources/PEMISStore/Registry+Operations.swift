@@ -59,7 +59,7 @@ extension Registry {
 
 /// What `pemis-server status` reads of a data directory, without writing to it (a running server
 /// may have it open; the operator may not be its owner's user).
-public struct DataDirectoryStatus: Sendable, Equatable {
+public struct DataDirectoryStatus: Sendable {
   /// Bytes and files under the data directory.
   public var bytes: Int64
   public var files: Int
@@ -70,12 +70,6 @@ public struct DataDirectoryStatus: Sendable, Equatable {
   /// The transfer longest mid-step: its id and when it entered the step (seconds since 1970).
   public var oldestInFlightTransfer: (id: String, since: Int64)?
   public var awaitingReceiver: Int
-
-  public static func == (a: Self, b: Self) -> Bool {
-    a.bytes == b.bytes && a.files == b.files && a.kindergartens == b.kindergartens && a.auditEntries == b.auditEntries
-      && a.auditHead == b.auditHead && a.oldestInFlightTransfer?.id == b.oldestInFlightTransfer?.id
-      && a.oldestInFlightTransfer?.since == b.oldestInFlightTransfer?.since && a.awaitingReceiver == b.awaitingReceiver
-  }
 }
 
 extension Registry {

@@ -4,8 +4,9 @@
 ///
 /// Kept to numbers about the store's work: no kindergarten code, record number or name.
 public struct StoreObservation: Sendable {
-  /// Called after every committed write transaction with how long it took (the registry's or a
-  /// shard's, as the hook was given). Runs on the writer's thread: it must be quick.
+  /// Called after every committed write transaction with how long it took, waiting for the
+  /// file's writer included (the registry's or a shard's, as the hook was given). Runs in the
+  /// writing call's task: it must be quick.
   public var onCommit: (@Sendable (Duration) -> Void)?
 
   public init(onCommit: (@Sendable (Duration) -> Void)? = nil) { self.onCommit = onCommit }

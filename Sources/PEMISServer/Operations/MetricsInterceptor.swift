@@ -25,7 +25,7 @@ struct MetricsInterceptor: ServerInterceptor {
     do {
       response = try await next(request, context)
     } catch {
-      finish(Self.code(of: error))
+      finish(ErrorStatus.code(of: error))
       throw error
     }
     switch response.accepted {
@@ -43,16 +43,10 @@ struct MetricsInterceptor: ServerInterceptor {
               finish(nil)
               return trailers
             } catch {
-              finish(Self.code(of: error))
+              finish(ErrorStatus.code(of: error))
               throw error
             }
           }))
     }
-  }
-
-  /// The status a client sees for `error` (access control has already made every error an
-  /// `RPCError`; anything else would reach the client as UNKNOWN).
-  static func code(of error: any Error) -> RPCError.Code {
-    (error as? any RPCErrorConvertible)?.rpcErrorCode ?? (error as? RPCError)?.code ?? .unknown
   }
 }

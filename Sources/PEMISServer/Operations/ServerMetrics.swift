@@ -152,9 +152,8 @@ public final class ServerMetrics: Sendable {
 
   /// What a scrape reads besides the events.
   struct State: Sendable {
+    /// Nil when reading the registry failed (the scrape still answers, saying so).
     var registry: RegistryOperationalState?
-    /// Whether reading the registry failed (the scrape still answers, with this set to 1).
-    var registryUnreadable: Bool
     var shards: ShardPoolStatistics
     var audit: AuditStatistics
     var wire: WireListenerStatistics?
@@ -187,7 +186,7 @@ public final class ServerMetrics: Sendable {
         }
       }
       gauge("pemis_registry_unreadable", "1 when the last scrape could not read the registry, else 0.").set(
-        state.registryUnreadable ? 1.0 : 0.0)
+        state.registry == nil ? 1.0 : 0.0)
       gauge("pemis_shards_open", "Kindergarten shards open now.").set(Double(state.shards.open))
       gauge("pemis_shards_open_limit", "Most shards kept open at once (maxOpenShards).").set(Double(state.shards.maxOpen))
       mirror("pemis_shard_pool_hits_total", "Calls that found their kindergarten's shard already open.", state.shards.hits)
