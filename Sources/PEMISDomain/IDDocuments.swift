@@ -100,11 +100,26 @@ public enum IDDocuments {
     }
   }
 
-  /// What lists show: the first 4 and last 4 characters, the rest as '*'.
+  /// The one masking rule, for every identifier anyone sees without the right to the full value:
+  /// record numbers (G, J and L), every ID document type, staff ID numbers. At most a third of
+  /// the characters show, from the two ends (the end gets the larger half), the rest are '*';
+  /// fewer than three characters show nothing. So a resident ID shows its province and the
+  /// last three characters, never its birth date or whole sequence number — not enough to single
+  /// a child out — and a passport's nine characters show three.
   public static func mask(_ number: String) -> String {
     let characters = Array(number)
-    guard characters.count > 8 else { return String(repeating: "*", count: characters.count) }
-    return String(characters.prefix(4)) + String(repeating: "*", count: characters.count - 8) + String(characters.suffix(4))
+    let shown = characters.count / 3
+    let tail = (shown + 1) / 2
+    let head = shown - tail
+    return String(characters.prefix(head)) + String(repeating: "*", count: characters.count - shown)
+      + String(characters.suffix(tail))
+  }
+
+  /// The visible ends of a masked identifier, for finding the full one it came from: what
+  /// comes before the first '*' and after the last. Nil for text that is not a mask.
+  public static func maskedEnds(_ masked: String) -> (head: String, tail: String, length: Int)? {
+    guard let first = masked.firstIndex(of: "*"), let last = masked.lastIndex(of: "*") else { return nil }
+    return (String(masked[..<first]), String(masked[masked.index(after: last)...]), masked.count)
   }
 }
 

@@ -165,7 +165,7 @@ public enum InputText {
         .code,
         [
           "kindergarten_code", "institution_code", "to_kindergarten_code", "from_kindergarten_code",
-          "kindergarten_codes", "application_id", "record_number", "class_id", "classes", "transfer_id", "staff_id",
+          "kindergarten_codes", "application_id", "record_number", "child_ref", "class_id", "classes", "transfer_id", "staff_id",
           "head_teacher_staff_id", "id", "key", "state", "status", "kind", "gender", "id_document_type", "encoding",
           "phase", "month", "term", "school_year", "level", "area", "step", "action", "role", "ownership",
           "report_status", "page_token", "next_page_token", "service", "method", "result", "hash", "field", "fields",

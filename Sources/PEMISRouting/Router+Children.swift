@@ -165,7 +165,7 @@ extension Router {
     let code = shard.code.rawValue
     let row = ChildIndexRecord(recordNumber: recordNumber, kindergartenCode: code, state: .enrolled, child: child, updatedAt: now())
     return try await indexedChange(
-      "enroll", in: code, rows: [row], obligations: [reported(.enrollment, code, subject: "child:\(recordNumber)", on: child.entryDate)], by: by,
+      "enroll", in: code, rows: [row], obligations: [reported(.enrollment, code, subject: registry.childReferences.subject(recordNumber: recordNumber), on: child.entryDate)], by: by,
       field: "child.id_document_number"
     ) {
       let written = try await shard.enroll(child, recordNumber: recordNumber, classId: classId, midTerm: midTerm, by: by, at: now())
@@ -189,7 +189,7 @@ extension Router {
       ChildIndexRecord(recordNumber: $0.recordNumber, kindergartenCode: code, state: .enrolled, child: $0.row.child, updatedAt: now())
     }
     let reservation = newReservation(
-      code, purpose: "import", obligations: rows.map { reported(.enrollment, code, subject: "child:\($0.recordNumber)", on: $0.row.child.entryDate) },
+      code, purpose: "import", obligations: rows.map { reported(.enrollment, code, subject: registry.childReferences.subject(recordNumber: $0.recordNumber), on: $0.row.child.entryDate) },
       by: by)
     let conflicts = try await registry.reserve(indexRows, as: reservation)
     guard conflicts.isEmpty else {
@@ -246,7 +246,7 @@ extension Router {
     var after = Self.indexRow(current, code: code, at: now())
     after.state = next
     after.active = next.isActive
-    let subject = ending == .leave ? "child:\(recordNumber):left" : "child:\(recordNumber)"
+    let subject = registry.childReferences.subject(recordNumber: recordNumber, suffix: ending == .leave ? ":left" : "")
     return try await indexedChange(
       ending == .leave ? "leave" : "depart", in: code, rows: [after], obligations: [reported(ending.obligation, code, subject: subject, on: date)],
       by: by
@@ -316,7 +316,7 @@ extension Router {
     let requestedOn = TimeOrder.keyChangeClockStart(requestedOn: CalendarDate(beijingTimeOf: request.requestedAt), decidedOn: today)
     return try await indexedChange(
       "key-change", in: code, rows: [after],
-      obligations: [reported(.otherChange, code, subject: "child:\(child.recordNumber):key-change#\(id)", on: requestedOn)], by: by,
+      obligations: [reported(.otherChange, code, subject: registry.childReferences.subject(recordNumber: child.recordNumber, suffix: ":key-change#\(id)"), on: requestedOn)], by: by,
       field: "request"
     ) {
       let decided = try await shard.decideKeyChange(id, approve: true, note: note, validate: validate, by: by, at: now())

@@ -14,6 +14,8 @@ public final class Registry: Sendable {
   let auditAppender = AuditAppender()
   /// Kindergartens already read (``kindergarten(_:)``); rows of that table never change.
   let knownKindergartens = Mutex<[String: KindergartenRecord]>([:])
+  /// Opaque child references: what anyone outside the child's kindergarten sees it named by.
+  public let childReferences: ChildReferences
 
   /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
   /// - Parameter observation: hears each commit's time (the server's metrics).
@@ -24,6 +26,7 @@ public final class Registry: Sendable {
     do {
       let pool = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
       try Self.migrator.migrate(pool)
+      childReferences = try pool.read(ChildReferences.load)
       writer = StoreDatabase(pool, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
@@ -113,6 +116,7 @@ public final class Registry: Sendable {
     registerDuplicateMigrations(&migrator)
     registerReservationMigrations(&migrator)
     registerAuditRequestMigrations(&migrator)
+    ChildReferences.registerMigrations(&migrator)
     registerTransferAbortMigration(&migrator)
     registerLoginThrottleMigration(&migrator)
     return migrator

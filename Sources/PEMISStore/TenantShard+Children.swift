@@ -278,18 +278,15 @@ extension TenantShard {
 }
 
 extension TenantShard {
-  /// The record numbers a masked number (as lists show it: first 4 and last 4 characters) can
-  /// stand for, at most `limit` of them.
+  /// The record numbers a masked number (as lists show it, ``IDDocuments/mask(_:)``) can stand
+  /// for, at most `limit` of them.
   public func recordNumbers(matchingMasked masked: String, limit: Int = 2) async throws -> [String] {
-    let characters = Array(masked)
-    guard characters.count > 8 else { return [] }
-    let prefix = String(characters.prefix(4))
-    let suffix = String(characters.suffix(4))
-    return try await read { db in
+    guard let ends = IDDocuments.maskedEnds(masked) else { return [] }
+    let candidates = try await read { db in
       try String.fetchAll(
-        db,
-        sql: "SELECT recordNumber FROM child WHERE length(recordNumber) = ? AND substr(recordNumber, 1, 4) = ? AND substr(recordNumber, -4) = ? LIMIT ?",
-        arguments: [characters.count, prefix, suffix, limit])
+        db, sql: "SELECT recordNumber FROM child WHERE length(recordNumber) = ? AND substr(recordNumber, 1, ?) = ?",
+        arguments: [ends.length, ends.head.count, ends.head])
     }
+    return Array(candidates.filter { $0.hasSuffix(ends.tail) }.prefix(limit))
   }
 }

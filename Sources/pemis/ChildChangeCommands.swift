@@ -14,7 +14,7 @@ extension ChildCommand {
       discussion: "Key information (name, gender, birth date, ID document) changes only through `pemis child request-change`.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option var nationality: String?
     @Option var ethnicity: String?
     @Option var birthPlace: String?
@@ -81,7 +81,7 @@ extension ChildCommand {
       abstract: "Request a change of key information (name, gender, birth date, ID document), with its evidence; the principal decides.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option var name: String?
     @Option(help: "male or female.") var gender: String?
     @Option(help: "YYYY-MM-DD.") var born: String?
@@ -222,7 +222,7 @@ extension ChildCommand {
       static let configuration = CommandConfiguration(abstract: "Record when a parent signed the template and who checked it.")
       @OptionGroup var connection: ConnectionOptions
       @OptionGroup var target: DataCommand.Target
-      @Argument(help: "Record number.") var recordNumber: String
+      @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
       @Option(help: "When a parent signed the template, YYYY-MM-DD.") var signed: String
       @Option(help: "Who checked it against the household register.") var checkedBy: String
       @Option(help: "When, YYYY-MM-DD (default today).") var checkedOn: String?

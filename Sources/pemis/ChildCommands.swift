@@ -21,8 +21,8 @@ struct ChildCommand: AsyncParsableCommand {
 
   static func rows(_ children: [Pemis_V1_Child]) {
     printTable(
-      ["record number", "name", "gender", "born", "document", "class", "state"],
-      children.map { [$0.recordNumber, $0.name, $0.gender, formatDate($0.birthDate), "\($0.idDocumentType) \($0.idDocumentNumber)", $0.classID, $0.state] })
+      ["record number", "reference", "name", "gender", "born", "document", "class", "state"],
+      children.map { [$0.recordNumber, $0.childRef, $0.name, $0.gender, formatDate($0.birthDate), "\($0.idDocumentType) \($0.idDocumentNumber)", $0.classID, $0.state] })
   }
 
   struct Enroll: AsyncParsableCommand {
@@ -106,7 +106,7 @@ struct ChildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "One child (the full ID number for principals and administrators; the read is audited).")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     func run() async throws {
       try await runReportingFailure {
         let c = try await connection.withSession { client in
@@ -117,7 +117,12 @@ struct ChildCommand: AsyncParsableCommand {
         }
         if connection.json { return try printJSON(message: c) }
         ChildCommand.rows([c])
-        print("nationality \(c.nationality), ethnicity \(c.ethnicity), born in \(c.birthPlace), household \(c.householdRegister) (\(c.householdType)), \(c.hmtStatus), \(c.health)\(c.onlyChild ? ", only child" : ""); entered \(formatDate(c.entryDate))")
+        print("nationality \(c.nationality), ethnicity \(c.ethnicity)\(c.onlyChild ? ", only child" : ""); entered \(formatDate(c.entryDate))")
+        // What the caller's role may not see is not sent (docs/TENANCY.md, "Who may see what").
+        if !c.householdRegister.isEmpty || !c.birthPlace.isEmpty {
+          print("born in \(c.birthPlace), household \(c.householdRegister) (\(c.householdType)), \(c.hmtStatus)")
+        }
+        if !c.health.isEmpty { print("health: \(c.health)") }
         for g in c.guardians { print("guardian: \(g.name) (\(g.relation)) \(g.phone)") }
       }
     }
@@ -127,7 +132,7 @@ struct ChildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Place a child in a class, or move it.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option(help: "Class id (C0001).") var classID: String
     func run() async throws {
       try await runReportingFailure {
@@ -198,7 +203,7 @@ struct ChildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "A child leaves the kindergarten (not a transfer).")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option(help: "Why.") var reason: String
     @Option(help: "YYYY-MM-DD (default today).") var on: String?
     func run() async throws {
@@ -222,7 +227,7 @@ struct ChildCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Record an accidental departure (injury or death); closes the record.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number.") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option(help: "injury or death.") var kind: String
     @Option(help: "The certificate or report (Art. 17(3)).") var evidence: String
     @Option(help: "YYYY-MM-DD (default today).") var on: String?

@@ -18,10 +18,10 @@ struct TransferCommand: AsyncParsableCommand {
 
   static func rows(_ transfers: [Pemis_V1_Transfer]) {
     printTable(
-      ["transfer", "record number", "from", "to", "applied", "state", "requested by", "class", "decided by", "reason"],
+      ["transfer", "record number", "reference", "from", "to", "applied", "state", "requested by", "class", "decided by", "reason"],
       transfers.map {
         [
-          $0.id, $0.recordNumber, $0.fromKindergartenCode, $0.toKindergartenCode, formatDate($0.appliedOn), $0.state,
+          $0.id, $0.recordNumber, $0.childRef, $0.fromKindergartenCode, $0.toKindergartenCode, formatDate($0.appliedOn), $0.state,
           "\($0.requestedBy) \(formatTime($0.requestedAt))", $0.classID, $0.decidedBy, $0.reason,
         ]
       })
@@ -31,7 +31,7 @@ struct TransferCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Transfer a child out to another kindergarten, on the parent's application.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var target: DataCommand.Target
-    @Argument(help: "Record number (a masked one from a list will do).") var recordNumber: String
+    @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
     @Option(help: "The receiving kindergarten's institution code.") var to: String
     @Option(help: "When the parent applied, YYYY-MM-DD (default today).") var applied: String?
     @Option(help: "A transfer id of your own (T…), so a retry finds the same transfer.") var id: String = ""
@@ -199,7 +199,7 @@ struct DuplicatesCommand: AsyncParsableCommand {
     printTable(
       ["case", "kind", "key", "records", "state", "resolution", "evidence"],
       cases.map {
-        ["\($0.id)", $0.kind, $0.key, $0.records.map { "\($0.kindergartenCode)/\($0.recordNumber)" }.joined(separator: " "), $0.state, $0.resolution, $0.evidence]
+        ["\($0.id)", $0.kind, $0.key, $0.records.map { "\($0.kindergartenCode)/\($0.recordNumber) (\($0.childRef))" }.joined(separator: " "), $0.state, $0.resolution, $0.evidence]
       })
   }
 

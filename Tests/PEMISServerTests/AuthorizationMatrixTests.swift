@@ -105,6 +105,13 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
       let isPublic = ownership == .public
       let office: Role = isPublic ? .preschoolOffice : .vocationalOffice
       let label = isPublic ? "public kindergarten A" : "private kindergarten B"
+      // Child records (Art. 8(2), 9(2), 12, 15–18): the offices that verify children's data and
+      // the kindergarten's principal, administrator and class leaders.
+      let childReaders: Set<Role> = isPublic ? [.principal, .administrator, .classLeader, .preschoolOffice] : [.preschoolOffice, .vocationalOffice]
+      // Transfers, duplicate cases, key-change requests: the offices that act on them, the
+      // district administrator who runs the sweeps, the principal and the administrator.
+      let childOversight: Set<Role> =
+        isPublic ? [.principal, .administrator, .preschoolOffice, .districtAdmin] : [.preschoolOffice, .vocationalOffice, .districtAdmin]
       cases += [
         MatrixCase(
           name: "Accounts/CreateAccount in \(label)", allowed: isPublic ? [.districtAdmin, .principal] : [.districtAdmin]
@@ -286,15 +293,36 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          name: "KindergartenData/GetHistory of finance:2026 of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .financeStaff, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
+        ) { client, _ in
+          _ = try await data(client).getHistory(.with {
+            $0.kindergartenCode = code
+            $0.record = "finance:2026"
+          })
+        },
+        MatrixCase(
+          // Child records: not the Planning or Finance offices, the district administrator or
+          // finance/HR staff (Art. 12(三)2). The class leader's child is in none of its classes
+          // (NOT_FOUND, past the door).
+          name: "KindergartenData/GetHistory of a child of \(label)", allowed: childReaders
+        ) { client, _ in
+          _ = try await data(client).getHistory(.with {
+            $0.kindergartenCode = code
+            $0.record = "child:G" + KindergartenDataFixtures.childID
+          })
+        },
+        MatrixCase(
+          // Art. 12(三): class leaders have no part in finance information.
           name: "KindergartenData/GetFinance of \(label)",
-          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
+          allowed: isPublic ? [.principal, .administrator, .financeStaff, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
         ) { client, _ in
           _ = try await data(client).getFinance(.with {
             $0.kindergartenCode = code
             $0.year = 2026
           })
         },
-        MatrixCase(name: "KindergartenData/PutFinance of \(label)", allowed: isPublic ? [.principal, .financeStaff] : []) {
+        MatrixCase(name: "KindergartenData/PutFinance of \(label)", allowed: isPublic ? [.principal, .administrator, .financeStaff] : []) {
           client, _ in
           _ = try await data(client).putFinance(.with {
             $0.kindergartenCode = code
@@ -337,14 +365,8 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             $0.child = child
           })
         },
-        MatrixCase(
-          name: "ChildRecords/ListChildren of \(label)",
-          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
-        ) { client, _ in _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).listChildren(.with { $0.kindergartenCode = code }) },
-        MatrixCase(
-          name: "ChildRecords/GetChild of \(label)",
-          allowed: isPublic ? kindergartenA.union([.preschoolOffice, .planningOffice, .financeOffice, .districtAdmin]) : district
-        ) { client, _ in
+        MatrixCase(name: "ChildRecords/ListChildren of \(label)", allowed: childReaders) { client, _ in _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).listChildren(.with { $0.kindergartenCode = code }) },
+        MatrixCase(name: "ChildRecords/GetChild of \(label)", allowed: childReaders) { client, _ in
           _ = try await Pemis_V1_ChildRecords.Client(wrapping: client).getChild(.with {
             $0.kindergartenCode = code
             $0.recordNumber = "G" + KindergartenDataFixtures.childID
@@ -420,8 +442,7 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
-          name: "ChildRecords/ListKeyChanges of \(label)",
-          allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
+          name: "ChildRecords/ListKeyChanges of \(label)", allowed: childOversight
         ) { client, _ in _ = try await children(client).listKeyChanges(.with { $0.kindergartenCode = code }) },
         MatrixCase(name: "ChildRecords/DecideKeyChange in \(label)", allowed: isPublic ? [.principal] : []) { client, _ in
           _ = try await children(client).decideKeyChange(.with {
@@ -431,8 +452,9 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
           })
         },
         MatrixCase(
+          // The month's changes carry the children's values: not the district administrator.
           name: "ChildRecords/GetMonthlyAudit of \(label)",
-          allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district
+          allowed: isPublic ? [.principal, .administrator, .preschoolOffice] : [.preschoolOffice, .vocationalOffice]
         ) { client, _ in
           _ = try await children(client).getMonthlyAudit(.with {
             $0.kindergartenCode = code
@@ -498,13 +520,13 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             $0.reason = "no place"
           })
         },
-        MatrixCase(name: "Transfers/ListTransfers of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+        MatrixCase(name: "Transfers/ListTransfers of \(label)", allowed: childOversight) { client, _ in
           _ = try await transfers(client).listTransfers(.with { $0.kindergartenCode = code })
         },
-        MatrixCase(name: "Duplicates/ListCases of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+        MatrixCase(name: "Duplicates/ListCases of \(label)", allowed: childOversight) { client, _ in
           _ = try await Pemis_V1_Duplicates.Client(wrapping: client).listCases(.with { $0.kindergartenCode = code })
         },
-        MatrixCase(name: "Duplicates/GetCase of \(label)", allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .planningOffice, .financeOffice, .districtAdmin] : district) { client, _ in
+        MatrixCase(name: "Duplicates/GetCase of \(label)", allowed: childOversight) { client, _ in
           _ = try await Pemis_V1_Duplicates.Client(wrapping: client).getCase(.with {
             $0.kindergartenCode = code
             $0.id = 1
@@ -519,7 +541,8 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
         },
         MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",
-          allowed: isPublic ? [.districtAdmin, .preschoolOffice] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
+          // Art. 12(一)2: the principal audits the own kindergarten.
+          allowed: isPublic ? [.districtAdmin, .preschoolOffice, .principal] : [.districtAdmin, .preschoolOffice, .vocationalOffice]
         ) { client, _ in
           _ = try await Pemis_V1_Audit.Client(wrapping: client).queryAuditLog(.with { $0.kindergartenCode = code })
         },

@@ -1,4 +1,5 @@
 import Foundation
+import PEMISDomain
 import Testing
 
 /// The C client in tools/c-client, written from docs/PROTOCOL.md alone, against a real server:
@@ -46,9 +47,7 @@ struct CClientTests {
       Self.client, ["127.0.0.1", port, "children", "--user", SeededServer.user], environment: password)
     #expect(listed.status == 0, "stderr: \(listed.stderr)")
     let id = SeededServer.childID
-    func mask(_ text: String) -> String {
-      String(text.prefix(4)) + String(repeating: "*", count: text.count - 8) + String(text.suffix(4))
-    }
+    func mask(_ text: String) -> String { IDDocuments.mask(text) }
     #expect(
       listed.stdout
         == "child record=\(mask("G" + id)) id=\(mask(id)) type=resident_id name=张小明 gender=male born=2022-03-15 state=enrolled class=\n"

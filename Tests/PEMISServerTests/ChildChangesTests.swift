@@ -87,7 +87,7 @@ struct ChildChangesTests {
       #expect(bad?.message.contains("child.household_register: must be a six-digit administrative-division code") == true)
       let reports = try await district.registry.obligations(
         kindergarten: District.kindergartenA, filter: .done, today: CalendarDate(beijingTimeOf: district.clock.now), offset: 0, limit: 50)
-      #expect(reports.obligations.contains { $0.kind == .otherChange && $0.subject.hasPrefix("child:\(number):health+guardians") })
+      #expect(reports.obligations.contains { $0.kind == .otherChange && $0.subject.hasPrefix(district.registry.childReferences.subject(recordNumber: number, suffix: ":health+guardians")) })
     }
   }
 

@@ -39,18 +39,48 @@ struct ChildRecordsTests {
         try await $0.listChildren(.with { $0.kindergartenCode = District.kindergartenA })
       }
       #expect(listed.children.map(\.idDocumentNumber) == [IDDocuments.mask(KindergartenDataFixtures.childID)])
+      // Lists carry who and where, never contacts or health (PIPL Art. 51).
+      #expect(listed.children.allSatisfy { $0.guardians.isEmpty && $0.health.isEmpty && $0.householdRegister.isEmpty })
+      let reference = try #require(listed.children.first?.childRef)
+      #expect(reference.hasPrefix("C-") && reference.count == 12)
       let full = try await children(district, District.user(.principal)) { try await $0.getChild(.with { $0.recordNumber = number }) }
       #expect(full.idDocumentNumber == KindergartenDataFixtures.childID)
       #expect(full.recordNumber == number)
-      let masked = try await children(district, District.user(.financeStaff)) { try await $0.getChild(.with { $0.recordNumber = number }) }
-      #expect(masked.idDocumentNumber == IDDocuments.mask(KindergartenDataFixtures.childID))
-      // The full-number read is in the audit log.
+      #expect(!full.guardians.isEmpty && !full.health.isEmpty)
+      // The reference a list shows opens the same child.
+      let byReference = try await children(district, District.user(.principal)) { try await $0.getChild(.with { $0.recordNumber = reference }) }
+      #expect(byReference.recordNumber == number)
+      // The Preschool Education Office verifies identities: the number, not the contacts.
+      let office = try await children(district, District.user(.preschoolOffice)) {
+        try await $0.getChild(.with {
+          $0.kindergartenCode = District.kindergartenA
+          $0.recordNumber = reference
+        })
+      }
+      #expect(office.idDocumentNumber == KindergartenDataFixtures.childID)
+      #expect(office.guardians.isEmpty && office.health.isEmpty && office.householdRegister.isEmpty)
+      // Finance/HR staff and the Planning & Finance Office read no child (Art. 12(三)2).
+      for role in [Role.financeStaff, .financeOffice, .planningOffice, .districtAdmin] {
+        let refused = await failure {
+          _ = try await children(district, District.user(role)) {
+            try await $0.getChild(.with {
+              $0.kindergartenCode = District.kindergartenA
+              $0.recordNumber = number
+            })
+          }
+        }
+        #expect(refused?.code == .permissionDenied, "\(role)")
+      }
+      // The full-number read is in the audit log as a personal-data access: who, whose (the
+      // reference, never the number), which fields.
       let (entries, _) = try await district.registry.auditEntries(.init(username: District.user(.principal)), offset: 0, limit: 100)
-      #expect(entries.contains { $0.method == "/pemis.v1.ChildRecords/GetChild" && $0.targets.contains("full-id") })
+      let reads = entries.filter { $0.method == "/pemis.v1.ChildRecords/GetChild" }
+      #expect(reads.contains { $0.targets.contains("child:\(reference)") && $0.targets.contains("personal-data:id_document_number+household+health+guardians") })
+      #expect(reads.allSatisfy { !$0.targets.contains(KindergartenDataFixtures.childID) })
       // Entering it discharged the enrollment obligation (Art. 15(3)).
       let done = try await district.registry.obligations(
         kindergarten: District.kindergartenA, filter: .done, today: CalendarDate(beijingTimeOf: district.clock.now), offset: 0, limit: 50)
-      #expect(done.obligations.contains { $0.kind == .enrollment && $0.subject == "child:\(number)" })
+      #expect(done.obligations.contains { $0.kind == .enrollment && $0.subject == "child:\(reference)" })
     }
   }
 
@@ -85,7 +115,7 @@ struct ChildRecordsTests {
       }
       #expect(Set(numbers).count == 2, "masked numbers differ because the sequences differ: \(numbers)")
       let listed = try await children(district, District.user(.principal)) { try await $0.listChildren(.init()) }
-      #expect(listed.children.first?.recordNumber.hasPrefix("J120") == true)
+      #expect(listed.children.first?.recordNumber.hasPrefix("J12*") == true)
     }
   }
 
@@ -170,7 +200,29 @@ struct ChildRecordsTests {
       }
       let seen = try await children(district, leader) { try await $0.listChildren(.init()) }
       #expect(seen.children.map(\.name) == ["张小明"])
-      #expect(try await children(district, admin) { try await $0.listChildren(.init()) }.children.count == 2)
+      let all = try await children(district, admin) { try await $0.listChildren(.init()) }.children
+      #expect(all.count == 2)
+      // The history method holds class leaders to their classes too (issue 13): another class's
+      // child does not exist for them, by reference or by number; their own class's does.
+      func history(_ record: String) async throws -> Pemis_V1_GetHistoryResponse {
+        try await district.asUser(leader) { try await Pemis_V1_KindergartenData.Client(wrapping: $0).getHistory(.with { $0.record = record }) }
+      }
+      let otherChild = try #require(all.first { $0.name == "李小红" })
+      let hidden = await failure { _ = try await history("child:" + otherChild.childRef) }
+      #expect(hidden?.code == .notFound)
+      let own = try #require(all.first { $0.name == "张小明" })
+      #expect(try await history("child:" + own.childRef).entries.allSatisfy { $0.record == "child:" + own.childRef })
+      #expect(try await !history("child:G" + KindergartenDataFixtures.childID).entries.isEmpty)
+      // Finance/HR staff read no child history, and class leaders no finance history (Art. 12(三)).
+      let staff = await failure {
+        _ = try await district.asUser(District.user(.financeStaff)) {
+          try await Pemis_V1_KindergartenData.Client(wrapping: $0).getHistory(.with { $0.record = "child:" + own.childRef })
+        }
+      }
+      #expect(staff?.code == .permissionDenied)
+      #expect(staff?.message.contains("Art. 12") == true)
+      let finance = await failure { _ = try await history("finance:2026") }
+      #expect(finance?.code == .permissionDenied)
     }
   }
 

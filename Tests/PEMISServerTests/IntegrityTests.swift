@@ -253,7 +253,7 @@ struct IntegrityTests {
       #expect(try await district.registry.indexRecord(number)?.state == .enrolled)
       let today = CalendarDate(beijingTimeOf: district.clock.now)
       let done = try await district.registry.obligations(kindergarten: a, filter: .done, today: today, offset: 0, limit: 50)
-      #expect(done.obligations.filter { $0.kind == .enrollment && $0.subject == "child:\(number)" }.count == 1)
+      #expect(done.obligations.filter { $0.kind == .enrollment && $0.subject == district.registry.childReferences.subject(recordNumber: number) }.count == 1)
       try await consistent(district)
     }
   }

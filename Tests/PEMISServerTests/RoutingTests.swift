@@ -88,7 +88,13 @@ struct RoutingTests {
       #expect(archive.transfer.id == out.id)
       #expect(archive.child.name == "张小明")
       #expect(archive.child.idDocumentNumber == IDDocuments.mask(KindergartenDataFixtures.childID))
-      #expect(!archive.history.isEmpty)
+      // The receiver's view before transfer-in: what checking the parent's materials needs.
+      #expect(archive.child.birthDate.year == 2022 && archive.child.gender == "male")
+      #expect(archive.transfer.fromKindergartenCode == a)
+      #expect(archive.child.guardians.isEmpty && archive.child.health.isEmpty && archive.child.householdRegister.isEmpty)
+      #expect(archive.child.birthPlace.isEmpty && archive.child.classID.isEmpty)
+      #expect(archive.history.isEmpty, "the sender's history, with its staff's usernames, arrives with the transfer")
+      #expect(!archive.child.recordNumber.contains(KindergartenDataFixtures.childID))
       let notForA = await failure {
         _ = try await transfers(district, adminA) { try await $0.getTransferArchive(.with { $0.recordNumber = number }) }
       }
@@ -198,7 +204,7 @@ struct RoutingTests {
         _ = try await children(district, adminB) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) }
       }
       #expect(again?.code == .alreadyExists)
-      #expect(again?.message.contains("already enrolled at kindergarten \(a) as G120***********") == true)
+      #expect(again?.message.contains("already enrolled at kindergarten \(a) as \(IDDocuments.mask(number))") == true)
       #expect(again?.message.contains("pemis transfer out") == true)
       #expect(try await shard(district, b).child(number) == nil, "nothing was written at B")
       #expect(try await district.registry.openReservations().isEmpty, "the reservation was released")
@@ -284,6 +290,14 @@ struct RoutingTests {
       let casesB = try await district.asUser(adminB) { try await Pemis_V1_Duplicates.Client(wrapping: $0).listCases(.init()) }
       #expect(Set(casesB.cases.map(\.kind)) == ["same_id", "same_person"])
       #expect(casesB.cases.allSatisfy { !$0.key.contains(KindergartenDataFixtures.childID) }, "keys are masked")
+      // Issue 13: each kindergarten can tell which of its records to act on — its own in full —
+      // and sees the other kindergarten's masked; every record has its child reference.
+      let records = casesB.cases.flatMap(\.records)
+      #expect(records.filter { $0.kindergartenCode == b }.map(\.recordNumber).sorted() == ["J120116202203150029", "L000000001"])
+      #expect(records.filter { $0.kindergartenCode == a }.allSatisfy { $0.recordNumber.contains("*") })
+      #expect(records.allSatisfy { $0.childRef.hasPrefix("C-") })
+      let office = try await district.asUser(District.user(.preschoolOffice)) { try await Pemis_V1_Duplicates.Client(wrapping: $0).listCases(.init()) }
+      #expect(office.cases.flatMap(\.records).allSatisfy { $0.recordNumber.contains("*") }, "the district sees masks and references")
       let sameID = try #require(casesB.cases.first { $0.kind == "same_id" })
       let samePerson = try #require(casesB.cases.first { $0.kind == "same_person" })
 

@@ -328,7 +328,7 @@ struct TimeOrderTests {
       }
       #expect(approved.state == "approved")
       let obligation = try await district.registry.obligation(
-        kindergarten: a, kind: .otherChange, subject: "child:\(number):key-change#\(request.id)")
+        kindergarten: a, kind: .otherChange, subject: district.registry.childReferences.subject(recordNumber: number, suffix: ":key-change#\(request.id)"))
       #expect(obligation?.triggeredOn == requestedOn.description)
       let due = try ObligationKind.otherChange.due(after: requestedOn, in: district.server.tenancy.calendar)
       #expect(obligation?.dueOn == due.description)

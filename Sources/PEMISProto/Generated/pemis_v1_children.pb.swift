@@ -789,7 +789,7 @@ public nonisolated struct Pemis_V1_Child: @unchecked Sendable {
     set {_uniqueStorage()._idDocumentType = newValue}
   }
 
-  /// Masked (first 4 and last 4) except in GetChild for the roles that may see it.
+  /// Masked (at most a third shows) except in GetChild for the roles that may see it.
   public var idDocumentNumber: String {
     get {_storage._idDocumentNumber}
     set {_uniqueStorage()._idDocumentNumber = newValue}
@@ -858,6 +858,13 @@ public nonisolated struct Pemis_V1_Child: @unchecked Sendable {
   public var classID: String {
     get {_storage._classID}
     set {_uniqueStorage()._classID = newValue}
+  }
+
+  /// The child's opaque reference ("C-" and ten characters): what obligations, cases and the
+  /// audit log name the child by; accepted wherever a record number is.
+  public var childRef: String {
+    get {_storage._childRef}
+    set {_uniqueStorage()._childRef = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2289,7 +2296,7 @@ nonisolated extension Pemis_V1_Guardian: SwiftProtobuf.Message, SwiftProtobuf._M
 
 nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Child"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_number\0\u{1}name\0\u{1}gender\0\u{3}birth_date\0\u{3}id_document_type\0\u{3}id_document_number\0\u{1}nationality\0\u{1}ethnicity\0\u{3}birth_place\0\u{3}household_register\0\u{3}household_type\0\u{3}hmt_status\0\u{1}health\0\u{3}only_child\0\u{1}guardians\0\u{3}entry_date\0\u{1}state\0\u{3}class_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_number\0\u{1}name\0\u{1}gender\0\u{3}birth_date\0\u{3}id_document_type\0\u{3}id_document_number\0\u{1}nationality\0\u{1}ethnicity\0\u{3}birth_place\0\u{3}household_register\0\u{3}household_type\0\u{3}hmt_status\0\u{1}health\0\u{3}only_child\0\u{1}guardians\0\u{3}entry_date\0\u{1}state\0\u{3}class_id\0\u{3}child_ref\0")
 
   fileprivate class _StorageClass {
     var _recordNumber: String = String()
@@ -2310,6 +2317,7 @@ nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _entryDate: Pemis_V1_Date? = nil
     var _state: String = String()
     var _classID: String = String()
+    var _childRef: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2338,6 +2346,7 @@ nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _entryDate = source._entryDate
       _state = source._state
       _classID = source._classID
+      _childRef = source._childRef
     }
   }
 
@@ -2374,6 +2383,7 @@ nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._entryDate) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._state) }()
         case 18: try { try decoder.decodeSingularStringField(value: &_storage._classID) }()
+        case 19: try { try decoder.decodeSingularStringField(value: &_storage._childRef) }()
         default: break
         }
       }
@@ -2440,6 +2450,9 @@ nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._classID.isEmpty {
         try visitor.visitSingularStringField(value: _storage._classID, fieldNumber: 18)
       }
+      if !_storage._childRef.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._childRef, fieldNumber: 19)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2467,6 +2480,7 @@ nonisolated extension Pemis_V1_Child: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._entryDate != rhs_storage._entryDate {return false}
         if _storage._state != rhs_storage._state {return false}
         if _storage._classID != rhs_storage._classID {return false}
+        if _storage._childRef != rhs_storage._childRef {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -94,6 +94,9 @@ public nonisolated struct Pemis_V1_Transfer: Sendable {
 
   public var reason: String = String()
 
+  /// The child's opaque reference (Child.child_ref).
+  public var childRef: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -122,38 +125,44 @@ public nonisolated struct Pemis_V1_GetTransferArchiveRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Pemis_V1_TransferArchive: Sendable {
+public nonisolated struct Pemis_V1_TransferArchive: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var transfer: Pemis_V1_Transfer {
-    get {_transfer ?? Pemis_V1_Transfer()}
-    set {_transfer = newValue}
+    get {_storage._transfer ?? Pemis_V1_Transfer()}
+    set {_uniqueStorage()._transfer = newValue}
   }
   /// Returns true if `transfer` has been explicitly set.
-  public var hasTransfer: Bool {self._transfer != nil}
+  public var hasTransfer: Bool {_storage._transfer != nil}
   /// Clears the value of `transfer`. Subsequent reads from it will return its default value.
-  public mutating func clearTransfer() {self._transfer = nil}
+  public mutating func clearTransfer() {_uniqueStorage()._transfer = nil}
 
-  /// ID number masked.
+  /// The receiver's view before transfer-in (Art. 16; PIPL Art. 51): what checking the parent's
+  /// materials needs — name, gender, birth date, the document type and its number masked, the
+  /// reference — and the sending kindergarten (transfer.from_kindergarten_code). Health,
+  /// guardians, household details and the record's history arrive with the transfer.
   public var child: Pemis_V1_Child {
-    get {_child ?? Pemis_V1_Child()}
-    set {_child = newValue}
+    get {_storage._child ?? Pemis_V1_Child()}
+    set {_uniqueStorage()._child = newValue}
   }
   /// Returns true if `child` has been explicitly set.
-  public var hasChild: Bool {self._child != nil}
+  public var hasChild: Bool {_storage._child != nil}
   /// Clears the value of `child`. Subsequent reads from it will return its default value.
-  public mutating func clearChild() {self._child = nil}
+  public mutating func clearChild() {_uniqueStorage()._child = nil}
 
-  public var history: [Pemis_V1_HistoryEntry] = []
+  /// Empty before transfer-in; kept so older clients still parse the message.
+  public var history: [Pemis_V1_HistoryEntry] {
+    get {_storage._history}
+    set {_uniqueStorage()._history = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _transfer: Pemis_V1_Transfer? = nil
-  fileprivate var _child: Pemis_V1_Child? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Pemis_V1_TransferInRequest: Sendable {
@@ -287,8 +296,11 @@ public nonisolated struct Pemis_V1_CaseRecord: Sendable {
 
   public var kindergartenCode: String = String()
 
-  /// Masked.
+  /// In full for the kindergarten the record belongs to; masked for everyone else.
   public var recordNumber: String = String()
+
+  /// The child's opaque reference (Child.child_ref): the kindergarten resolves it.
+  public var childRef: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -676,7 +688,7 @@ nonisolated extension Pemis_V1_TransferOutRequest: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Pemis_V1_Transfer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Transfer"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}record_number\0\u{3}from_kindergarten_code\0\u{3}to_kindergarten_code\0\u{3}applied_on\0\u{1}state\0\u{3}requested_by\0\u{3}requested_at\0\u{3}class_id\0\u{3}decided_by\0\u{3}decided_at\0\u{1}reason\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}record_number\0\u{3}from_kindergarten_code\0\u{3}to_kindergarten_code\0\u{3}applied_on\0\u{1}state\0\u{3}requested_by\0\u{3}requested_at\0\u{3}class_id\0\u{3}decided_by\0\u{3}decided_at\0\u{1}reason\0\u{3}child_ref\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -696,6 +708,7 @@ nonisolated extension Pemis_V1_Transfer: SwiftProtobuf.Message, SwiftProtobuf._M
       case 10: try { try decoder.decodeSingularStringField(value: &self.decidedBy) }()
       case 11: try { try decoder.decodeSingularInt64Field(value: &self.decidedAt) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.childRef) }()
       default: break
       }
     }
@@ -742,6 +755,9 @@ nonisolated extension Pemis_V1_Transfer: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.reason.isEmpty {
       try visitor.visitSingularStringField(value: self.reason, fieldNumber: 12)
     }
+    if !self.childRef.isEmpty {
+      try visitor.visitSingularStringField(value: self.childRef, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -758,6 +774,7 @@ nonisolated extension Pemis_V1_Transfer: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.decidedBy != rhs.decidedBy {return false}
     if lhs.decidedAt != rhs.decidedAt {return false}
     if lhs.reason != rhs.reason {return false}
+    if lhs.childRef != rhs.childRef {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -812,41 +829,81 @@ nonisolated extension Pemis_V1_TransferArchive: SwiftProtobuf.Message, SwiftProt
   public static let protoMessageName: String = _protobuf_package + ".TransferArchive"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}transfer\0\u{1}child\0\u{1}history\0")
 
+  fileprivate class _StorageClass {
+    var _transfer: Pemis_V1_Transfer? = nil
+    var _child: Pemis_V1_Child? = nil
+    var _history: [Pemis_V1_HistoryEntry] = []
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _transfer = source._transfer
+      _child = source._child
+      _history = source._history
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._transfer) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._child) }()
-      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.history) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._transfer) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._child) }()
+        case 3: try { try decoder.decodeRepeatedMessageField(value: &_storage._history) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._transfer {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._child {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    if !self.history.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.history, fieldNumber: 3)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._transfer {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._child {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      if !_storage._history.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._history, fieldNumber: 3)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Pemis_V1_TransferArchive, rhs: Pemis_V1_TransferArchive) -> Bool {
-    if lhs._transfer != rhs._transfer {return false}
-    if lhs._child != rhs._child {return false}
-    if lhs.history != rhs.history {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._transfer != rhs_storage._transfer {return false}
+        if _storage._child != rhs_storage._child {return false}
+        if _storage._history != rhs_storage._history {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1111,7 +1168,7 @@ nonisolated extension Pemis_V1_SweepDuplicatesResponse: SwiftProtobuf.Message, S
 
 nonisolated extension Pemis_V1_CaseRecord: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CaseRecord"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{3}child_ref\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1121,6 +1178,7 @@ nonisolated extension Pemis_V1_CaseRecord: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.childRef) }()
       default: break
       }
     }
@@ -1133,12 +1191,16 @@ nonisolated extension Pemis_V1_CaseRecord: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.recordNumber.isEmpty {
       try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
     }
+    if !self.childRef.isEmpty {
+      try visitor.visitSingularStringField(value: self.childRef, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Pemis_V1_CaseRecord, rhs: Pemis_V1_CaseRecord) -> Bool {
     if lhs.kindergartenCode != rhs.kindergartenCode {return false}
     if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs.childRef != rhs.childRef {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

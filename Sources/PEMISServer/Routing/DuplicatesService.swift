@@ -11,7 +11,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
   let tenancy: Tenancy
   var router: Router { tenancy.router }
 
-  /// A case's key, masked: ID numbers show their first and last four characters; a name keeps
+  /// A case's key, masked: ID numbers by the one rule (``IDDocuments/mask(_:)``); a name keeps
   /// its first character.
   static func maskKey(_ kind: ProblemKind, _ key: String) -> String {
     switch kind {
@@ -28,15 +28,20 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
     }
   }
 
-  static func proto(_ record: DuplicateCaseRecord, events: [CaseEventRecord] = []) -> Pemis_V1_DuplicateCase {
-    .with {
+  /// A case as the caller sees it: each record by its child reference, and by its full number
+  /// only to the kindergarten it belongs to, which must tell which of its records to act on.
+  func proto(_ record: DuplicateCaseRecord, events: [CaseEventRecord] = []) -> Pemis_V1_DuplicateCase {
+    let own = Caller.current?.kindergarten?.rawValue
+    let references = tenancy.registry.childReferences
+    return .with {
       $0.id = record.id ?? 0
       $0.kind = record.kind.rawValue
-      $0.key = maskKey(record.kind, record.key)
+      $0.key = Self.maskKey(record.kind, record.key)
       $0.records = record.records.map { r in
         .with {
           $0.kindergartenCode = r.kindergartenCode
-          $0.recordNumber = IDDocuments.mask(r.recordNumber)
+          $0.recordNumber = r.kindergartenCode == own ? r.recordNumber : IDDocuments.mask(r.recordNumber)
+          $0.childRef = references.reference(r.recordNumber)
         }
       }
       $0.state = record.state.rawValue
@@ -86,7 +91,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
       let (cases, total) = try await tenancy.registry.duplicateCases(
         kindergarten: code, codes: scoped, state: state, offset: page.offset, limit: page.limit)
       return .with {
-        $0.cases = cases.map { Self.proto($0) }
+        $0.cases = cases.map { proto($0) }
         $0.page = page.info(total: total, returned: cases.count)
       }
     }
@@ -115,7 +120,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
     try await handling {
       let (record, events, _) = try await visibleCase(request.id)
       AuditTargets.add("case:\(request.id)")
-      return Self.proto(record, events: events)
+      return proto(record, events: events)
     }
   }
 
@@ -141,7 +146,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
       }
       AuditTargets.add("case:\(request.id) \(request.action)")
       let events = try await tenancy.registry.duplicateCase(request.id)?.1 ?? []
-      return Self.proto(result, events: events)
+      return proto(result, events: events)
     }
   }
 
@@ -162,7 +167,7 @@ struct DuplicatesService: Pemis_V1_Duplicates.SimpleServiceProtocol {
       }
       let record = try await router.arbitrate(request.id, accept: request.accept, note: note, by: caller.username)
       AuditTargets.add("case:\(request.id) \(request.accept ? "accepted" : "rejected")")
-      return Self.proto(record, events: try await tenancy.registry.duplicateCase(request.id)?.1 ?? [])
+      return proto(record, events: try await tenancy.registry.duplicateCase(request.id)?.1 ?? [])
     }
   }
 }

@@ -11,10 +11,11 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
   let tenancy: Tenancy
   var router: Router { tenancy.router }
 
-  static func proto(_ t: TransferRecord) -> Pemis_V1_Transfer {
+  func proto(_ t: TransferRecord) -> Pemis_V1_Transfer {
     .with {
       $0.id = t.id
       $0.recordNumber = IDDocuments.mask(t.recordNumber)
+      $0.childRef = tenancy.registry.childReferences.reference(t.recordNumber)
       $0.fromKindergartenCode = t.fromCode
       $0.toKindergartenCode = t.toCode
       if let applied = CalendarDate(iso: t.appliedOn) { $0.appliedOn = applied.proto }
@@ -48,8 +49,8 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
         from: code, recordNumber: number, to: destination, appliedOn: applied, id: request.transferID.isEmpty ? nil : request.transferID,
         by: caller.username)
       AuditTargets.add("transfer:\(transfer.id)")
-      AuditTargets.add("child:\(IDDocuments.mask(number))")
-      return Self.proto(transfer)
+      AuditTargets.add("child:" + tenancy.registry.childReferences.reference(number))
+      return proto(transfer)
     }
   }
 
@@ -69,20 +70,11 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       let found = try await router.archiveForReceiver(
         at: code, recordNumber: request.recordNumber.isEmpty ? nil : request.recordNumber.uppercased(), documentKey: documentKey)
       AuditTargets.add("transfer:\(found.transfer.id)")
-      AuditTargets.add("child:\(IDDocuments.mask(found.child.recordNumber)) archive")
+      AuditTargets.add("child:" + tenancy.registry.childReferences.reference(found.child.recordNumber))
+      // The receiver's view (``ChildView/receiver``): the rest arrives with the transfer.
       return .with {
-        $0.transfer = Self.proto(found.transfer)
-        $0.child = ChildRecordsService.proto(found.child, fullID: false)
-        $0.history = found.history.map { entry in
-          .with {
-            $0.record = "child:" + IDDocuments.mask(found.child.recordNumber)
-            $0.field = entry.field
-            $0.oldValue = entry.oldValue
-            $0.newValue = entry.newValue
-            $0.changedBy = entry.changedBy
-            $0.changedAt = entry.changedAt
-          }
-        }
+        $0.transfer = proto(found.transfer)
+        $0.child = ChildRecordsService.proto(found.child, view: .receiver, references: tenancy.registry.childReferences)
       }
     }
   }
@@ -93,7 +85,7 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       let transfer = try await router.transferIn(
         request.transferID, at: code, classId: request.classID.isEmpty ? nil : request.classID, by: caller.username)
       AuditTargets.add("transfer:\(transfer.id)")
-      return Self.proto(transfer)
+      return proto(transfer)
     }
   }
 
@@ -102,7 +94,7 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       let (code, caller) = try code(request.kindergartenCode)
       let transfer = try await router.cancel(request.transferID, at: code, by: caller.username)
       AuditTargets.add("transfer:\(transfer.id)")
-      return Self.proto(transfer)
+      return proto(transfer)
     }
   }
 
@@ -115,7 +107,7 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       }
       let transfer = try await router.decline(request.transferID, at: code, reason: reason, by: caller.username)
       AuditTargets.add("transfer:\(transfer.id)")
-      return Self.proto(transfer)
+      return proto(transfer)
     }
   }
 
@@ -131,7 +123,7 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       }
       let transfer = try await router.abort(request.transferID, reason: reason, by: caller.username)
       AuditTargets.add("transfer:\(transfer.id) \(transfer.state.rawValue)")
-      return Self.proto(transfer)
+      return proto(transfer)
     }
   }
 
@@ -153,7 +145,7 @@ struct TransfersService: Pemis_V1_Transfers.SimpleServiceProtocol {
       let (transfers, total) = try await tenancy.registry.transfers(
         kindergarten: code, state: state, ownershipCodes: scoped, offset: page.offset, limit: page.limit)
       return .with {
-        $0.transfers = transfers.map(Self.proto)
+        $0.transfers = transfers.map(proto)
         $0.page = page.info(total: total, returned: transfers.count)
       }
     }

@@ -22,6 +22,10 @@ struct AuditService: Pemis_V1_Audit.SimpleServiceProtocol {
         username: request.username.isEmpty ? nil : request.username,
         fromMs: request.fromMs > 0 ? request.fromMs : nil,
         toMs: request.toMs > 0 ? request.toMs : nil)
+      if caller.scope == .ownKindergarten {
+        // The principal audits the own kindergarten (Art. 12(一)2): its entries only.
+        query.kindergartenCode = caller.kindergarten?.rawValue ?? "-"
+      }
       if let ownership = caller.scope.ownershipFilter {
         // Held to scope: only entries about kindergartens of that ownership.
         let (kindergartens, _) = try await tenancy.registry.kindergartens(ownership: ownership, offset: 0, limit: Int.max)

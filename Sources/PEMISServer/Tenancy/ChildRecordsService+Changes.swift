@@ -73,7 +73,8 @@ extension ChildRecordsService {
       // Art. 17(2): other changes entered within 3 working days; the entry is the report, made
       // with the shard's write through the routing layer.
       let router = tenancy.router
-      let subject = "child:\(current.recordNumber):\(fields.map(\.rawValue).joined(separator: "+"))@\(tenancy.now())"
+      let subject = tenancy.registry.childReferences.subject(
+        recordNumber: current.recordNumber, suffix: ":\(fields.map(\.rawValue).joined(separator: "+"))@\(tenancy.now())")
       let validate = Self.validator(today: tenancy.today)
       let (recordNumber, username, now, changed) = (current.recordNumber, caller.username, tenancy.now, source)
       let row = try await router.reportedChange(
@@ -82,8 +83,8 @@ extension ChildRecordsService {
       ) {
         try await shard.updateChild(recordNumber, fields: fields, from: changed, validate: validate, by: username, at: now())
       }
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
-      return Self.proto(row, fullID: false)
+      AuditTargets.add(target(row.recordNumber))
+      return written(row, by: caller)
     }
   }
 
@@ -146,7 +147,7 @@ extension ChildRecordsService {
       try Self.validator(today: tenancy.today)(values.applied(to: current.data))
       let (record, _) = try await shard.requestKeyChange(
         current.recordNumber, values: values, evidence: evidence, templateSignedOn: signedOn, by: caller.username, at: tenancy.now())
-      AuditTargets.add("child:\(IDDocuments.mask(current.recordNumber))")
+      AuditTargets.add(target(current.recordNumber))
       AuditTargets.add("key-change:\(record.id ?? 0)")
       return Self.proto(record)
     }
@@ -181,7 +182,7 @@ extension ChildRecordsService {
       // (refused when another child has it) and is its own Art. 17(2) report.
       let decided = try await tenancy.router.decideKeyChange(
         request.id, in: shard, approve: request.approve, note: note, validate: Self.validator(today: tenancy.today), by: caller.username)
-      AuditTargets.add("child:\(IDDocuments.mask(decided.after.recordNumber))")
+      AuditTargets.add(target(decided.after.recordNumber))
       AuditTargets.add("key-change:\(request.id) \(decided.request.state.rawValue)")
       return Self.proto(decided.request)
     }
@@ -212,8 +213,9 @@ extension ChildRecordsService {
       $0.month = month.description
       $0.changes = audit.changes.map { entry in
         .with {
-          // Record names carry record numbers, which carry ID numbers: masked here.
-          $0.record = entry.record.hasPrefix("child:") ? "child:" + IDDocuments.mask(String(entry.record.dropFirst(6))) : entry.record
+          // Record names carry record numbers, which carry ID numbers: the child's reference
+          // here, which the kindergarten can open (`pemis child show C-…`) and nobody can read.
+          $0.record = entry.record.hasPrefix("child:") ? target(String(entry.record.dropFirst(6))) : entry.record
           $0.field = entry.field
           $0.oldValue = entry.oldValue
           $0.newValue = entry.newValue
@@ -308,7 +310,7 @@ extension ChildRecordsService {
       let current = try await child(shard, request.recordNumber, caller: caller)
       let (archive, row) = try await shard.recordPaperArchive(
         current.recordNumber, parentSignedOn: signed, checkedBy: checkedBy, checkedOn: checked, by: caller.username, at: tenancy.now())
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
+      AuditTargets.add(target(row.recordNumber))
       return Self.proto(row, archive, today: tenancy.today)
     }
   }

@@ -10,9 +10,6 @@ internal import SwiftProtobuf
 struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
   let tenancy: Tenancy
 
-  /// Roles that see a child's full ID number in the single-record view.
-  static let fullIDRoles: Set<Role> = [.principal, .administrator, .preschoolOffice, .districtAdmin]
-
   static func domain(_ c: Pemis_V1_Child) throws -> ChildRecord {
     var errors: [DomainError] = []
     let gender = Gender(rawValue: c.gender)
@@ -30,35 +27,58 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       guardians: c.guardians.map { .init(name: $0.name, relation: $0.relation, phone: $0.phone) }, entryDate: CalendarDate(c.entryDate))
   }
 
-  static func proto(_ row: ChildRow, fullID: Bool) -> Pemis_V1_Child {
+  /// A child as `view` lets its reader see it (``ChildView``); the one place a child becomes a
+  /// message.
+  static func proto(_ row: ChildRow, view: ChildView, references: ChildReferences) -> Pemis_V1_Child {
     let c = row.data
     return .with {
-      $0.recordNumber = fullID ? row.recordNumber : IDDocuments.mask(row.recordNumber)
+      $0.recordNumber = view.fullIdentifiers ? row.recordNumber : IDDocuments.mask(row.recordNumber)
+      $0.childRef = references.reference(row.recordNumber)
       $0.name = c.name
       $0.gender = c.gender.rawValue
       $0.birthDate = c.birthDate.proto
       $0.idDocumentType = c.idDocumentType.rawValue
-      $0.idDocumentNumber = fullID ? c.idDocumentNumber : IDDocuments.mask(c.idDocumentNumber)
-      $0.nationality = c.nationality
-      $0.ethnicity = c.ethnicity
-      $0.birthPlace = c.birthPlace
-      $0.householdRegister = c.householdRegister
-      $0.householdType = c.householdType
-      $0.hmtStatus = c.hmtStatus
-      $0.health = c.health
-      $0.onlyChild = c.onlyChild
-      $0.guardians = c.guardians.map { g in
-        .with {
-          $0.name = g.name
-          $0.relation = g.relation
-          $0.phone = g.phone
+      $0.idDocumentNumber = view.fullIdentifiers ? c.idDocumentNumber : IDDocuments.mask(c.idDocumentNumber)
+      $0.state = row.state.rawValue
+      if view.details {
+        $0.nationality = c.nationality
+        $0.ethnicity = c.ethnicity
+        $0.onlyChild = c.onlyChild
+        $0.entryDate = c.entryDate.proto
+        $0.classID = row.classId ?? ""
+      }
+      if view.household {
+        $0.birthPlace = c.birthPlace
+        $0.householdRegister = c.householdRegister
+        $0.householdType = c.householdType
+        $0.hmtStatus = c.hmtStatus
+      }
+      if view.health { $0.health = c.health }
+      if view.guardians {
+        $0.guardians = c.guardians.map { g in
+          .with {
+            $0.name = g.name
+            $0.relation = g.relation
+            $0.phone = g.phone
+          }
         }
       }
-      $0.entryDate = c.entryDate.proto
-      $0.state = row.state.rawValue
-      $0.classID = row.classId ?? ""
     }
   }
+
+  /// A child for a list or a write's answer.
+  func listed(_ row: ChildRow) -> Pemis_V1_Child { Self.proto(row, view: .listing, references: tenancy.registry.childReferences) }
+
+  /// A changed child as its writer sees it: what the role may see of the record, the numbers
+  /// masked (the writer just sent the values; the answer need not carry the ID back).
+  func written(_ row: ChildRow, by caller: Caller) -> Pemis_V1_Child {
+    var view = ChildView.record(for: caller.role)
+    view.fullIdentifiers = false
+    return Self.proto(row, view: view, references: tenancy.registry.childReferences)
+  }
+
+  /// The audit target naming a child: its reference, never its number.
+  func target(_ recordNumber: String) -> String { "child:" + tenancy.registry.childReferences.reference(recordNumber) }
 
   func enrollChild(request: Pemis_V1_EnrollChildRequest, context: ServerContext) async throws -> Pemis_V1_Child {
     try await handling {
@@ -78,8 +98,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       // Through the routing layer: refused if the child's identity is taken; the enrollment is
       // its own Art. 15(3) report (entered within 30 working days of entry), in the same step.
       let row = try await tenancy.router.enroll(child, in: shard, classId: classId, midTerm: request.midTerm, by: caller.username)
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
-      return Self.proto(row, fullID: false)
+      AuditTargets.add(target(row.recordNumber))
+      return listed(row)
     }
   }
 
@@ -91,7 +111,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let (rows, total) = try await shard.children(
         classId: request.classID.isEmpty ? nil : request.classID, classes: classes, offset: page.offset, limit: page.limit)
       return .with {
-        $0.children = rows.map { Self.proto($0, fullID: false) }
+        $0.children = rows.map(listed)
         $0.page = page.info(total: total, returned: rows.count)
       }
     }
@@ -101,10 +121,11 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let row = try await child(shard, request.recordNumber, caller: caller)
-      let full = Self.fullIDRoles.contains(caller.role)
-      // The read of a full ID number is audited with the record it concerned.
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))" + (full ? " full-id" : ""))
-      return Self.proto(row, fullID: full)
+      let view = ChildView.record(for: caller.role)
+      AuditTargets.add(target(row.recordNumber))
+      // A personal-data access: who (the entry's account), whose (the reference), which fields.
+      if !view.disclosed.isEmpty { AuditTargets.add("personal-data:" + view.disclosed.joined(separator: "+")) }
+      return Self.proto(row, view: view, references: tenancy.registry.childReferences)
     }
   }
 
@@ -112,8 +133,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
     try await handling {
       let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let row = try await shard.assignClass(try await tenancy.recordNumber(request.recordNumber, in: shard), classId: request.classID, by: caller.username, at: tenancy.now())
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
-      return Self.proto(row, fullID: false)
+      AuditTargets.add(target(row.recordNumber))
+      return listed(row)
     }
   }
 
@@ -146,7 +167,7 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       $0.classID = result.classRecord.id
       $0.grade = result.classRecord.data.grade.rawValue
       $0.schoolYear = result.classRecord.data.schoolYear
-      $0.children = result.children.map { Self.proto($0, fullID: false) }
+      $0.children = result.children.map(listed)
       $0.preview = request.preview
     }
   }
@@ -172,8 +193,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let row = try await tenancy.router.endAttendance(
         try await tenancy.recordNumber(request.recordNumber, in: shard), in: shard, ending: .leave, on: date, reason: "\(date) \(reason)",
         by: caller.username)
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
-      return Self.proto(row, fullID: false)
+      AuditTargets.add(target(row.recordNumber))
+      return listed(row)
     }
   }
 
@@ -193,8 +214,8 @@ struct ChildRecordsService: Pemis_V1_ChildRecords.SimpleServiceProtocol {
       let row = try await tenancy.router.endAttendance(
         try await tenancy.recordNumber(request.recordNumber, in: shard), in: shard, ending: .accidentalDeparture(death: request.kind == "death"),
         on: date, reason: "\(request.kind) on \(date); \(evidence)", by: caller.username)
-      AuditTargets.add("child:\(IDDocuments.mask(row.recordNumber))")
-      return Self.proto(row, fullID: false)
+      AuditTargets.add(target(row.recordNumber))
+      return listed(row)
     }
   }
 }

@@ -317,17 +317,41 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
 
   func getHistory(request: Pemis_V1_GetHistoryRequest, context: ServerContext) async throws -> Pemis_V1_GetHistoryResponse {
     try await handling {
-      let (shard, _) = try await tenancy.shard(for: request.kindergartenCode)
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
       let page = try Page(request.page)
-      let r = request.record
-      guard r == "profile" || r == "leadership" || ["class:", "staff:", "finance:", "child:"].contains(where: r.hasPrefix) else {
-        throw RPCError(code: .invalidArgument, message: "record: must be profile, leadership, class:<id>, staff:<id>, finance:<year> or child:<record number>")
+      var record = request.record
+      let kind: DataKind
+      if record == "profile" || record == "leadership" || ["class:", "staff:"].contains(where: record.hasPrefix) {
+        kind = .kindergartenInfo
+      } else if record.hasPrefix("finance:") {
+        kind = .finance
+      } else if record.hasPrefix("child:") {
+        kind = .childRecords
+      } else {
+        throw RPCError(
+          code: .invalidArgument,
+          message: "record: must be profile, leadership, class:<id>, staff:<id>, finance:<year> or child:<record number or reference>")
       }
-      let (entries, total) = try await shard.history(record: request.record, offset: page.offset, limit: page.limit)
+      // The door let in every reader of kindergarten information; a record of another kind is
+      // held to that kind's readers (docs/TENANCY.md, "Who may see what").
+      guard Policy.mayRead(kind, caller) else {
+        throw RPCError(
+          code: .permissionDenied,
+          message: "record: \(caller.role.rawValue) may not read the history of \(kind == .finance ? "finance information" : "child records") (Art. 12)")
+      }
+      var reference: String?
+      if kind == .childRecords {
+        // Class leaders: their own classes' children only; to them another child does not exist.
+        let row = try await ChildRecordsService(tenancy: tenancy).child(shard, String(record.dropFirst(6)), caller: caller)
+        record = "child:" + row.recordNumber
+        reference = tenancy.registry.childReferences.reference(row.recordNumber)
+        AuditTargets.add("child:" + (reference ?? ""))
+      }
+      let (entries, total) = try await shard.history(record: record, offset: page.offset, limit: page.limit)
       return .with {
         $0.entries = entries.map { e in
           .with {
-            $0.record = e.record
+            $0.record = reference.map { "child:" + $0 } ?? e.record
             $0.field = e.field
             $0.oldValue = e.oldValue
             $0.newValue = e.newValue

@@ -76,9 +76,16 @@ public final class Tenancy: Sendable {
     return date
   }
 
-  /// The record number a request names: in full, or masked as lists show it when that matches
-  /// exactly one child of the kindergarten (so a list's numbers can be used as they are).
+  /// The record number a request names: in full, by the child's reference (``ChildReferences``,
+  /// as obligations, cases and lists name it), or masked as lists show it when that matches
+  /// exactly one child of the kindergarten.
   func recordNumber(_ text: String, in shard: TenantShard) async throws -> String {
+    if let reference = ChildReferences.normalized(text) {
+      guard let number = try await shard.recordNumber(forReference: reference, references: registry.childReferences) else {
+        throw RPCError(code: .notFound, message: "record_number: no child \(reference) here")
+      }
+      return number
+    }
     let number = text.trimmingCharacters(in: .whitespaces).uppercased()
     guard number.contains("*") else { return number }
     let matches = try await shard.recordNumbers(matchingMasked: number)

@@ -1,0 +1,44 @@
+import PEMISDomain
+import Testing
+
+/// The one masking rule (issue 13): at most a third of any identifier, never its birth date.
+@Suite struct MaskingTests {
+  static let samples: [(kind: String, value: String)] = [
+    ("G record number", "G120116202203151234"),
+    ("J record number", "J120116202203150016"),
+    ("L record number", "L000000123"),
+    ("resident ID", "120116202203151234"),
+    ("residence permit", "810000201903120035"),
+    ("passport", "E12345678"),
+    ("travel permit", "H1234567801"),
+    ("staff ID", "12011619900101123X"),
+    ("short other document", "AB12"),
+    ("two characters", "AB"),
+  ]
+
+  @Test("shows at most a third of every kind of identifier, from its ends, and keeps its length", arguments: samples)
+  func atMostAThird(sample: (kind: String, value: String)) {
+    let masked = IDDocuments.mask(sample.value)
+    let shown = masked.filter { $0 != "*" }.count
+    #expect(masked.count == sample.value.count, "\(sample.kind)")
+    #expect(shown * 3 <= sample.value.count, "\(sample.kind): \(masked) shows \(shown) of \(sample.value.count)")
+    for (m, v) in zip(masked, sample.value) where m != "*" { #expect(m == v, "\(sample.kind): only characters of the value show") }
+  }
+
+  @Test("a resident-format number hides its birth date and sequence")
+  func birthDateHidden() {
+    #expect(IDDocuments.mask("G120116202203151234") == "G12*************234")
+    #expect(IDDocuments.mask("120116202203151234") == "120************234")
+    #expect(IDDocuments.mask("E12345678") == "E******78")
+    #expect(!IDDocuments.mask("120116202203151234").contains("20220315"))
+  }
+
+  @Test("the visible ends of a mask find the number it came from; text without '*' is no mask")
+  func ends() throws {
+    let ends = try #require(IDDocuments.maskedEnds(IDDocuments.mask("G120116202203151234")))
+    #expect(ends.head == "G12")
+    #expect(ends.tail == "234")
+    #expect(ends.length == 19)
+    #expect(IDDocuments.maskedEnds("G120116202203151234") == nil)
+  }
+}
