@@ -186,7 +186,7 @@ var targets: [Target] = [
   .executableTarget(
     name: "pemis-server",
     dependencies: [
-      "PEMISServer", "PEMISStore", "PEMISRouting",
+      "PEMISServer", "PEMISStore", "PEMISRouting", "PEMISDomain",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
       .product(name: "Logging", package: "swift-log"),
       .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -59,6 +59,9 @@ else
 fi
 # Children's records: the pemis user only.
 install -d -m 0700 -o pemis -g pemis "$data"
+# The audit chain's head, beside the data but not in it (docs/TENANCY.md, "Audit log"); copy it
+# off the machine with the backups.
+install -d -m 0700 -o pemis -g pemis "$data-audit"
 install -d -m 0755 "$unit_dir"
 sed "s|/usr/local/bin|$prefix/bin|g; s|/etc/pemis|$etc|g; s|/var/lib/pemis|$data|g; s|/usr/local/share|$prefix/share|g" \
   Config/systemd/pemis-server.service > "$unit_dir/pemis-server.service"

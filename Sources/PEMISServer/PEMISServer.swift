@@ -29,6 +29,9 @@ public struct PEMISServer: Service {
   public let metrics: ServerMetrics
   /// The optional `/metrics` listener (`metricsPort`).
   private let metricsListener: MetricsListener?
+  /// The audit log's writer and head keeper: a service of its own, run beside this one and
+  /// stopped after it (`pemis-server` puts both in one service group).
+  public let auditLog: AuditLogService
 
   /// Opens (creating if needed) the data directory's registry and shards folder.
   /// - Parameter now: seconds since 1970; tests pass a clock they can move.
@@ -55,6 +58,9 @@ public struct PEMISServer: Service {
       passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now,
       stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60, metrics: metrics)
     self.tenancy = tenancy
+    auditLog = AuditLogService(
+      registry: tenancy.registry, headFile: configuration.auditHeadFile, interval: .seconds(configuration.auditHeadIntervalSeconds),
+      logger: logger)
     var services: [any RegistrableRPCService] = [
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
       KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),

@@ -32,6 +32,9 @@ extension ServerConfiguration {
     ("insecure", "PEMIS_INSECURE"),
     ("metricsHost", "PEMIS_METRICS_HOST"),
     ("metricsPort", "PEMIS_METRICS_PORT"),
+    ("auditHeadFile", "PEMIS_AUDIT_HEAD_FILE"),
+    ("auditHeadIntervalSeconds", "PEMIS_AUDIT_HEAD_INTERVAL"),
+    ("auditRetentionMonths", "PEMIS_AUDIT_RETENTION_MONTHS"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -175,6 +178,9 @@ extension ServerConfiguration {
     case "memoryLimitBytes": memoryLimitBytes = try integer()
     case "halfCloseTimeoutSeconds": halfCloseTimeoutSeconds = try seconds()
     case "unreadResponseTimeoutSeconds": unreadResponseTimeoutSeconds = try seconds()
+    case "auditHeadFile": auditHeadFile = text.isEmpty ? nil : text
+    case "auditHeadIntervalSeconds": auditHeadIntervalSeconds = try seconds()
+    case "auditRetentionMonths": auditRetentionMonths = try integer()
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

@@ -1,3 +1,4 @@
+internal import Foundation
 public import Logging
 public import PEMISStore
 
@@ -80,6 +81,18 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// Port of the `/metrics` listener (plain HTTP, for Prometheus). Default nil: off. 0 picks a
   /// free port (tests).
   public var metricsPort: Int? = nil
+
+  // The audit log (docs/TENANCY.md, "Audit log").
+  /// Where the audit chain's head (last sequence number and hash) is written on a schedule, so
+  /// that entries cut off the end are found (`pemis-server audit verify --head FILE`). Must be
+  /// outside the data directory: a copy cut together with the log proves nothing. Default nil:
+  /// not written.
+  public var auditHeadFile: String? = nil
+  /// How often the head is written (and once more at shutdown). Default 60 s.
+  public var auditHeadIntervalSeconds: Double = 60
+  /// Entries younger than this many months are never pruned; at least 6 (Cybersecurity Law
+  /// Art. 21). Default 6.
+  public var auditRetentionMonths: Int = 6
 
   /// Whether both TLS files are set.
   public var tlsEnabled: Bool { tlsCertificateChainFile != nil && tlsPrivateKeyFile != nil }
@@ -171,6 +184,18 @@ public struct ServerConfiguration: Sendable, Equatable {
       unreadResponseTimeoutSeconds > 0, "unreadResponseTimeoutSeconds", "must be above 0, got \(unreadResponseTimeoutSeconds)")
     try check((1...100_000).contains(maxOpenShards), "maxOpenShards", "must be between 1 and 100000, got \(maxOpenShards)")
     try check((10...20).contains(passwordHashCost), "passwordHashCost", "must be between 10 and 20, got \(passwordHashCost)")
+    try check(
+      (6...1200).contains(auditRetentionMonths), "auditRetentionMonths",
+      "must be at least 6 (network logs are kept six months, Cybersecurity Law Art. 21) and at most 1200, got \(auditRetentionMonths)")
+    try check(
+      (1...86_400).contains(auditHeadIntervalSeconds), "auditHeadIntervalSeconds", "must be between 1 and 86400, got \(auditHeadIntervalSeconds)")
+    if let auditHeadFile {
+      let head = URL(fileURLWithPath: auditHeadFile).standardizedFileURL.resolvingSymlinksInPath().path
+      let data = URL(fileURLWithPath: dataDirectory).standardizedFileURL.resolvingSymlinksInPath().path
+      try check(
+        head != data && !head.hasPrefix(data.hasSuffix("/") ? data : data + "/"), "auditHeadFile",
+        "must be outside the data directory (\(dataDirectory)): a head kept with the log is cut off with it")
+    }
     try validateExposure()
   }
 }

@@ -17,6 +17,12 @@ extension Registry {
     try await auditAppender.append(entry, registry: self)
   }
 
+  /// The audit log's writer while the server runs (its audit service): returns once `stop`
+  /// has ended and everything queued before is written.
+  public func runAuditAppender(until stop: some AsyncSequence<Void, Never> & Sendable) async {
+    await auditAppender.run(registry: self, until: stop)
+  }
+
   /// Entries appended and failed since the registry was opened, for the server's metrics.
   public var auditStatistics: AuditStatistics { auditAppender.statistics }
 
@@ -24,8 +30,10 @@ extension Registry {
   func writeAuditBatch(_ entries: [AuditRecord]) async throws -> [AuditRecord] {
     try await writer.write { db in
       let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))
-      var seq: Int64 = last?["seq"] ?? 0
-      var previous: String = last?["hash"] ?? Self.genesisHash
+      // An empty log after a prune goes on from the last entry removed.
+      let start = last == nil ? try Self.prunedThrough(db) : nil
+      var seq: Int64 = last?["seq"] ?? start?.sequence ?? 0
+      var previous: String = last?["hash"] ?? start?.hash ?? Self.genesisHash
       var written: [AuditRecord] = []
       for var entry in entries.map(\.stored) {
         seq += 1
@@ -68,6 +76,12 @@ extension Registry {
     public var toMs: Int64?
     /// Restricts to these kindergartens (the caller's scope); nil for no restriction.
     public var kindergartenScope: Set<String>?
+    /// Newest first, as someone reading a log wants it (the RPC's default); the store's default
+    /// is the chain's order, oldest first.
+    public var newestFirst = false
+    /// Continues after this entry (below it newest first, above it oldest first): pages stay put
+    /// while the log grows, which it does with every query of it.
+    public var continuingAfter: Int64?
 
     public init(kindergartenCode: String? = nil, username: String? = nil, fromMs: Int64? = nil, toMs: Int64? = nil, kindergartenScope: Set<String>? = nil) {
       self.kindergartenCode = kindergartenCode
@@ -78,7 +92,7 @@ extension Registry {
     }
   }
 
-  /// Entries matching the query, oldest first.
+  /// Entries matching the query, oldest first unless the query asks for newest first.
   public func auditEntries(_ query: AuditQuery, offset: Int, limit: Int) async throws -> (entries: [AuditRecord], total: Int) {
     try await writer.read { db in
       var request = AuditRecord.all()
@@ -87,8 +101,64 @@ extension Registry {
       if let from = query.fromMs { request = request.filter(Column("atMs") >= from) }
       if let to = query.toMs { request = request.filter(Column("atMs") <= to) }
       if let scope = query.kindergartenScope { request = request.filter(scope.contains(Column("kindergartenCode"))) }
-      return (try request.order(Column("seq")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
+      let total = try request.fetchCount(db)
+      if let cursor = query.continuingAfter {
+        request = request.filter(query.newestFirst ? Column("seq") < cursor : Column("seq") > cursor)
+      }
+      let order = query.newestFirst ? Column("seq").desc : Column("seq").asc
+      return (try request.order(order).limit(limit, offset: offset).fetchAll(db), total)
     }
+  }
+
+  /// The chain's last entry: its sequence number and hash (0 and the genesis hash when empty).
+  public struct AuditHead: Sendable, Equatable {
+    public var sequence: Int64
+    public var hash: String
+  }
+
+  public func auditHead() async throws -> AuditHead {
+    try await writer.read { db in
+      let last = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"))
+      if last == nil, let pruned = try Self.prunedThrough(db) { return pruned }
+      return AuditHead(sequence: last?["seq"] ?? 0, hash: last?["hash"] ?? Self.genesisHash)
+    }
+  }
+
+  static let prunedMetaKey = "auditPrunedThrough"
+
+  /// The last entry a prune removed, if any: where the kept chain links to.
+  static func prunedThrough(_ db: Database) throws -> AuditHead? {
+    guard let text = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [prunedMetaKey]) else {
+      return nil
+    }
+    let parts = text.split(separator: " ")
+    guard parts.count == 2, let sequence = Int64(parts[0]) else { return nil }
+    return AuditHead(sequence: sequence, hash: String(parts[1]))
+  }
+
+  /// Removes the entries written before `beforeMs`, in one transaction that also records where
+  /// the kept chain now starts. Refused when `beforeMs` is after `keptSinceMs` (entries are kept
+  /// at least six months: Cybersecurity Law Art. 21). Returns how many went and the last one.
+  public func pruneAuditLog(beforeMs: Int64, keptSinceMs: Int64) async throws -> (removed: Int, through: AuditHead?) {
+    guard beforeMs <= keptSinceMs else {
+      throw StoreError(.failedPrecondition, "--before: entries of the last six months (or the configured auditRetentionMonths) are kept; nothing was removed")
+    }
+    return try await writer.write { db in
+      guard let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log WHERE atMs < ? ORDER BY seq DESC LIMIT 1", arguments: [beforeMs])
+      else { return (0, nil) }
+      let head = AuditHead(sequence: last["seq"], hash: last["hash"])
+      try db.execute(sql: "DELETE FROM audit_log WHERE seq <= ?", arguments: [head.sequence])
+      let removed = db.changesCount
+      try db.execute(
+        sql: "INSERT INTO registry_meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        arguments: [Self.prunedMetaKey, "\(head.sequence) \(head.hash)"])
+      return (removed, head)
+    }
+  }
+
+  /// The hash of entry `sequence`, or nil when the log has no such entry.
+  public func auditHash(at sequence: Int64) async throws -> String? {
+    try await writer.read { db in try String.fetchOne(db, sql: "SELECT hash FROM audit_log WHERE seq = ?", arguments: [sequence]) }
   }
 
   public enum ChainVerification: Sendable, Equatable {
@@ -101,8 +171,11 @@ extension Registry {
   /// Recomputes the whole chain.
   public func verifyAuditChain() async throws -> ChainVerification {
     try await writer.read { db in
-      var previous = Self.genesisHash
-      var expectedSeq: Int64 = 1
+      // After a prune the chain starts at the first kept entry, linked to the last one removed.
+      let pruned = try Self.prunedThrough(db)
+      var previous = pruned?.hash ?? Self.genesisHash
+      let first = (pruned?.sequence ?? 0) + 1
+      var expectedSeq: Int64 = first
       let cursor = try AuditRecord.order(Column("seq")).fetchCursor(db)
       while let entry = try cursor.next() {
         let seq = entry.seq ?? 0
@@ -118,17 +191,29 @@ extension Registry {
         previous = entry.hash
         expectedSeq += 1
       }
-      return .intact(entries: Int(expectedSeq - 1), head: previous)
+      return .intact(entries: Int(expectedSeq - first), head: previous)
     }
   }
 }
 
-/// Group commit for the audit log: the first caller to find no commit under way writes
-/// everything queued, then whatever queued meanwhile, until the queue is empty.
+/// Group commit for the audit log. While the server's audit service runs
+/// (``Registry/runAuditAppender(until:)``), it writes everything queued, one batch at a time;
+/// without it (the command-line tools, a server starting or stopping) the first caller to find
+/// no batch under way writes the queue in its own task. Either way no unstructured task writes
+/// an entry, and a caller returns only once its entry is committed, or with the error that kept
+/// it from being written.
 final class AuditAppender: Sendable {
+  typealias Waiter = CheckedContinuation<Slot, any Error>
+  enum Slot: Sendable {
+    case written(AuditRecord)
+    /// Nobody is writing and the service is not running: this caller writes.
+    case lead
+  }
   private struct State {
-    var pending: [(AuditRecord, CheckedContinuation<AuditRecord, any Error>)] = []
+    var pending: [(AuditRecord, Waiter)] = []
     var writing = false
+    /// Wakes the service, while it runs.
+    var service: AsyncStream<Void>.Continuation?
   }
   private let state = Mutex(State())
   private let appended = Atomic<Int>(0)
@@ -139,39 +224,106 @@ final class AuditAppender: Sendable {
   }
 
   func append(_ entry: AuditRecord, registry: Registry) async throws -> AuditRecord {
-    try await withCheckedThrowingContinuation { continuation in
-      let leads = state.withLock { state -> Bool in
-        state.pending.append((entry, continuation))
-        guard !state.writing else { return false }
+    enum Action { case signal(AsyncStream<Void>.Continuation), wait, lead }
+    let slot: Slot = try await withCheckedThrowingContinuation { waiter in
+      let action = state.withLock { state -> Action in
+        if let service = state.service {
+          state.pending.append((entry, waiter))
+          return .signal(service)
+        }
+        if state.writing {
+          state.pending.append((entry, waiter))
+          return .wait
+        }
         state.writing = true
-        return true
+        return .lead
       }
-      if leads { Task { await self.drain(registry) } }
+      switch action {
+      case .signal(let service): service.yield()
+      case .wait: break
+      case .lead: waiter.resume(returning: .lead)
+      }
+    }
+    switch slot {
+    case .written(let written):
+      return written
+    case .lead:
+      // This caller's entry first, then whatever queued meanwhile, until the queue is empty
+      // (also when its own failed: the others are theirs to fail or not).
+      let own: Result<[AuditRecord], any Error>
+      do { own = .success(try await write([entry], registry: registry)) } catch { own = .failure(error) }
+      while true {
+        let batch = state.withLock { state -> [(AuditRecord, Waiter)] in
+          let batch = state.pending
+          state.pending = []
+          if batch.isEmpty { state.writing = false }
+          return batch
+        }
+        if batch.isEmpty { break }
+        await write(batch, registry: registry)
+      }
+      return try own.get()[0]
     }
   }
 
+  /// Runs until `stop` ends: writes each batch as entries arrive. Once it stops, what is still
+  /// queued is written before it returns, and callers write their own again.
+  func run(registry: Registry, until stop: some AsyncSequence<Void, Never> & Sendable) async {
+    let (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+    state.withLock { $0.service = wake }
+    await withTaskGroup(of: Void.self) { group in
+      group.addTask {
+        for await _ in stop {}
+        wake.finish()
+      }
+      for await _ in wakeups { await drain(registry) }
+      group.cancelAll()
+    }
+    state.withLock { $0.service = nil }
+    await drain(registry)
+  }
+
+  /// Writes the queue, batch by batch, unless a caller is writing it already.
   private func drain(_ registry: Registry) async {
     while true {
-      let batch = state.withLock { state -> [(AuditRecord, CheckedContinuation<AuditRecord, any Error>)] in
+      let batch = state.withLock { state -> [(AuditRecord, Waiter)] in
+        guard !state.writing else { return [] }
         let batch = state.pending
         state.pending = []
-        if batch.isEmpty { state.writing = false }
         return batch
       }
       if batch.isEmpty { return }
-      do {
-        let written = try await registry.writeAuditBatch(batch.map(\.0))
-        appended.wrappingAdd(written.count, ordering: .relaxed)
-        for (entry, (_, continuation)) in zip(written, batch) { continuation.resume(returning: entry) }
-      } catch {
-        failed.wrappingAdd(batch.count, ordering: .relaxed)
-        for (_, continuation) in batch { continuation.resume(throwing: error) }
-      }
+      await write(batch, registry: registry)
+    }
+  }
+
+  /// One batch in one transaction; each waiter learns its entry or the error.
+  private func write(_ batch: [(AuditRecord, Waiter)], registry: Registry) async {
+    do {
+      let written = try await write(batch.map(\.0), registry: registry)
+      for (entry, (_, waiter)) in zip(written, batch) { waiter.resume(returning: .written(entry)) }
+    } catch {
+      for (_, waiter) in batch { waiter.resume(throwing: error) }
+    }
+  }
+
+  private func write(_ entries: [AuditRecord], registry: Registry) async throws -> [AuditRecord] {
+    do {
+      let written = try await registry.writeAuditBatch(entries)
+      appended.wrappingAdd(written.count, ordering: .relaxed)
+      return written
+    } catch {
+      failed.wrappingAdd(entries.count, ordering: .relaxed)
+      throw error
     }
   }
 }
 
 extension AuditRecord {
+  /// The result of a change's first entry, written before the change is made (fail closed:
+  /// docs/TENANCY.md, "Audit log"); its outcome follows in a second entry with the same request id.
+  public static let startedResult = "STARTED"
+
   /// Longest value of each field in UTF-8 bytes as stored: a row of the audit log never exceeds
   /// about 3 KiB, whatever a caller sent (docs/TENANCY.md, "The input boundary").
   public static let storedFieldLimits = (

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import PEMISDomain
 import PEMISServer
 import PEMISStore
 
@@ -39,31 +40,79 @@ struct Init: AsyncParsableCommand {
   }
 }
 
-/// `pemis-server audit verify`: recomputes the audit log's hash chain.
+/// `pemis-server audit verify` and `audit prune`: the audit log on the server host.
 struct AuditCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
-    commandName: "audit", abstract: "Work with the audit log.", subcommands: [Verify.self])
+    commandName: "audit", abstract: "Work with the audit log.", subcommands: [Verify.self, Prune.self])
 
   struct Verify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-      abstract: "Check that no audit log entry was changed, removed or inserted.",
-      discussion: "Exits 0 and prints the head hash when the chain is intact; exits 1 naming the first bad entry.")
+      abstract: "Check that no audit log entry was changed, removed or inserted, or cut off the end.",
+      discussion: """
+        Exits 0 and prints the head hash when the chain is intact; exits 1 naming the first bad entry. \
+        With --head FILE (the file the server writes, auditHeadFile) it also checks that the entry the \
+        file names is still in the chain with the same hash: entries cut off the end are found.
+        """)
 
     @OptionGroup var options: ServerOptions
+    @Option(help: "An audit head file (auditHeadFile, kept outside the data directory).") var head: String?
 
     func run() async throws {
       let configuration: ServerConfiguration
       do { configuration = try options.resolve() } catch { throw ValidationError(error.description) }
+      let kept: AuditHeadFile?
+      do { kept = try head.map(AuditHeadFile.read) } catch { throw ValidationError("\(error)") }
       let server = try PEMISServer(
         configuration: configuration, logger: Logger(label: "pemis.audit", factory: { _ in SwiftLogNoOpLogHandler() }))
-      switch try await server.tenancy.registry.verifyAuditChain() {
-      case .intact(entries: let entries, head: let head):
-        print("audit log intact: \(entries) entries, head hash \(head)")
-        print("keep the head hash outside this machine (a signed report): the chain proves entries were not altered,")
+      let registry = server.tenancy.registry
+      switch try await registry.verifyAuditChain() {
+      case .intact(entries: let entries, head: let hash):
+        if let kept {
+          switch try await kept.check(registry) {
+          case .cut(missing: let missing, logEndsAt: let end):
+            print("audit log CUT: the head file (written \(kept.writtenAt)) names entry \(kept.sequence), the log ends at entry \(end):")
+            print("\(missing) entries were cut off the end")
+            throw ExitCode(1)
+          case .differs:
+            print("audit log BROKEN: entry \(kept.sequence) does not have the hash the head file (written \(kept.writtenAt)) recorded")
+            throw ExitCode(1)
+          case .contained:
+            print("audit log intact: \(entries) entries, head hash \(hash)")
+            print("it contains the head file's entry \(kept.sequence) (written \(kept.writtenAt)): nothing before it was cut off")
+            return
+          }
+        }
+        print("audit log intact: \(entries) entries, head hash \(hash)")
+        print("keep the head hash outside this machine (auditHeadFile, a signed report): the chain proves entries were not altered,")
         print("and a later chain that still contains this hash proves nothing before it was cut off either.")
       case .broken(atSequence: let sequence, reason: let reason):
         print("audit log BROKEN at entry \(sequence): \(reason)")
         throw ExitCode(1)
+      }
+    }
+  }
+
+  struct Prune: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Remove audit entries written before a day, never one of the last six months (audited).",
+      discussion: """
+        Entries are kept at least six months (Cybersecurity Law Art. 21), or auditRetentionMonths if \
+        longer; a day within that is refused and nothing is removed. The chain stays verifiable: it \
+        goes on from the last entry removed.
+        """)
+
+    @OptionGroup var options: ServerOptions
+    @Option(help: "Remove the entries written before this day (YYYY-MM-DD, Beijing time).") var before: String
+
+    func run() async throws {
+      let configuration: ServerConfiguration
+      do { configuration = try options.resolve() } catch { throw ValidationError(error.description) }
+      guard let date = CalendarDate(iso: before) else { throw ValidationError("--before: must be a date like 2026-01-01, got '\(before)'") }
+      try await AdminCommand.step {
+        let server = try PEMISServer(
+          configuration: configuration, logger: Logger(label: "pemis.audit", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let removed = try await server.tenancy.pruneAuditLog(before: date, retentionMonths: configuration.auditRetentionMonths)
+        print("removed \(removed) audit entries written before \(date)")
       }
     }
   }

@@ -77,7 +77,9 @@ struct Serve: AsyncParsableCommand {
     let hangups = await UnixSignalsSequence(trapping: .sighup)
     let group = ServiceGroup(
       configuration: .init(
-        services: [.init(service: server)],
+        // The audit log's service first: shutdown runs last to first, so it writes the entries
+        // of the calls the server finishes while draining, then the head, then stops.
+        services: [.init(service: server.auditLog), .init(service: server)],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -181,6 +183,9 @@ struct ServerOptions: ParsableArguments {
   @Option(
     help: "Serve Prometheus metrics at /metrics on this port; 0 picks a free one, off turns it off (PEMIS_METRICS_PORT).")
   var metricsPort: String?
+  @Option(
+    help: "Write the audit chain's head here every minute, outside the data directory, for `audit verify --head` (PEMIS_AUDIT_HEAD_FILE).")
+  var auditHeadFile: String?
 
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
@@ -195,6 +200,7 @@ struct ServerOptions: ParsableArguments {
       ("stuckTransferMinutes", stuckTransferMinutes.map(String.init)),
       ("tlsCertificateChainFile", tlsCertificateChainFile), ("tlsPrivateKeyFile", tlsPrivateKeyFile),
       ("insecure", insecure ? "true" : nil), ("metricsHost", metricsHost), ("metricsPort", metricsPort),
+      ("auditHeadFile", auditHeadFile),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

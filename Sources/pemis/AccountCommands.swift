@@ -177,7 +177,9 @@ struct AuditQueryCommand: AsyncParsableCommand {
     @Option(help: "Username.") var user: String = ""
     @Option(help: "From this time (YYYY-MM-DD or YYYY-MM-DDTHH:MM, Beijing time).") var from: String?
     @Option(help: "Up to this time.") var to: String?
-    @Option(help: "At most this many entries.") var limit: Int32 = 100
+    @Option(help: "Entries per page, 1-500.") var limit: Int32 = 100
+    @Option(help: "The page a previous query named (\"next page: --page-token …\").") var pageToken: String = ""
+    @Flag(help: "Oldest entries first (by default the newest come first).") var oldestFirst = false
 
     func run() async throws {
       let fromMs = try from.map { try parseTime($0, "--from") } ?? 0
@@ -190,6 +192,8 @@ struct AuditQueryCommand: AsyncParsableCommand {
             $0.fromMs = fromMs
             $0.toMs = toMs
             $0.page.pageSize = limit
+            $0.page.pageToken = pageToken
+            $0.oldestFirst = oldestFirst
           })
         }
         if connection.json { return try printJSON(message: response) }
@@ -201,7 +205,8 @@ struct AuditQueryCommand: AsyncParsableCommand {
               $0.method.replacingOccurrences(of: "/pemis.v1.", with: ""), $0.targets.joined(separator: ","), $0.result,
             ]
           })
-        print("\(response.entries.count) of \(response.page.totalCount) entries")
+        print("showing \(response.entries.count) of \(response.page.totalCount) entries, \(oldestFirst ? "oldest" : "newest") first")
+        if !response.page.nextPageToken.isEmpty { print("next page: --page-token \(response.page.nextPageToken)") }
       }
     }
   }

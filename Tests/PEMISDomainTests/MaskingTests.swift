@@ -42,3 +42,19 @@ import Testing
     #expect(IDDocuments.maskedEnds("G120116202203151234") == nil)
   }
 }
+
+/// Cybersecurity Law Art. 21: six months of network logs, counted in calendar months.
+@Suite struct AuditRetentionTests {
+  @Test("six months back keeps the day of the month, or the month's last day")
+  func keptSince() {
+    #expect(AuditRetention.keptSince(today: CalendarDate(year: 2026, month: 12, day: 2), months: 6) == CalendarDate(year: 2026, month: 6, day: 2))
+    #expect(AuditRetention.keptSince(today: CalendarDate(year: 2026, month: 8, day: 31), months: 6) == CalendarDate(year: 2026, month: 2, day: 28))
+    #expect(AuditRetention.keptSince(today: CalendarDate(year: 2026, month: 3, day: 15), months: 6) == CalendarDate(year: 2025, month: 9, day: 15))
+    #expect(AuditRetention.keptSince(today: CalendarDate(year: 2028, month: 8, day: 29), months: 6) == CalendarDate(year: 2028, month: 2, day: 29))
+  }
+
+  @Test("midnight Beijing time is 16:00 UTC the day before")
+  func midnight() {
+    #expect(AuditRetention.beijingMidnightMs(CalendarDate(year: 1970, month: 1, day: 2)) == 16 * 3600 * 1000)
+  }
+}

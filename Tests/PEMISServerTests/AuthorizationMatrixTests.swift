@@ -602,12 +602,19 @@ extension MatrixCase {
           #expect(
             after == before,
             "a denied call by \(role.rawValue) changed the data directory: \(after.differences(from: before).joined(separator: "; "))")
-          // …which must be there: one entry, this call, this caller, denied.
+          // …which must be there: one entry, this call, this caller, denied. A change refused by
+          // its handler (not at the door) was written to the log before it ran (fail closed):
+          // that STARTED entry is the same call's, with the same request id.
           let entries = try await district.auditEntries(after: before.auditHead)
+          let outcomes = entries.filter { $0.result != AuditRecord.startedResult }
           #expect(
-            entries.map { [$0.method, $0.username, $0.role, $0.result] }
+            outcomes.map { [$0.method, $0.username, $0.role, $0.result] }
               == [[testCase.method, username, role.rawValue, RPCError.Code.permissionDenied.grpcName]],
             "a denied call by \(role.rawValue) should leave exactly its own audit entry, found \(entries)")
+          #expect(
+            entries.filter { $0.result == AuditRecord.startedResult }.allSatisfy { started in
+              started.method == testCase.method && outcomes.allSatisfy { $0.requestId == started.requestId }
+            }, "an intent entry of another call: \(entries)")
         }
       }
     }

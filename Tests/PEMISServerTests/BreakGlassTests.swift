@@ -68,18 +68,21 @@ struct BreakGlassTests {
     #expect(!created.stdout.contains("Ops-two-2026"))
     #expect(try await PEMISServerTests.run(server, ["admin", "reset-password", "nobody.here"] + data).status == 1)
 
-    // Three steps, three entries, one intact chain.
+    // Each step taken or refused between its two entries (STARTED first: no step without its
+    // entry), one intact chain.
     let verify = try await PEMISServerTests.run(server, ["audit", "verify", "--data-dir", dir])
     #expect(verify.status == 0, "\(verify.stdout)")
-    #expect(verify.stdout.contains("audit log intact: 3 entries"), "\(verify.stdout)")
     let methods = try await DatabaseQueue(path: registry).read { db in
-      try String.fetchAll(db, sql: "SELECT method || ' ' || targets FROM audit_log ORDER BY seq")
+      try String.fetchAll(db, sql: "SELECT method || ' ' || targets || ' ' || result FROM audit_log ORDER BY seq")
     }
+    #expect(verify.stdout.contains("audit log intact: \(methods.count) entries"), "\(verify.stdout)")
     #expect(
-      methods == [
-        "pemis-server admin unseal account:admin", "pemis-server admin reset-password account:admin",
-        "pemis-server admin create-district-admin account:ops.two",
-      ])
+      methods.filter { !$0.hasSuffix(" STARTED") } == [
+        "pemis-server admin unseal account:admin FAILED_PRECONDITION", "pemis-server admin unseal account:admin OK",
+        "pemis-server admin reset-password account:admin OK", "pemis-server admin create-district-admin account:ops.two OK",
+        "pemis-server admin reset-password account:nobody.here NOT_FOUND",
+      ], "\(methods)")
+    #expect(methods.filter { $0.hasSuffix(" STARTED") }.count == 5)
 
     // The passwords work, as one-time passwords, against the real server.
     let process = try await ServerProcess.start(dataDirectory: dir)

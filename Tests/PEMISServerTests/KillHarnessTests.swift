@@ -14,7 +14,7 @@ struct KillHarnessTests {
       productsDirectory.appendingPathComponent("pemis-load"),
       [
         "kill-harness", "--data-dir", data, "--kindergartens", "4", "--children", "10", "--clients", "4", "--kills", "4",
-        "--min-ms", "200", "--max-ms", "900", "--calendar-dir", repositoryRoot.appendingPathComponent("Config/calendar").path,
+        "--min-ms", "500", "--max-ms", "1200", "--calendar-dir", repositoryRoot.appendingPathComponent("Config/calendar").path,
         "--durability", "normal",
       ], timeout: 300)
     #expect(output.status == 0, "\(output.stdout)\(output.stderr)")

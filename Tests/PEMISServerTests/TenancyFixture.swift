@@ -188,6 +188,8 @@ func withDistrictServer<R: Sendable>(
     configuration: configuration, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
     now: { clock.now })
   return try await withThrowingTaskGroup(of: Void.self) { group in
+    // As pemis-server runs it: the audit log's service beside the server.
+    group.addTask { try await server.auditLog.run() }
     group.addTask { try await server.run() }
     let address = try ServerAddress(parsing: try await server.listeningHostAndPort)
     let http2Address = try await server.http2ListeningHostAndPort.map { try ServerAddress(parsing: $0) }

@@ -79,6 +79,9 @@ public nonisolated struct Pemis_V1_QueryAuditLogRequest: Sendable {
   /// Clears the value of `page`. Subsequent reads from it will return its default value.
   public mutating func clearPage() {self._page = nil}
 
+  /// Oldest first; by default the newest entries come first.
+  public var oldestFirst: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -190,7 +193,7 @@ nonisolated extension Pemis_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Pemis_V1_QueryAuditLogRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".QueryAuditLogRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}username\0\u{3}from_ms\0\u{3}to_ms\0\u{1}page\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{1}username\0\u{3}from_ms\0\u{3}to_ms\0\u{1}page\0\u{3}oldest_first\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -203,6 +206,7 @@ nonisolated extension Pemis_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swif
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.fromMs) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.toMs) }()
       case 5: try { try decoder.decodeSingularMessageField(value: &self._page) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.oldestFirst) }()
       default: break
       }
     }
@@ -228,6 +232,9 @@ nonisolated extension Pemis_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swif
     try { if let v = self._page {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     } }()
+    if self.oldestFirst != false {
+      try visitor.visitSingularBoolField(value: self.oldestFirst, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -237,6 +244,7 @@ nonisolated extension Pemis_V1_QueryAuditLogRequest: SwiftProtobuf.Message, Swif
     if lhs.fromMs != rhs.fromMs {return false}
     if lhs.toMs != rhs.toMs {return false}
     if lhs._page != rhs._page {return false}
+    if lhs.oldestFirst != rhs.oldestFirst {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,6 +1,7 @@
 internal import Foundation
 internal import Logging
 internal import PEMISDomain
+internal import PEMISWire
 public import PEMISStore
 
 /// Break-glass: what the operator of the server host may do to accounts without logging in
@@ -15,16 +16,17 @@ extension Tenancy {
   public func breakGlassUnseal(_ username: String) async throws -> AccountRecord {
     try AccountRules.validateUsername(username)
     let now = self.now()
-    let account = try await registry.updateAccount(username) { record in
-      guard record.sealed else {
-        throw StoreError(.failedPrecondition, "username: account \(record.username) is not sealed")
+    return try await audited("unseal", username: username) {
+      let account = try await registry.updateAccount(username) { record in
+        guard record.sealed else {
+          throw StoreError(.failedPrecondition, "username: account \(record.username) is not sealed")
+        }
+        record.sealed = false
+        record.unsealedAt = now
       }
-      record.sealed = false
-      record.unsealedAt = now
+      try await registry.clearLoginCounters(username: username)
+      return account
     }
-    try await registry.clearLoginCounters(username: username)
-    try await audit("unseal", account: account)
-    return account
   }
 
   /// Sets a one-time password (`password`, or a generated one when nil), to be changed at the
@@ -35,15 +37,17 @@ extension Tenancy {
     let password = password ?? Secrets.oneTimePassword()
     try AccountRules.validatePassword(password, username: username, field: "password")
     let hash = try await hasher.hashOffPool(password)
-    let account = try await registry.updateAccount(username) { record in
-      record.passwordHash = hash
-      record.mustChangePassword = true
-      record.failedLogins = 0
-      record.lockedUntil = 0
+    _ = try await audited("reset-password", username: username) {
+      let account = try await registry.updateAccount(username) { record in
+        record.passwordHash = hash
+        record.mustChangePassword = true
+        record.failedLogins = 0
+        record.lockedUntil = 0
+      }
+      try await registry.deleteSessions(username: username)
+      try await registry.clearLoginCounters(username: username)
+      return account
     }
-    try await registry.deleteSessions(username: username)
-    try await registry.clearLoginCounters(username: username)
-    try await audit("reset-password", account: account)
     return password
   }
 
@@ -60,17 +64,33 @@ extension Tenancy {
     let account = AccountRecord(
       username: username, role: .districtAdmin, kindergartenCode: nil, displayName: name,
       passwordHash: try await hasher.hashOffPool(password), createdAt: now())
-    try await registry.createAccount(account)
-    try await audit("create-district-admin", account: account)
+    _ = try await audited("create-district-admin", username: username) {
+      try await registry.createAccount(account)
+      return account
+    }
     return password
   }
 
-  private func audit(_ step: String, account: AccountRecord) async throws {
-    try await registry.appendAudit(
-      AuditRecord(
-        atMs: now() * 1000, username: Self.operatorName, role: "operator", kindergartenCode: account.kindergartenCode ?? "",
-        method: "pemis-server admin \(step)", targets: ["account:\(account.username)"], result: "OK",
-        peer: "host:pid \(ProcessInfo.processInfo.processIdentifier)"))
+  /// Runs a step between its two entries: STARTED before it is taken (no step without its
+  /// entry: if that cannot be written, the step is not taken), then its outcome.
+  private func audited(_ step: String, username: String, _ body: () async throws -> AccountRecord) async throws -> AccountRecord {
+    var entry = AuditRecord(
+      atMs: now() * 1000, username: Self.operatorName, role: "operator", kindergartenCode: "",
+      method: "pemis-server admin \(step)", targets: ["account:\(username)"], result: AuditRecord.startedResult,
+      peer: "host:pid \(ProcessInfo.processInfo.processIdentifier)")
+    try await registry.appendAudit(entry)
+    do {
+      let account = try await body()
+      entry.result = "OK"
+      entry.kindergartenCode = account.kindergartenCode ?? ""
+      entry.atMs = now() * 1000
+      try await registry.appendAudit(entry)
+      return account
+    } catch {
+      entry.result = ErrorStatus.code(of: error).grpcName
+      _ = try? await registry.appendAudit(entry)
+      throw error
+    }
   }
 
   /// At start: attempts a previous process counted but never settled count as failures.

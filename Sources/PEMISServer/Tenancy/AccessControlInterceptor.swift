@@ -3,6 +3,7 @@ internal import PEMISWire
 internal import Logging
 internal import PEMISDomain
 internal import PEMISStore
+internal import Synchronization
 
 /// The way of every call (docs/ARCHITECTURE.md): **authenticate** (session token in metadata)
 /// → **authorize** (the policy table: role × method × the scope of what the request targets)
@@ -128,22 +129,37 @@ struct AccessControlInterceptor: ServerInterceptor {
         entry.role = caller.role.rawValue
         if entry.kindergartenCode.isEmpty, let own = caller.kindergarten { entry.kindergartenCode = own.rawValue }
       }
+      let audited: Bool
+      if case .always = policy.audit { audited = true } else { audited = false }
+      // Fail closed (issue 13): a change is written to the audit log before it is made. If that
+      // entry cannot be written, nothing is done. Login is not: what it changes (a session)
+      // reaches nobody unless its outcome entry is written (below).
+      let change = audited && policy.changesState && !isLogin(target)
+      if change {
+        var intent = entry
+        intent.result = AuditRecord.startedResult
+        intent.targets = record.all.joined(separator: ",")
+        do {
+          try await tenancy.registry.appendAudit(intent)
+        } catch {
+          throw RPCError(code: .unavailable, message: "audit log: cannot be written, so nothing was done; try again later")
+        }
+      }
       let response = try await Caller.$current.withValue(caller) {
         try await AuditTargets.$current.withValue(record) {
           try await next(request, context)
         }
       }
-      let audited: Bool
-      if case .always = policy.audit { audited = true } else { audited = false }
       switch response.accepted {
       case .failure(let error):
         entry.result = ErrorStatus.code(of: error).grpcName
-        if audited { await append(entry, record) }
+        if audited { await appendOutcome(entry, record, change: change) }
         return response
       case .success(let contents):
         // A streaming handler runs inside the producer, after this function returned: it gets
-        // the caller and the audit targets there, and the call is audited when it ends, with
-        // its outcome.
+        // the caller and the audit targets there. A read is written to the log before the first
+        // message leaves (nothing is shown unless it is logged); a change, when it ends, with its
+        // outcome.
         let producer = contents.producer
         let finished = entry
         let caller = caller
@@ -151,33 +167,69 @@ struct AccessControlInterceptor: ServerInterceptor {
           accepted: .success(
             .init(metadata: contents.metadata) { [self] writer in
               var entry = finished
+              let logged = AuditOnce()
+              let output: RPCWriter<Output>
+              if audited && !change {
+                output = RPCWriter(
+                  wrapping: AuditedWriter(base: writer, once: logged) { [self] in
+                    try await appendBeforeShown(finished, record)
+                  })
+              } else {
+                output = writer
+              }
               do {
                 let trailers = try await Caller.$current.withValue(caller) {
-                  try await AuditTargets.$current.withValue(record) { try await producer(writer) }
+                  try await AuditTargets.$current.withValue(record) { try await producer(output) }
                 }
-                if audited { await append(entry, record) }
+                if audited && logged.claim() {
+                  if change { await appendOutcome(entry, record, change: true) } else { try await appendBeforeShown(entry, record) }
+                }
                 return trailers
               } catch {
                 entry.result = ErrorStatus.code(of: error).grpcName
-                if audited { await append(entry, record) }
+                if audited && logged.claim() { await appendOutcome(entry, record, change: change) }
                 throw error
               }
             }))
       }
     } catch {
       entry.result = ErrorStatus.code(of: error).grpcName
-      await append(entry, record)
+      await appendOutcome(entry, record, change: false)
       throw error
     }
   }
 
-  private func append(_ entry: AuditRecord, _ targets: AuditTargets) async {
+  private func isLogin(_ target: RequestTarget) -> Bool {
+    if case .login = target { return true }
+    return false
+  }
+
+  private func stored(_ entry: AuditRecord, _ targets: AuditTargets) -> AuditRecord {
     var entry = entry
     entry.targets = targets.all.joined(separator: ",")
+    return entry
+  }
+
+  /// A read's entry, or a login's: written before anything is shown; if it cannot be, the call
+  /// fails and shows nothing.
+  private func appendBeforeShown(_ entry: AuditRecord, _ targets: AuditTargets) async throws {
     do {
-      try await tenancy.registry.appendAudit(entry)
+      try await tenancy.registry.appendAudit(stored(entry, targets))
     } catch {
-      tenancy.logger.error("audit log append failed", metadata: ["audit.method": "\(entry.method)", "error": "\(error)"])
+      tenancy.logger.error("audit log append failed; the call was refused", metadata: ["audit.method": "\(entry.method)", "error": "\(error)"])
+      throw RPCError(code: .unavailable, message: "audit log: cannot be written, so nothing is shown; try again later")
+    }
+  }
+
+  /// A change's outcome, or a refusal's: the change was made (its intent entry is in the log)
+  /// or nothing was; a failure here is logged and counted, and does not undo either.
+  private func appendOutcome(_ entry: AuditRecord, _ targets: AuditTargets, change: Bool) async {
+    do {
+      try await tenancy.registry.appendAudit(stored(entry, targets))
+    } catch {
+      tenancy.logger.error(
+        change ? "audit log: the outcome of a change could not be written; its intent entry stands" : "audit log append failed",
+        metadata: ["audit.method": "\(entry.method)", "audit.result": "\(entry.result)", "error": "\(error)"])
     }
   }
 
@@ -324,4 +376,29 @@ struct Replay<Element: Sendable>: AsyncSequence, Sendable {
 struct UncheckedIterator<Iterator>: @unchecked Sendable {
   let iterator: Iterator
   init(_ iterator: Iterator) { self.iterator = iterator }
+}
+
+/// The response writer of an audited read: the entry is written before the first message
+/// leaves, once.
+struct AuditedWriter<Element: Sendable>: RPCWriterProtocol {
+  let base: RPCWriter<Element>
+  let once: AuditOnce
+  let before: @Sendable () async throws -> Void
+
+  func write(_ element: Element) async throws {
+    if once.claim() { try await before() }
+    try await base.write(element)
+  }
+
+  func write(contentsOf elements: some Sequence<Element>) async throws {
+    if once.claim() { try await before() }
+    try await base.write(contentsOf: elements)
+  }
+}
+
+/// Whether a call's entry was claimed (written, or being written) already.
+final class AuditOnce: Sendable {
+  private let done = Atomic<Bool>(false)
+  /// True exactly once: for the caller that is to write the entry.
+  func claim() -> Bool { !done.exchange(true, ordering: .acquiringAndReleasing) }
 }

@@ -13,7 +13,18 @@ struct AuditService: Pemis_V1_Audit.SimpleServiceProtocol {
   ) async throws -> Pemis_V1_QueryAuditLogResponse {
     try await handling {
       let caller = try Caller.required()
-      let page = try Page(request.page)
+      // Pages continue from an entry ("s<sequence>"), not an offset: the log grows by every
+      // call, this one included, and an offset would slide.
+      var cursor: Int64?
+      if !request.page.pageToken.isEmpty {
+        guard request.page.pageToken.hasPrefix("s"), let after = Int64(request.page.pageToken.dropFirst()), after >= 0 else {
+          throw RPCError(code: .invalidArgument, message: "page.page_token: not a token this server issued")
+        }
+        cursor = after
+      }
+      var pageRequest = request.page
+      pageRequest.pageToken = ""
+      let page = try Page(pageRequest)
       if request.fromMs > 0 && request.toMs > 0 && request.toMs < request.fromMs {
         throw RPCError(code: .invalidArgument, message: "to_ms: must not be before from_ms")
       }
@@ -22,6 +33,8 @@ struct AuditService: Pemis_V1_Audit.SimpleServiceProtocol {
         username: request.username.isEmpty ? nil : request.username,
         fromMs: request.fromMs > 0 ? request.fromMs : nil,
         toMs: request.toMs > 0 ? request.toMs : nil)
+      query.newestFirst = !request.oldestFirst
+      query.continuingAfter = cursor
       if caller.scope == .ownKindergarten {
         // The principal audits the own kindergarten (Art. 12(一)2): its entries only.
         query.kindergartenCode = caller.kindergarten?.rawValue ?? "-"
@@ -31,7 +44,10 @@ struct AuditService: Pemis_V1_Audit.SimpleServiceProtocol {
         let (kindergartens, _) = try await tenancy.registry.kindergartens(ownership: ownership, offset: 0, limit: Int.max)
         query.kindergartenScope = Set(kindergartens.map(\.code))
       }
-      let (entries, total) = try await tenancy.registry.auditEntries(query, offset: page.offset, limit: page.limit)
+      // One more than the page, to learn whether another follows.
+      var (entries, total) = try await tenancy.registry.auditEntries(query, offset: 0, limit: page.limit + 1)
+      let more = entries.count > page.limit
+      if more { entries.removeLast() }
       return .with {
         $0.entries = entries.map { entry in
           .with {
@@ -47,7 +63,10 @@ struct AuditService: Pemis_V1_Audit.SimpleServiceProtocol {
             $0.hash = entry.hash
           }
         }
-        $0.page = page.info(total: total, returned: entries.count)
+        $0.page = .with {
+          $0.totalCount = Int64(total)
+          $0.nextPageToken = more ? "s\(entries.last?.seq ?? 0)" : ""
+        }
       }
     }
   }
