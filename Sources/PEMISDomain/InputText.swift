@@ -183,7 +183,7 @@ public enum InputText {
       (
         .name,
         [
-          "name", "display_name", "principal_name", "administrator_name", "signatory", "actor", "checked_by",
+          "name", "display_name", "principal_name", "administrator_name", "signatory", "actor", "checked_by", "shredded_by",
           "done_by", "updated_by", "confirmed_by", "changed_by", "requested_by", "decided_by", "signed_off_by",
           "grade", "category", "post", "qualification", "certificate", "relation", "nationality", "ethnicity",
         ]

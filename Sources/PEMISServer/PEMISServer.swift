@@ -200,12 +200,14 @@ public struct PEMISServer: Service {
       try await withThrowingTaskGroup(of: Void.self) { group in
         // Recovery again now and then: a step that failed (a shard briefly unavailable) is
         // retried without waiting for the next start.
+        let retentionYears = configuration.retentionYears
         group.addTask { [tenancy, logger] in
           while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(60))
             if Task.isCancelled { break }
             do { try await tenancy.recoverTransfers() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
             await tenancy.pruneLogins()
+            await tenancy.scrubRetentionIfDue(years: retentionYears)
           }
         }
         // Either listener failing (a port in use) stops the other: the server runs whole or not.

@@ -35,6 +35,7 @@ extension ServerConfiguration {
     ("auditHeadFile", "PEMIS_AUDIT_HEAD_FILE"),
     ("auditHeadIntervalSeconds", "PEMIS_AUDIT_HEAD_INTERVAL"),
     ("auditRetentionMonths", "PEMIS_AUDIT_RETENTION_MONTHS"),
+    ("retentionYears", "PEMIS_RETENTION_YEARS"),
   ]
 
   /// ``load(file:environment:)`` with this process's environment.
@@ -181,6 +182,7 @@ extension ServerConfiguration {
     case "auditHeadFile": auditHeadFile = text.isEmpty ? nil : text
     case "auditHeadIntervalSeconds": auditHeadIntervalSeconds = try seconds()
     case "auditRetentionMonths": auditRetentionMonths = try integer()
+    case "retentionYears": retentionYears = try integer()
     default:
       throw ConfigurationError(key: key, message: "is not a setting", source: source)
     }

@@ -94,6 +94,10 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// Art. 21). Default 6.
   public var auditRetentionMonths: Int = 6
 
+  /// Children who left more than this many years ago have guardian contacts, health and
+  /// household details scrubbed, once a day (docs/TENANCY.md, "Retention"). Default 3.
+  public var retentionYears: Int = 3
+
   /// Whether both TLS files are set.
   public var tlsEnabled: Bool { tlsCertificateChainFile != nil && tlsPrivateKeyFile != nil }
 
@@ -187,6 +191,7 @@ public struct ServerConfiguration: Sendable, Equatable {
     try check(
       (6...1200).contains(auditRetentionMonths), "auditRetentionMonths",
       "must be at least 6 (network logs are kept six months, Cybersecurity Law Art. 21) and at most 1200, got \(auditRetentionMonths)")
+    try check((1...50).contains(retentionYears), "retentionYears", "must be between 1 and 50 years, got \(retentionYears)")
     try check(
       (1...86_400).contains(auditHeadIntervalSeconds), "auditHeadIntervalSeconds", "must be between 1 and 86400, got \(auditHeadIntervalSeconds)")
     if let auditHeadFile {

@@ -47,6 +47,9 @@ public struct PaperArchiveRecord: Codable, Sendable, Hashable, FetchableRecord, 
   public var checkedOn: String
   public var recordedBy: String
   public var recordedAt: Int64
+  /// When the paper was destroyed and by whom (the shred list); nil while it is kept.
+  public var shreddedOn: String?
+  public var shreddedBy: String?
 }
 
 extension TenantShard {
@@ -194,6 +197,9 @@ extension TenantShard {
       let row = try Self.requireChild(db, recordNumber)
       try TimeOrder.checkSigned(parentSignedOn, field: "parent_signed_on", birth: row.data.birthDate, today: CalendarDate(beijingTimeOf: at))
       let old = try PaperArchiveRecord.fetchOne(db, key: recordNumber)
+      if let shredded = old?.shreddedOn {
+        throw StoreError(.failedPrecondition, "record_number: the paper archive was destroyed on \(shredded); there is nothing to correct")
+      }
       let record = PaperArchiveRecord(
         recordNumber: recordNumber, parentSignedOn: parentSignedOn.description, checkedBy: checkedBy, checkedOn: checkedOn.description,
         recordedBy: by, recordedAt: at)
@@ -207,7 +213,7 @@ extension TenantShard {
     }
   }
 
-  public enum PaperArchiveFilter: Sendable { case all, missing, shreddable }
+  public enum PaperArchiveFilter: Sendable { case all, missing, shreddable, shredded }
 
   /// Children with their paper archive (nil when none is recorded). Shreddable: left on or
   /// before `leftBy` (one year before today).
@@ -221,8 +227,10 @@ extension TenantShard {
       case .missing: request = request.filter(sql: "recordNumber NOT IN (SELECT recordNumber FROM paper_archive)")
       case .shreddable:
         request = request.filter(
-          sql: "leftOn IS NOT NULL AND leftOn <= ? AND recordNumber IN (SELECT recordNumber FROM paper_archive)",
+          sql: "leftOn IS NOT NULL AND leftOn <= ? AND recordNumber IN (SELECT recordNumber FROM paper_archive WHERE shreddedOn IS NULL)",
           arguments: [leftBy.description])
+      case .shredded:
+        request = request.filter(sql: "recordNumber IN (SELECT recordNumber FROM paper_archive WHERE shreddedOn IS NOT NULL)")
       }
       let rows = try request.order(Column("recordNumber")).limit(limit, offset: offset).fetchAll(db)
       let entries = try rows.map { ($0, try PaperArchiveRecord.fetchOne(db, key: $0.recordNumber)) }

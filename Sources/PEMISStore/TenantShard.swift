@@ -41,6 +41,7 @@ public final class TenantShard: Sendable {
     registerFinanceMigrations(&migrator)
     registerChildMigrations(&migrator)
     registerTransferMigrations(&migrator)
+    registerRetentionMigrations(&migrator)
     migrator.registerMigration("v7-applied-changes") { db in
       // The routing layer's changes this shard committed, by reservation id, written in the
       // same transaction as the change: recovery asks here whether a change happened.

@@ -117,3 +117,28 @@ struct AuditCommand: AsyncParsableCommand {
     }
   }
 }
+
+/// `pemis-server retention scrub`: the daily retention scrub, now.
+struct RetentionCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "retention", abstract: "Deletion when use ends: scrub children who left long ago.", subcommands: [Scrub.self])
+
+  struct Scrub: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Remove guardian contacts, health and household details of children who left more than retentionYears ago (audited).",
+      discussion: "The server does this once a day by itself. Record number, name, gender, dates, state and kindergarten stay.")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+      let configuration: ServerConfiguration
+      do { configuration = try options.resolve() } catch { throw ValidationError(error.description) }
+      try await AdminCommand.step {
+        let server = try PEMISServer(
+          configuration: configuration, logger: Logger(label: "pemis.retention", factory: { _ in SwiftLogNoOpLogHandler() }))
+        let result = try await server.tenancy.scrubRetention(years: configuration.retentionYears)
+        print("scrubbed \(result.children) children in \(result.kindergartens) kindergartens (left more than \(configuration.retentionYears) years ago)")
+      }
+    }
+  }
+}

@@ -31,7 +31,7 @@ struct PEMISServerCommand: AsyncParsableCommand {
     commandName: "pemis-server",
     abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
     version: "pemis-server \(ServerStatus.version)",
-    subcommands: [Serve.self, Init.self, AuditCommand.self, Check.self, AdminCommand.self, Status.self],
+    subcommands: [Serve.self, Init.self, AuditCommand.self, RetentionCommand.self, Check.self, AdminCommand.self, Status.self],
     defaultSubcommand: Serve.self)
 }
 

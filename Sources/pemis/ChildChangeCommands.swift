@@ -205,17 +205,44 @@ extension ChildCommand {
   struct Archive: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "The paper archive: the signed template, checked against the household register; shredded one year after leaving.",
-      subcommands: [Record.self, List.self])
+      subcommands: [Record.self, List.self, Shred.self])
 
     static func rows(_ entries: [Pemis_V1_PaperArchiveEntry]) {
       printTable(
-        ["record number", "name", "state", "parent signed", "checked by", "left", "shred after", ""],
+        ["record number", "reference", "name", "state", "parent signed", "checked by", "left", "shred after", ""],
         entries.map { e in
           [
-            e.recordNumber, e.name, e.state, e.recorded ? formatDate(e.parentSignedOn) : "(none)", e.recorded ? "\(e.checkedBy) \(formatDate(e.checkedOn))" : "",
-            e.hasLeftOn ? formatDate(e.leftOn) : "", e.hasShredAfter ? formatDate(e.shredAfter) : "", e.shreddable ? "may be shredded" : "",
+            e.recordNumber, e.childRef, e.name, e.state, e.recorded ? formatDate(e.parentSignedOn) : "(none)",
+            e.recorded ? "\(e.checkedBy) \(formatDate(e.checkedOn))" : "", e.hasLeftOn ? formatDate(e.leftOn) : "",
+            e.hasShredAfter ? formatDate(e.shredAfter) : "",
+            e.hasShreddedOn ? "destroyed \(formatDate(e.shreddedOn)) by \(e.shreddedBy)" : e.shreddable ? "may be shredded" : "",
           ]
         })
+    }
+
+    struct Shred: AsyncParsableCommand {
+      static let configuration = CommandConfiguration(
+        abstract: "Record that a child's paper template was destroyed (the shred list), from one year after the child left.")
+      @OptionGroup var connection: ConnectionOptions
+      @OptionGroup var target: DataCommand.Target
+      @Argument(help: "Record number, or the child's reference (C-…) from a list.") var recordNumber: String
+      @Option(help: "Who destroyed it.") var by: String
+      @Option(help: "When, YYYY-MM-DD (default today).") var on: String?
+      func run() async throws {
+        let date = try on.map { try parseDate($0, "--on") }
+        try await runReportingFailure {
+          let e = try await connection.withSession { client in
+            try await ChildCommand.client(client).recordPaperShredded(.with {
+              $0.kindergartenCode = target.kindergarten
+              $0.recordNumber = recordNumber
+              $0.shreddedBy = by
+              if let date { $0.shreddedOn = date }
+            })
+          }
+          if connection.json { return try printJSON(message: e) }
+          Archive.rows([e])
+        }
+      }
     }
 
     struct Record: AsyncParsableCommand {
@@ -246,10 +273,10 @@ extension ChildCommand {
     }
 
     struct List: AsyncParsableCommand {
-      static let configuration = CommandConfiguration(abstract: "The paper archive (all, missing or shreddable).")
+      static let configuration = CommandConfiguration(abstract: "The paper archive (all, missing, shreddable or shredded).")
       @OptionGroup var connection: ConnectionOptions
       @OptionGroup var target: DataCommand.Target
-      @Option(help: "all, missing or shreddable.") var filter: String = "all"
+      @Option(help: "all, missing, shreddable (may be destroyed) or shredded (the shred list).") var filter: String = "all"
       func run() async throws {
         try await runReportingFailure {
           let r = try await connection.withSession { client in

@@ -478,6 +478,13 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
         MatrixCase(name: "ChildRecords/ListPaperArchive of \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
           _ = try await children(client).listPaperArchive(.with { $0.kindergartenCode = code })
         },
+        MatrixCase(name: "ChildRecords/RecordPaperShredded in \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
+          _ = try await children(client).recordPaperShredded(.with {
+            $0.kindergartenCode = code
+            $0.recordNumber = "G" + KindergartenDataFixtures.childID
+            $0.shreddedBy = "赵敏"
+          })
+        },
         MatrixCase(name: "ChildRecords/ImportChildren into \(label)", allowed: isPublic ? [.principal, .administrator] : []) { client, _ in
           try await children(client).importChildren(
             requestProducer: { writer in

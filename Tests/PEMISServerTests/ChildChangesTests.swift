@@ -385,6 +385,54 @@ struct ChildChangesTests {
       #expect(shreddable.entries.count == 1)
       #expect(shreddable.entries.first?.shredAfter == .with { $0.year = 2026; $0.month = 9; $0.day = 20 })
       #expect(shreddable.entries.first?.shreddable == true)
+      // The shred list (issue 13): that the paper was destroyed, when and by whom — not before
+      // the year is out, once, and the archive cannot be "corrected" afterwards.
+      let early = await failure {
+        _ = try await children(district, admin) {
+          try await $0.recordPaperShredded(.with {
+            $0.recordNumber = number
+            $0.shreddedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 19 }
+            $0.shreddedBy = "赵敏"
+          })
+        }
+      }
+      #expect(early?.code == .failedPrecondition)
+      #expect(early?.message == "shredded_on: the child left on 2025-09-20; the paper may be destroyed from 2026-09-20, not 2026-09-19")
+      let nobody = await failure {
+        _ = try await children(district, admin) { try await $0.recordPaperShredded(.with { $0.recordNumber = number }) }
+      }
+      #expect(nobody?.message.hasPrefix("shredded_by: required") == true)
+      let shredded = try await children(district, admin) {
+        try await $0.recordPaperShredded(.with {
+          $0.recordNumber = number
+          $0.shreddedBy = "赵敏、王芳"
+        })
+      }
+      #expect(shredded.shreddedBy == "赵敏、王芳" && shredded.shreddedOn == .with { $0.year = 2026; $0.month = 9; $0.day = 21 })
+      #expect(!shredded.shreddable)
+      let twice = await failure {
+        _ = try await children(district, principal) {
+          try await $0.recordPaperShredded(.with {
+            $0.recordNumber = number
+            $0.shreddedBy = "赵敏"
+          })
+        }
+      }
+      #expect(twice?.code == .alreadyExists)
+      let list = try await children(district, admin) { try await $0.listPaperArchive(.with { $0.filter = "shredded" }) }
+      #expect(list.entries.map(\.shreddedBy) == ["赵敏、王芳"])
+      #expect(try await children(district, admin) { try await $0.listPaperArchive(.with { $0.filter = "shreddable" }) }.entries.isEmpty)
+      let correction = await failure {
+        _ = try await children(district, admin) {
+          try await $0.recordPaperArchive(.with {
+            $0.recordNumber = number
+            $0.parentSignedOn = .with { $0.year = 2025; $0.month = 9; $0.day = 1 }
+            $0.checkedBy = "赵敏"
+          })
+        }
+      }
+      #expect(correction?.code == .failedPrecondition)
+      #expect(try await history(district).contains { $0.field == "paper archive" && $0.newValue == "destroyed on 2026-09-21 by 赵敏、王芳" })
       let teachers = await failure {
         _ = try await children(district, District.user(.financeStaff)) { try await $0.listPaperArchive(.init()) }
       }

@@ -154,4 +154,68 @@ struct DataProtectionTests {
       }
     }
   }
+
+  @Test("retention: children who left more than the configured years ago lose contacts, health and household details, from record and history; audited; once")
+  func retentionScrub() async throws {
+    try await withDistrict { district in
+      let admin = District.user(.administrator)
+      func children<R: Sendable>(_ body: (Pemis_V1_ChildRecords.Client<PEMISWireClientTransport>) async throws -> R) async throws -> R {
+        try await district.asUser(admin) { try await body(Pemis_V1_ChildRecords.Client(wrapping: $0)) }
+      }
+      var old = KindergartenDataFixtures.child()
+      old.entryDate = .with { $0.year = 2024; $0.month = 9; $0.day = 1 }
+      _ = try await children { try await $0.enrollChild(.with { $0.child = old }) }
+      let number = "G" + KindergartenDataFixtures.childID
+      // A change of contacts and health, so the history holds them too.
+      _ = try await children {
+        try await $0.updateChild(.with {
+          $0.recordNumber = number
+          $0.fields = ["health", "guardians"]
+          $0.child.health = "chronic_condition"
+          $0.child.guardians = [.with { $0.name = "张伟"; $0.relation = "father"; $0.phone = "13800138000" }]
+        })
+      }
+      _ = try await children {
+        try await $0.leaveChild(.with {
+          $0.recordNumber = number
+          $0.reason = "moved away"
+          $0.leftOn = .with { $0.year = 2025; $0.month = 9; $0.day = 20 }
+        })
+      }
+      // Another child is still here.
+      let recentBody = "12011620220315124"
+      let recentID = recentBody + String(try #require(IDDocuments.checkCharacter(Array(recentBody))))
+      var recent = KindergartenDataFixtures.child(id: recentID)
+      recent.name = "李小花"
+      recent.gender = "female"
+      _ = try await children { try await $0.enrollChild(.with { $0.child = recent }) }
+      let shard = try await district.server.tenancy.shards.shard(try InstitutionCode(validating: District.kindergartenA))
+      let auditBefore = try await district.registry.auditHead().sequence
+
+      // One year: the child who left on 2025-09-20 (today is 2026-09-21) is scrubbed.
+      let result = try await district.server.tenancy.scrubRetention(years: 1)
+      #expect(result.children == 1 && result.kindergartens == 1)
+      let row = try #require(try await shard.child(number))
+      #expect(row.data.guardians.isEmpty && row.data.health.isEmpty && row.data.householdRegister.isEmpty && row.data.birthPlace.isEmpty)
+      #expect(row.data.name == "张小明" && row.recordNumber == number && row.leftOn == "2025-09-20" && row.state == .left)
+      let history = try await shard.history(record: "child:\(number)", offset: 0, limit: 500).entries
+      #expect(!history.contains { $0.oldValue.contains("13800138000") || $0.newValue.contains("13800138000") || $0.newValue == "chronic_condition" })
+      #expect(history.contains { $0.field == "retention scrub" && $0.changedBy == "system:retention" })
+      #expect(history.contains { $0.field == "health" && $0.newValue == TenantShard.scrubbedMark })
+      let still = try #require(try await shard.child("G" + recentID))
+      #expect(!still.data.guardians.isEmpty && !still.data.health.isEmpty)
+      // Audited: STARTED first, then the child by reference.
+      let entries = try await district.auditEntries(after: auditBefore)
+      #expect(entries.map(\.result) == [AuditRecord.startedResult, "OK"])
+      #expect(entries.allSatisfy { $0.method == "retention scrub" && $0.kindergartenCode == District.kindergartenA })
+      #expect(entries.last?.targets.contains("child:" + district.registry.childReferences.reference(number)) == true)
+      #expect(entries.allSatisfy { !$0.targets.contains(KindergartenDataFixtures.childID) })
+      // Once: a second run scrubs and writes nothing.
+      let again = try await district.server.tenancy.scrubRetention(years: 1)
+      #expect(again.children == 0)
+      #expect(try await district.registry.auditHead().sequence == entries.last?.seq)
+      // Three years, the default: nobody else is due.
+      #expect(try await district.server.tenancy.scrubRetention(years: 3).children == 0)
+    }
+  }
 }

@@ -230,6 +230,19 @@ public enum Pemis_V1_ChildRecords: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "RecordPaperShredded" metadata.
+        public enum RecordPaperShredded: Sendable {
+            /// Request type for "RecordPaperShredded".
+            public typealias Input = Pemis_V1_PaperShreddedRequest
+            /// Response type for "RecordPaperShredded".
+            public typealias Output = Pemis_V1_PaperArchiveEntry
+            /// Descriptor for "RecordPaperShredded".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "pemis.v1.ChildRecords"),
+                method: "RecordPaperShredded",
+                type: .unary
+            )
+        }
         /// Namespace for "ImportChildren" metadata.
         public enum ImportChildren: Sendable {
             /// Request type for "ImportChildren".
@@ -261,6 +274,7 @@ public enum Pemis_V1_ChildRecords: Sendable {
             SignOffMonth.descriptor,
             RecordPaperArchive.descriptor,
             ListPaperArchive.descriptor,
+            RecordPaperShredded.descriptor,
             ImportChildren.descriptor
         ]
     }
@@ -579,6 +593,25 @@ extension Pemis_V1_ChildRecords {
             request: GRPCCore.StreamingServerRequest<Pemis_V1_ListPaperArchiveRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListPaperArchiveResponse>
+
+        /// Handle the "RecordPaperShredded" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+        /// > from one year after the child left, once.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Pemis_V1_PaperShreddedRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Pemis_V1_PaperArchiveEntry` messages.
+        func recordPaperShredded(
+            request: GRPCCore.StreamingServerRequest<Pemis_V1_PaperShreddedRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_PaperArchiveEntry>
 
         /// Handle the "ImportChildren" method.
         ///
@@ -902,6 +935,25 @@ extension Pemis_V1_ChildRecords {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse>
 
+        /// Handle the "RecordPaperShredded" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+        /// > from one year after the child left, once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperShreddedRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Pemis_V1_PaperArchiveEntry` message.
+        func recordPaperShredded(
+            request: GRPCCore.ServerRequest<Pemis_V1_PaperShreddedRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry>
+
         /// Handle the "ImportChildren" method.
         ///
         /// > Source IDL Documentation:
@@ -1222,6 +1274,25 @@ extension Pemis_V1_ChildRecords {
             context: GRPCCore.ServerContext
         ) async throws -> Pemis_V1_ListPaperArchiveResponse
 
+        /// Handle the "RecordPaperShredded" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+        /// > from one year after the child left, once.
+        ///
+        /// - Parameters:
+        ///   - request: A `Pemis_V1_PaperShreddedRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Pemis_V1_PaperArchiveEntry` to respond with.
+        func recordPaperShredded(
+            request: Pemis_V1_PaperShreddedRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Pemis_V1_PaperArchiveEntry
+
         /// Handle the "ImportChildren" method.
         ///
         /// > Source IDL Documentation:
@@ -1427,6 +1498,17 @@ extension Pemis_V1_ChildRecords.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Pemis_V1_ChildRecords.Method.RecordPaperShredded.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_PaperShreddedRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_PaperArchiveEntry>(),
+            handler: { request, context in
+                try await self.recordPaperShredded(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Pemis_V1_ChildRecords.Method.ImportChildren.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ImportChildrenRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ImportChildrenEvent>(),
@@ -1613,6 +1695,17 @@ extension Pemis_V1_ChildRecords.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_ListPaperArchiveResponse> {
         let response = try await self.listPaperArchive(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func recordPaperShredded(
+        request: GRPCCore.StreamingServerRequest<Pemis_V1_PaperShreddedRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Pemis_V1_PaperArchiveEntry> {
+        let response = try await self.recordPaperShredded(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1824,6 +1917,19 @@ extension Pemis_V1_ChildRecords.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse> {
         return GRPCCore.ServerResponse<Pemis_V1_ListPaperArchiveResponse>(
             message: try await self.listPaperArchive(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func recordPaperShredded(
+        request: GRPCCore.ServerRequest<Pemis_V1_PaperShreddedRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry> {
+        return GRPCCore.ServerResponse<Pemis_V1_PaperArchiveEntry>(
+            message: try await self.recordPaperShredded(
                 request: request.message,
                 context: context
             ),
@@ -2228,6 +2334,30 @@ extension Pemis_V1_ChildRecords {
             deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_ListPaperArchiveResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_ListPaperArchiveResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RecordPaperShredded" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+        /// > from one year after the child left, once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperShreddedRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PaperShreddedRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_PaperArchiveEntry` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func recordPaperShredded<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PaperShreddedRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PaperShreddedRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_PaperArchiveEntry>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "ImportChildren" method.
@@ -2821,6 +2951,41 @@ extension Pemis_V1_ChildRecords {
             )
         }
 
+        /// Call the "RecordPaperShredded" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+        /// > from one year after the child left, once.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Pemis_V1_PaperShreddedRequest` message.
+        ///   - serializer: A serializer for `Pemis_V1_PaperShreddedRequest` messages.
+        ///   - deserializer: A deserializer for `Pemis_V1_PaperArchiveEntry` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func recordPaperShredded<Result>(
+            request: GRPCCore.ClientRequest<Pemis_V1_PaperShreddedRequest>,
+            serializer: some GRPCCore.MessageSerializer<Pemis_V1_PaperShreddedRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Pemis_V1_PaperArchiveEntry>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Pemis_V1_ChildRecords.Method.RecordPaperShredded.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "ImportChildren" method.
         ///
         /// > Source IDL Documentation:
@@ -3324,6 +3489,36 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_ListPaperArchiveRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_ListPaperArchiveResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPaperShredded" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+    /// > from one year after the child left, once.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Pemis_V1_PaperShreddedRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPaperShredded<Result>(
+        request: GRPCCore.ClientRequest<Pemis_V1_PaperShreddedRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.recordPaperShredded(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Pemis_V1_PaperShreddedRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Pemis_V1_PaperArchiveEntry>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3889,6 +4084,40 @@ extension Pemis_V1_ChildRecords.ClientProtocol {
             metadata: metadata
         )
         return try await self.listPaperArchive(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RecordPaperShredded" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Records that a child's paper template was actually destroyed, when and by whom: allowed
+    /// > from one year after the child left, once.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func recordPaperShredded<Result>(
+        _ message: Pemis_V1_PaperShreddedRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Pemis_V1_PaperArchiveEntry>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Pemis_V1_PaperShreddedRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.recordPaperShredded(
             request: request,
             options: options,
             onResponse: handleResponse

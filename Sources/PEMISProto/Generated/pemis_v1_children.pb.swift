@@ -451,11 +451,61 @@ public nonisolated struct Pemis_V1_PaperArchiveEntry: @unchecked Sendable {
     set {_uniqueStorage()._recorded = newValue}
   }
 
+  /// When the paper was destroyed, and by whom; unset while it is kept.
+  public var shreddedOn: Pemis_V1_Date {
+    get {_storage._shreddedOn ?? Pemis_V1_Date()}
+    set {_uniqueStorage()._shreddedOn = newValue}
+  }
+  /// Returns true if `shreddedOn` has been explicitly set.
+  public var hasShreddedOn: Bool {_storage._shreddedOn != nil}
+  /// Clears the value of `shreddedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearShreddedOn() {_uniqueStorage()._shreddedOn = nil}
+
+  public var shreddedBy: String {
+    get {_storage._shreddedBy}
+    set {_uniqueStorage()._shreddedBy = newValue}
+  }
+
+  /// The child's opaque reference (Child.child_ref).
+  public var childRef: String {
+    get {_storage._childRef}
+    set {_uniqueStorage()._childRef = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Pemis_V1_PaperShreddedRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kindergartenCode: String = String()
+
+  public var recordNumber: String = String()
+
+  /// The day the paper was destroyed; not after today; unset for today.
+  public var shreddedOn: Pemis_V1_Date {
+    get {_shreddedOn ?? Pemis_V1_Date()}
+    set {_shreddedOn = newValue}
+  }
+  /// Returns true if `shreddedOn` has been explicitly set.
+  public var hasShreddedOn: Bool {self._shreddedOn != nil}
+  /// Clears the value of `shreddedOn`. Subsequent reads from it will return its default value.
+  public mutating func clearShreddedOn() {self._shreddedOn = nil}
+
+  /// Who destroyed it (a name, as on the shred list).
+  public var shreddedBy: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _shreddedOn: Pemis_V1_Date? = nil
 }
 
 public nonisolated struct Pemis_V1_ListPaperArchiveRequest: Sendable {
@@ -465,7 +515,8 @@ public nonisolated struct Pemis_V1_ListPaperArchiveRequest: Sendable {
 
   public var kindergartenCode: String = String()
 
-  /// all, missing (no paper archive recorded), shreddable
+  /// all, missing (no paper archive recorded), shreddable (may be destroyed, not yet recorded as
+  /// destroyed), shredded
   public var filter: String = String()
 
   public var page: Pemis_V1_PageRequest {
@@ -1584,7 +1635,7 @@ nonisolated extension Pemis_V1_PaperArchiveRequest: SwiftProtobuf.Message, Swift
 
 nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PaperArchiveEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_number\0\u{1}name\0\u{1}state\0\u{3}parent_signed_on\0\u{3}checked_by\0\u{3}checked_on\0\u{3}left_on\0\u{3}shred_after\0\u{1}shreddable\0\u{1}recorded\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}record_number\0\u{1}name\0\u{1}state\0\u{3}parent_signed_on\0\u{3}checked_by\0\u{3}checked_on\0\u{3}left_on\0\u{3}shred_after\0\u{1}shreddable\0\u{1}recorded\0\u{3}shredded_on\0\u{3}shredded_by\0\u{3}child_ref\0")
 
   fileprivate class _StorageClass {
     var _recordNumber: String = String()
@@ -1597,6 +1648,9 @@ nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftPr
     var _shredAfter: Pemis_V1_Date? = nil
     var _shreddable: Bool = false
     var _recorded: Bool = false
+    var _shreddedOn: Pemis_V1_Date? = nil
+    var _shreddedBy: String = String()
+    var _childRef: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1617,6 +1671,9 @@ nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftPr
       _shredAfter = source._shredAfter
       _shreddable = source._shreddable
       _recorded = source._recorded
+      _shreddedOn = source._shreddedOn
+      _shreddedBy = source._shreddedBy
+      _childRef = source._childRef
     }
   }
 
@@ -1645,6 +1702,9 @@ nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftPr
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._shredAfter) }()
         case 9: try { try decoder.decodeSingularBoolField(value: &_storage._shreddable) }()
         case 10: try { try decoder.decodeSingularBoolField(value: &_storage._recorded) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._shreddedOn) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._shreddedBy) }()
+        case 13: try { try decoder.decodeSingularStringField(value: &_storage._childRef) }()
         default: break
         }
       }
@@ -1687,6 +1747,15 @@ nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftPr
       if _storage._recorded != false {
         try visitor.visitSingularBoolField(value: _storage._recorded, fieldNumber: 10)
       }
+      try { if let v = _storage._shreddedOn {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      if !_storage._shreddedBy.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._shreddedBy, fieldNumber: 12)
+      }
+      if !_storage._childRef.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._childRef, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1706,10 +1775,62 @@ nonisolated extension Pemis_V1_PaperArchiveEntry: SwiftProtobuf.Message, SwiftPr
         if _storage._shredAfter != rhs_storage._shredAfter {return false}
         if _storage._shreddable != rhs_storage._shreddable {return false}
         if _storage._recorded != rhs_storage._recorded {return false}
+        if _storage._shreddedOn != rhs_storage._shreddedOn {return false}
+        if _storage._shreddedBy != rhs_storage._shreddedBy {return false}
+        if _storage._childRef != rhs_storage._childRef {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Pemis_V1_PaperShreddedRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PaperShreddedRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}kindergarten_code\0\u{3}record_number\0\u{3}shredded_on\0\u{3}shredded_by\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.kindergartenCode) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.recordNumber) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._shreddedOn) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.shreddedBy) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.kindergartenCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.kindergartenCode, fieldNumber: 1)
+    }
+    if !self.recordNumber.isEmpty {
+      try visitor.visitSingularStringField(value: self.recordNumber, fieldNumber: 2)
+    }
+    try { if let v = self._shreddedOn {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.shreddedBy.isEmpty {
+      try visitor.visitSingularStringField(value: self.shreddedBy, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Pemis_V1_PaperShreddedRequest, rhs: Pemis_V1_PaperShreddedRequest) -> Bool {
+    if lhs.kindergartenCode != rhs.kindergartenCode {return false}
+    if lhs.recordNumber != rhs.recordNumber {return false}
+    if lhs._shreddedOn != rhs._shreddedOn {return false}
+    if lhs.shreddedBy != rhs.shreddedBy {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

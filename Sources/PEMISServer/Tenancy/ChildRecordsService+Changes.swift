@@ -275,9 +275,10 @@ extension ChildRecordsService {
 
   // MARK: The paper archive
 
-  static func proto(_ row: ChildRow, _ archive: PaperArchiveRecord?, today: CalendarDate) -> Pemis_V1_PaperArchiveEntry {
+  func proto(_ row: ChildRow, _ archive: PaperArchiveRecord?, today: CalendarDate) -> Pemis_V1_PaperArchiveEntry {
     .with {
       $0.recordNumber = IDDocuments.mask(row.recordNumber)
+      $0.childRef = tenancy.registry.childReferences.reference(row.recordNumber)
       $0.name = row.data.name
       $0.state = row.state.rawValue
       if let archive {
@@ -285,12 +286,16 @@ extension ChildRecordsService {
         $0.parentSignedOn = (CalendarDate(iso: archive.parentSignedOn) ?? today).proto
         $0.checkedBy = archive.checkedBy
         $0.checkedOn = (CalendarDate(iso: archive.checkedOn) ?? today).proto
+        if let shredded = archive.shreddedOn.flatMap(CalendarDate.init(iso:)) {
+          $0.shreddedOn = shredded.proto
+          $0.shreddedBy = archive.shreddedBy ?? ""
+        }
       }
       if let left = row.leftOn.flatMap(CalendarDate.init(iso:)) {
         let shred = left.addingYears(1)
         $0.leftOn = left.proto
         $0.shredAfter = shred.proto
-        $0.shreddable = archive != nil && shred <= today
+        $0.shreddable = archive != nil && archive?.shreddedOn == nil && shred <= today
       }
     }
   }
@@ -311,7 +316,7 @@ extension ChildRecordsService {
       let (archive, row) = try await shard.recordPaperArchive(
         current.recordNumber, parentSignedOn: signed, checkedBy: checkedBy, checkedOn: checked, by: caller.username, at: tenancy.now())
       AuditTargets.add(target(row.recordNumber))
-      return Self.proto(row, archive, today: tenancy.today)
+      return proto(row, archive, today: tenancy.today)
     }
   }
 
@@ -324,14 +329,28 @@ extension ChildRecordsService {
       case "", "all": filter = .all
       case "missing": filter = .missing
       case "shreddable": filter = .shreddable
-      default: throw RPCError(code: .invalidArgument, message: "filter: must be all, missing or shreddable")
+      case "shredded": filter = .shredded
+      default: throw RPCError(code: .invalidArgument, message: "filter: must be all, missing, shreddable or shredded")
       }
       let today = tenancy.today
       let (entries, total) = try await shard.paperArchive(filter: filter, leftBy: today.addingYears(-1), offset: page.offset, limit: page.limit)
       return .with {
-        $0.entries = entries.map { Self.proto($0.0, $0.1, today: today) }
+        $0.entries = entries.map { proto($0.0, $0.1, today: today) }
         $0.page = page.info(total: total, returned: entries.count)
       }
     }
   }
+  func recordPaperShredded(request: Pemis_V1_PaperShreddedRequest, context: ServerContext) async throws -> Pemis_V1_PaperArchiveEntry {
+    try await handling {
+      let (shard, caller) = try await tenancy.shard(for: request.kindergartenCode)
+      // Unset: today.
+      let date = try tenancy.pastDate(request.shreddedOn, field: "shredded_on")
+      let by = try Self.required(request.shreddedBy, field: "shredded_by", max: 50, why: " (who destroyed the paper)")
+      let current = try await child(shard, request.recordNumber, caller: caller)
+      let (archive, row) = try await shard.recordPaperShredded(current.recordNumber, on: date, shreddedBy: by, by: caller.username, at: tenancy.now())
+      AuditTargets.add(target(row.recordNumber))
+      return proto(row, archive, today: tenancy.today)
+    }
+  }
+
 }

@@ -236,6 +236,8 @@ enum Policy {
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
     path(Pemis_V1_ChildRecords.Method.ListPaperArchive.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
+    path(Pemis_V1_ChildRecords.Method.RecordPaperShredded.descriptor): .init(
+      access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),
     // Imports are the administrator's (and the principal's).
     path(Pemis_V1_ChildRecords.Method.ImportChildren.descriptor): .init(
       access: .roles([.principal: .ownKindergarten, .administrator: .ownKindergarten]), audit: .always),

@@ -92,6 +92,7 @@ extension Pemis_V1_AssignClassRequest: TargetedRequest { var target: RequestTarg
 extension Pemis_V1_ClassStepRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_LeaveChildRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_AccidentalDepartureRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_PaperShreddedRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_GetHistoryRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 
 // MARK: - Proto ↔ domain
