@@ -169,7 +169,8 @@ public enum InputText {
           "head_teacher_staff_id", "id", "key", "state", "status", "kind", "gender", "id_document_type", "encoding",
           "phase", "month", "term", "school_year", "level", "area", "step", "action", "role", "ownership",
           "report_status", "page_token", "next_page_token", "service", "method", "result", "hash", "field", "fields",
-          "rule", "filter", "record", "resolution", "household_type", "hmt_status", "only_child",
+          "rule", "filter", "record", "resolution", "household_type", "hmt_status", "only_child", "full_fields",
+          "full_fields_requested", "full_fields_approved", "sha256", "file_name",
         ]
       ),
       (.username, ["username", "principal_username", "administrator_username"]),
@@ -193,12 +194,12 @@ public enum InputText {
         .text,
         [
           "address", "sponsor", "property", "contact_email", "evidence", "birth_place", "household_register",
-          "health", "subject", "article", "old_value", "new_value", "targets", "peer", "version", "text",
+          "health", "subject", "article", "old_value", "new_value", "targets", "peer", "version", "text", "recipient",
         ]
       ),
       (
         .freeText,
-        ["note", "reason", "return_reason", "decision_note", "summary", "message", "description", "warnings"]
+        ["note", "reason", "return_reason", "decision_note", "summary", "message", "description", "warnings", "purpose"]
       ),
       (.token, ["token"]),
     ]

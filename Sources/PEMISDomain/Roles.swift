@@ -5,6 +5,9 @@ public enum Role: String, CaseIterable, Hashable, Sendable, Codable {
   case planningOffice = "planning_office"
   case financeOffice = "finance_office"
   case districtAdmin = "district_admin"
+  /// The district's designated approver of exports (Art. 20: "who approves is responsible"):
+  /// approves or rejects the district's exports, and nothing else.
+  case exportApprover = "export_approver"
   case principal
   case administrator
   case classLeader = "class_leader"
@@ -14,7 +17,7 @@ public enum Role: String, CaseIterable, Hashable, Sendable, Codable {
   /// own kindergarten only.
   public var isDistrict: Bool {
     switch self {
-    case .preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin: true
+    case .preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin, .exportApprover: true
     case .principal, .administrator, .classLeader, .financeStaff: false
     }
   }

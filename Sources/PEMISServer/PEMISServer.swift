@@ -65,7 +65,7 @@ public struct PEMISServer: Service {
       SessionService(tenancy: tenancy), AccountsService(tenancy: tenancy), OnboardingService(tenancy: tenancy),
       KindergartensService(tenancy: tenancy), AuditService(tenancy: tenancy), DeadlinesService(tenancy: tenancy),
       KindergartenDataService(tenancy: tenancy), ChildRecordsService(tenancy: tenancy), TransfersService(tenancy: tenancy),
-      DuplicatesService(tenancy: tenancy), DistrictService(tenancy: tenancy),
+      DuplicatesService(tenancy: tenancy), DistrictService(tenancy: tenancy), ExportsService(tenancy: tenancy),
     ]
     var names: Set<String> = [
       Pemis_V1_Health.descriptor.fullyQualifiedService, Pemis_V1_Session.descriptor.fullyQualifiedService,
@@ -74,6 +74,7 @@ public struct PEMISServer: Service {
       Pemis_V1_Deadlines.descriptor.fullyQualifiedService, Pemis_V1_KindergartenData.descriptor.fullyQualifiedService,
       Pemis_V1_ChildRecords.descriptor.fullyQualifiedService, Pemis_V1_Transfers.descriptor.fullyQualifiedService,
       Pemis_V1_Duplicates.descriptor.fullyQualifiedService, Pemis_V1_District.descriptor.fullyQualifiedService,
+      Pemis_V1_Exports.descriptor.fullyQualifiedService,
     ]
     if configuration.diagnostics {
       services.append(EchoService())
@@ -208,6 +209,7 @@ public struct PEMISServer: Service {
             do { try await tenancy.recoverTransfers() } catch { logger.error("periodic recovery failed", metadata: ["error": "\(error)"]) }
             await tenancy.pruneLogins()
             await tenancy.scrubRetentionIfDue(years: retentionYears)
+            _ = try? await tenancy.registry.expireExports(at: tenancy.now())
           }
         }
         // Either listener failing (a port in use) stops the other: the server runs whole or not.

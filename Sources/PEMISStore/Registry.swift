@@ -117,6 +117,7 @@ public final class Registry: Sendable {
     registerReservationMigrations(&migrator)
     registerAuditRequestMigrations(&migrator)
     ChildReferences.registerMigrations(&migrator)
+    registerExportMigrations(&migrator)
     registerTransferAbortMigration(&migrator)
     registerLoginThrottleMigration(&migrator)
     return migrator

@@ -51,6 +51,7 @@ func roleName(_ role: Pemis_V1_Role) -> String {
   case .planningOffice: "planning_office"
   case .financeOffice: "finance_office"
   case .districtAdmin: "district_admin"
+  case .exportApprover: "export_approver"
   case .principal: "principal"
   case .administrator: "administrator"
   case .classLeader: "class_leader"
@@ -61,7 +62,7 @@ func roleName(_ role: Pemis_V1_Role) -> String {
 
 func parseRole(_ text: String) -> Pemis_V1_Role? {
   let all: [Pemis_V1_Role] = [
-    .preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin, .principal, .administrator,
+    .preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin, .exportApprover, .principal, .administrator,
     .classLeader, .financeStaff,
   ]
   return all.first { roleName($0) == text }

@@ -12,7 +12,7 @@ struct PEMISCommand: AsyncParsableCommand {
       HealthCommand.self, LoginCommand.self, LogoutCommand.self, WhoAmICommand.self, PasswordCommand.self,
       OnboardingCommand.self, AccountCommand.self, KindergartenCommand.self, DataCommand.self, ChildCommand.self,
       DeadlineCommand.self, TransferCommand.self, DuplicatesCommand.self, DistrictCommand.self,
-      AuditQueryCommand.self,
+      AuditQueryCommand.self, ExportCommand.self,
       EchoCommand.self,
     ])
 }

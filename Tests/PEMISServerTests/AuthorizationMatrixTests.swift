@@ -28,7 +28,9 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
   /// to the first space.
   var method: String { "/pemis.v1." + name.split(separator: " ")[0] }
 
-  static let district = Set(Role.district)
+  /// The district offices and the district administrator: not the export approver, who may
+  /// decide exports and nothing else.
+  static let district: Set<Role> = [.preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin]
   static let kindergartenA = Set(Role.kindergarten)
   static let a = District.kindergartenA
   static let b = District.kindergartenB
@@ -99,6 +101,17 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
       },
       MatrixCase(name: "Kindergartens/ListKindergartens", allowed: district) { client, _ in
         _ = try await Pemis_V1_Kindergartens.Client(wrapping: client).listKindergartens(.init())
+      },
+      // Exports (Art. 20): the approvers decide (the handler names which one for each export);
+      // only requesters download. An unknown id is NOT_FOUND past the door.
+      MatrixCase(name: "Exports/DecideExport", allowed: [.preschoolOffice, .vocationalOffice, .exportApprover]) { client, _ in
+        _ = try await Pemis_V1_Exports.Client(wrapping: client).decideExport(.with {
+          $0.id = "E999999"
+          $0.approve = true
+        })
+      },
+      MatrixCase(name: "Exports/DownloadExport", allowed: [.preschoolOffice, .vocationalOffice, .principal, .administrator]) { client, _ in
+        _ = try await Pemis_V1_Exports.Client(wrapping: client).downloadExport(.with { $0.id = "E999999" })
       },
     ]
     for (code, ownership) in [(a, Pemis_V1_Ownership.public), (b, .private)] {
@@ -545,6 +558,23 @@ struct MatrixCase: Sendable, CustomTestStringConvertible {
             $0.id = 1
             $0.action = "modified"
           })
+        },
+        MatrixCase(
+          name: "Exports/RequestExport of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .preschoolOffice] : [.preschoolOffice, .vocationalOffice]
+        ) { client, _ in
+          _ = try await Pemis_V1_Exports.Client(wrapping: client).requestExport(.with {
+            $0.kindergartenCode = code
+            $0.purpose = "区教育局年度统计核对"
+            $0.recipient = "滨海新区教体局"
+            $0.fields = ["gender", "birth_date"]
+          })
+        },
+        MatrixCase(
+          name: "Exports/ListExports of \(label)",
+          allowed: isPublic ? [.principal, .administrator, .preschoolOffice, .exportApprover] : [.preschoolOffice, .vocationalOffice, .exportApprover]
+        ) { client, _ in
+          _ = try await Pemis_V1_Exports.Client(wrapping: client).listExports(.with { $0.kindergartenCode = code })
         },
         MatrixCase(
           name: "Audit/QueryAuditLog of \(label)",

@@ -274,6 +274,7 @@ struct FailingCall: Sendable {
       (C.SignOffMonth.descriptor, call(principal, names: "month:", Pemis_V1_SignOffMonthRequest.with { $0.month = "nothing" })),
       (C.RecordPaperArchive.descriptor, call(principal, names: "record_number:", Pemis_V1_PaperArchiveRequest.with { $0.recordNumber = missing; $0.checkedBy = "赵敏"; $0.parentSignedOn = .with { $0.year = 2026; $0.month = 9; $0.day = 1 } })),
       (C.ListPaperArchive.descriptor, call(principal, names: "filter:", Pemis_V1_ListPaperArchiveRequest.with { $0.filter = "nothing" })),
+      (C.RecordPaperShredded.descriptor, call(principal, names: "shredded_by:", Pemis_V1_PaperShreddedRequest.with { $0.recordNumber = missing })),
       (C.ImportChildren.descriptor, call(principal, names: "file:", code: .invalidArgument, Pemis_V1_ImportChildrenRequest.with { $0.chunk = Data("no,such,columns\r\n1,2,3\r\n".utf8) })),
 
       (T.TransferOut.descriptor, call(principal, names: "record_number:", Pemis_V1_TransferOutRequest.with { $0.recordNumber = missing; $0.toKindergartenCode = District.kindergartenB })),
@@ -291,6 +292,10 @@ struct FailingCall: Sendable {
       (Du.ArbitrateCase.descriptor, call(.role(.preschoolOffice), names: "case_id:", Pemis_V1_ArbitrateCaseRequest.with { $0.id = 999_999; $0.accept = true })),
 
       (Pemis_V1_District.Method.GetDistrictSummary.descriptor, call(admin, names: "institution_code:", code: .invalidArgument, Pemis_V1_DistrictSummaryRequest.with { $0.kindergartenCodes = [badCode] })),
+      (Pemis_V1_Exports.Method.RequestExport.descriptor, call(principal, names: "purpose:", Pemis_V1_RequestExportRequest.with { $0.fields = ["name"] })),
+      (Pemis_V1_Exports.Method.DecideExport.descriptor, call(.role(.exportApprover), names: "id:", Pemis_V1_DecideExportRequest.with { $0.id = "E999999" })),
+      (Pemis_V1_Exports.Method.ListExports.descriptor, call(principal, names: "state:", Pemis_V1_ListExportsRequest.with { $0.state = "nothing" })),
+      (Pemis_V1_Exports.Method.DownloadExport.descriptor, call(principal, names: "id:", Pemis_V1_DownloadExportRequest.with { $0.id = "E999999" })),
       (Pemis_V1_Audit.Method.QueryAuditLog.descriptor, call(admin, names: "institution_code:", code: .invalidArgument, Pemis_V1_QueryAuditLogRequest.with { $0.kindergartenCode = badCode })),
     ]
     return Dictionary(uniqueKeysWithValues: cases.map { (Policy.path($0.0), $0.1) })

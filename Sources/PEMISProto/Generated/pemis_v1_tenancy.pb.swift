@@ -43,6 +43,9 @@ public nonisolated enum Pemis_V1_Role: SwiftProtobuf.Enum, Swift.CaseIterable {
   /// The district's system administrator: accounts, unsealing, issuing kindergarten accounts.
   case districtAdmin // = 5
 
+  /// The district's designated approver of exports (Art. 20): approves the district's exports only.
+  case exportApprover // = 6
+
   /// 园长: holds the kindergarten's audit account.
   case principal // = 10
 
@@ -68,6 +71,7 @@ public nonisolated enum Pemis_V1_Role: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 3: self = .planningOffice
     case 4: self = .financeOffice
     case 5: self = .districtAdmin
+    case 6: self = .exportApprover
     case 10: self = .principal
     case 11: self = .administrator
     case 12: self = .classLeader
@@ -84,6 +88,7 @@ public nonisolated enum Pemis_V1_Role: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .planningOffice: return 3
     case .financeOffice: return 4
     case .districtAdmin: return 5
+    case .exportApprover: return 6
     case .principal: return 10
     case .administrator: return 11
     case .classLeader: return 12
@@ -100,6 +105,7 @@ public nonisolated enum Pemis_V1_Role: SwiftProtobuf.Enum, Swift.CaseIterable {
     .planningOffice,
     .financeOffice,
     .districtAdmin,
+    .exportApprover,
     .principal,
     .administrator,
     .classLeader,
@@ -241,7 +247,7 @@ public nonisolated struct Pemis_V1_Account: Sendable {
 fileprivate nonisolated let _protobuf_package = "pemis.v1"
 
 nonisolated extension Pemis_V1_Role: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_PRESCHOOL_OFFICE\0\u{1}ROLE_VOCATIONAL_OFFICE\0\u{1}ROLE_PLANNING_OFFICE\0\u{1}ROLE_FINANCE_OFFICE\0\u{1}ROLE_DISTRICT_ADMIN\0\u{2}\u{5}ROLE_PRINCIPAL\0\u{1}ROLE_ADMINISTRATOR\0\u{1}ROLE_CLASS_LEADER\0\u{1}ROLE_FINANCE_STAFF\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ROLE_UNSPECIFIED\0\u{1}ROLE_PRESCHOOL_OFFICE\0\u{1}ROLE_VOCATIONAL_OFFICE\0\u{1}ROLE_PLANNING_OFFICE\0\u{1}ROLE_FINANCE_OFFICE\0\u{1}ROLE_DISTRICT_ADMIN\0\u{1}ROLE_EXPORT_APPROVER\0\u{2}\u{4}ROLE_PRINCIPAL\0\u{1}ROLE_ADMINISTRATOR\0\u{1}ROLE_CLASS_LEADER\0\u{1}ROLE_FINANCE_STAFF\0")
 }
 
 nonisolated extension Pemis_V1_Ownership: SwiftProtobuf._ProtoNameProviding {

@@ -334,6 +334,22 @@ struct AccessControlInterceptor: ServerInterceptor {
         throw denied
       }
       return Resolved(code: account.kindergartenCode, ids: ["account:\(username)"])
+    case .export(let id):
+      guard let export = try await registry.exportRequest(id) else {
+        throw RPCError(code: .notFound, message: "id: no export '\(id)'")
+      }
+      if let code = export.kindergartenCode {
+        var resolved = try await kindergarten(code)
+        resolved.ids.append("export:\(id)")
+        return resolved
+      }
+      // A district export: district accounts only, within the scope it was asked for.
+      guard scope != .ownKindergarten else { throw denied }
+      if let ownership = export.ownershipScope.flatMap(Ownership.init(rawValue:)), scope.ownershipFilter.map({ $0 != ownership }) ?? false {
+        throw denied
+      }
+      if export.ownershipScope == nil, scope.ownershipFilter != nil { throw denied }
+      return Resolved(ids: ["export:\(id)"])
     case .newAccount(let role, let code):
       guard let role else { throw RPCError(code: .invalidArgument, message: "role: required") }
       if role.isDistrict {

@@ -270,6 +270,22 @@ enum Policy {
     path(Pemis_V1_Duplicates.Method.ArbitrateCase.descriptor): .init(
       access: .roles([.preschoolOffice: .district]), audit: .always),
 
+    // Exports (Art. 20): requested by those who hold the data, decided by the next higher
+    // authority (the handler names which), downloaded by the requester.
+    path(Pemis_V1_Exports.Method.RequestExport.descriptor): .init(
+      access: .roles(merged([.preschoolOffice: .district, .vocationalOffice: .privateKindergartens], own(.principal, .administrator))),
+      audit: .always),
+    path(Pemis_V1_Exports.Method.DecideExport.descriptor): .init(
+      access: .roles([.preschoolOffice: .district, .vocationalOffice: .privateKindergartens, .exportApprover: .district]), audit: .always),
+    path(Pemis_V1_Exports.Method.ListExports.descriptor): .init(
+      access: .roles(
+        merged(
+          [.preschoolOffice: .district, .vocationalOffice: .privateKindergartens, .exportApprover: .district], own(.principal, .administrator))),
+      audit: .always),
+    path(Pemis_V1_Exports.Method.DownloadExport.descriptor): .init(
+      access: .roles(merged([.preschoolOffice: .district, .vocationalOffice: .privateKindergartens], own(.principal, .administrator))),
+      audit: .always),
+
     // District oversight (Art. 4, 8): counts only, within scope.
     path(Pemis_V1_District.Method.GetDistrictSummary.descriptor): .init(access: .roles(districtRead), audit: .always),
 

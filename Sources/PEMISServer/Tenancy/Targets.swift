@@ -20,6 +20,8 @@ enum RequestTarget: Sendable, Equatable {
   case newAccount(role: Role?, kindergartenCode: String)
   /// A district-wide list, optionally narrowed to one kindergarten.
   case districtList(kindergartenCode: String)
+  /// An export request by id.
+  case export(String)
 }
 
 extension RequestTarget {
@@ -33,6 +35,7 @@ extension RequestTarget {
     case .application(let id): "application:\(id)"
     case .newApplication: nil
     case .newAccount(_, let code): code.isEmpty ? nil : "kindergarten:\(code)"
+    case .export(let id): "export:\(id)"
     }
   }
 }
@@ -92,6 +95,14 @@ extension Pemis_V1_AssignClassRequest: TargetedRequest { var target: RequestTarg
 extension Pemis_V1_ClassStepRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_LeaveChildRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_AccidentalDepartureRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
+extension Pemis_V1_RequestExportRequest: TargetedRequest {
+  var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) }
+}
+extension Pemis_V1_ListExportsRequest: TargetedRequest {
+  var target: RequestTarget { .districtList(kindergartenCode: kindergartenCode) }
+}
+extension Pemis_V1_DecideExportRequest: TargetedRequest { var target: RequestTarget { .export(id) } }
+extension Pemis_V1_DownloadExportRequest: TargetedRequest { var target: RequestTarget { .export(id) } }
 extension Pemis_V1_PaperShreddedRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 extension Pemis_V1_GetHistoryRequest: TargetedRequest { var target: RequestTarget { .kindergarten(kindergartenCode) } }
 
@@ -105,6 +116,7 @@ extension Role {
     case .planningOffice: self = .planningOffice
     case .financeOffice: self = .financeOffice
     case .districtAdmin: self = .districtAdmin
+    case .exportApprover: self = .exportApprover
     case .principal: self = .principal
     case .administrator: self = .administrator
     case .classLeader: self = .classLeader
@@ -120,6 +132,7 @@ extension Role {
     case .planningOffice: .planningOffice
     case .financeOffice: .financeOffice
     case .districtAdmin: .districtAdmin
+    case .exportApprover: .exportApprover
     case .principal: .principal
     case .administrator: .administrator
     case .classLeader: .classLeader
