@@ -110,9 +110,15 @@ struct AccountRuleTests {
 
   @Test("roles split into district and kindergarten, and ownership names its reviewing office")
   func roles() {
-    #expect(Set(Role.district) == [.preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin])
+    #expect(Set(Role.district) == [.preschoolOffice, .vocationalOffice, .planningOffice, .financeOffice, .districtAdmin, .exportApprover])
     #expect(Set(Role.kindergarten) == [.principal, .administrator, .classLeader, .financeStaff])
     #expect(Ownership.public.reviewingOffice == .preschoolOffice)
     #expect(Ownership.private.reviewingOffice == .vocationalOffice)
+    // Art. 20: a kindergarten's own export is approved by the office over it; a district
+    // office's by the district's export approver.
+    #expect(ExportRules.approver(requestedBy: .principal, kindergartenOwnership: .public) == .preschoolOffice)
+    #expect(ExportRules.approver(requestedBy: .administrator, kindergartenOwnership: .private) == .vocationalOffice)
+    #expect(ExportRules.approver(requestedBy: .preschoolOffice, kindergartenOwnership: .public) == .exportApprover)
+    #expect(ExportRules.approver(requestedBy: .vocationalOffice, kindergartenOwnership: nil) == .exportApprover)
   }
 }

@@ -58,3 +58,37 @@ import Testing
     #expect(AuditRetention.beijingMidnightMs(CalendarDate(year: 1970, month: 1, day: 2)) == 16 * 3600 * 1000)
   }
 }
+
+/// What an export shows of each field, de-identified and in full.
+@Suite struct ExportFieldTests {
+  static let child = ChildRecord(
+    name: "张小明", gender: .male, birthDate: CalendarDate(year: 2022, month: 3, day: 15), idDocumentType: .residentID,
+    idDocumentNumber: "120116202203151234", nationality: "CHN", ethnicity: "01", birthPlace: "120116", householdRegister: "120116",
+    householdType: "non_agricultural", hmtStatus: "none", health: "healthy", onlyChild: true,
+    guardians: [.init(name: "张伟", relation: "father", phone: "13800138000")], entryDate: CalendarDate(year: 2025, month: 9, day: 1))
+
+  @Test("de-identified: initial, age, masked number, province, no health or contacts; full as is")
+  func values() {
+    let today = CalendarDate(year: 2026, month: 3, day: 14)
+    func v(_ f: ExportField, _ full: Bool) -> String { f.value(of: Self.child, classID: "C0001", state: "enrolled", full: full, on: today) }
+    #expect(v(.name, false) == "张**" && v(.name, true) == "张小明")
+    #expect(v(.birthDate, false) == "3", "the day before the fourth birthday")
+    #expect(v(.birthDate, true) == "2022-03-15")
+    #expect(v(.idDocument, false) == "resident_id 120************234")
+    #expect(v(.householdRegister, false) == "12****")
+    #expect(v(.health, false).isEmpty && v(.guardians, false).isEmpty)
+    #expect(v(.guardians, true) == "张伟 father 13800138000")
+  }
+
+  @Test("CSV: quotes doubled, commas and line breaks quoted, formulas made text, a byte order mark for Excel")
+  func csv() {
+    let text = ExportRules.csv(header: ["a", "b"], rows: [["x,y", "say \"hi\""], ["=1+1", "line\nbreak"]])
+    #expect(text == "\u{FEFF}a,b\r\n\"x,y\",\"say \"\"hi\"\"\"\r\n'=1+1,\"line\nbreak\"\r\n")
+  }
+
+  @Test("unknown fields are named with the valid ones")
+  func parse() {
+    #expect(throws: DomainError.self) { try ExportField.parse(["name", "phone"], field: "fields") }
+    #expect((try? ExportField.parse(["Name", " gender ", "name"], field: "fields")) == [.name, .gender])
+  }
+}
