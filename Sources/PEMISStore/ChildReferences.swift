@@ -26,13 +26,20 @@ public struct ChildReferences: Sendable {
   }
 
   /// The reference of a record number.
-  public func reference(_ recordNumber: String) -> String {
-    let mac = HMAC<SHA256>.authenticationCode(for: Data(recordNumber.utf8), using: key)
+  public func reference(_ recordNumber: String) -> String { code("C-", recordNumber) }
+
+  /// A pseudonym of a record number that holds within one export only ("P-…"): rows of one
+  /// file can be told apart, but not joined to lists, cases or another export, which name the
+  /// child by its reference.
+  public func pseudonym(_ recordNumber: String, export: String) -> String { code("P-", "export \(export)|\(recordNumber)") }
+
+  private func code(_ prefix: String, _ text: String) -> String {
+    let mac = HMAC<SHA256>.authenticationCode(for: Data(text.utf8), using: key)
     var bits: UInt64 = 0
     for byte in mac.prefix(8) { bits = bits << 8 | UInt64(byte) }
-    var text = Array("C-".utf8)
-    for i in 0..<10 { text.append(Self.alphabet[Int((bits >> UInt64(59 - 5 * i)) & 31)]) }
-    return String(decoding: text, as: UTF8.self)
+    var characters = Array(prefix.utf8)
+    for i in 0..<10 { characters.append(Self.alphabet[Int((bits >> UInt64(59 - 5 * i)) & 31)]) }
+    return String(decoding: characters, as: UTF8.self)
   }
 
   /// Whether a text has the form of a reference (any case; the hyphen may be left out).

@@ -144,7 +144,12 @@ extension Registry {
       throw StoreError(.failedPrecondition, "--before: entries of the last six months (or the configured auditRetentionMonths) are kept; nothing was removed")
     }
     return try await writer.write { db in
-      guard let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log WHERE atMs < ? ORDER BY seq DESC LIMIT 1", arguments: [beforeMs])
+      // Up to the entry before the first one written on or after the day: an entry's time is
+      // when its call began, so times do not rise strictly with sequence numbers, and nothing
+      // after the first kept entry may go.
+      let firstKept = try Int64.fetchOne(db, sql: "SELECT MIN(seq) FROM audit_log WHERE atMs >= ?", arguments: [beforeMs])
+      let through = try firstKept.map { $0 - 1 } ?? Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM audit_log") ?? 0
+      guard let last = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit_log WHERE seq = ?", arguments: [through])
       else { return (0, nil) }
       let head = AuditHead(sequence: last["seq"], hash: last["hash"])
       try db.execute(sql: "DELETE FROM audit_log WHERE seq <= ?", arguments: [head.sequence])
@@ -154,6 +159,11 @@ extension Registry {
         arguments: [Self.prunedMetaKey, "\(head.sequence) \(head.hash)"])
       return (removed, head)
     }
+  }
+
+  /// The last entry a prune removed, if any.
+  public func auditPrunedThrough() async throws -> AuditHead? {
+    try await writer.read { db in try Self.prunedThrough(db) }
   }
 
   /// The hash of entry `sequence`, or nil when the log has no such entry.
@@ -248,21 +258,20 @@ final class AuditAppender: Sendable {
     case .written(let written):
       return written
     case .lead:
-      // This caller's entry first, then whatever queued meanwhile, until the queue is empty
-      // (also when its own failed: the others are theirs to fail or not).
-      let own: Result<[AuditRecord], any Error>
-      do { own = .success(try await write([entry], registry: registry)) } catch { own = .failure(error) }
-      while true {
-        let batch = state.withLock { state -> [(AuditRecord, Waiter)] in
-          let batch = state.pending
-          state.pending = []
-          if batch.isEmpty { state.writing = false }
-          return batch
+      // This caller's entry only, in its own task; then the next caller waiting leads, in its
+      // task. A caller whose task was cancelled (GRDB then refuses the write) fails only its own
+      // entry, and nobody writes for everyone while new entries keep coming.
+      defer {
+        let next = state.withLock { state -> Waiter? in
+          guard !state.pending.isEmpty else {
+            state.writing = false
+            return nil
+          }
+          return state.pending.removeFirst().1
         }
-        if batch.isEmpty { break }
-        await write(batch, registry: registry)
+        next?.resume(returning: .lead)
       }
-      return try own.get()[0]
+      return try await write([entry], registry: registry)[0]
     }
   }
 

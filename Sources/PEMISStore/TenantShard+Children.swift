@@ -287,6 +287,8 @@ extension TenantShard {
         db, sql: "SELECT recordNumber FROM child WHERE length(recordNumber) = ? AND substr(recordNumber, 1, ?) = ?",
         arguments: [ends.length, ends.head.count, ends.head])
     }
-    return Array(candidates.filter { $0.hasSuffix(ends.tail) }.prefix(limit))
+    // Only the exact mask a list shows stands for a number: a "mask" showing more of it
+    // would let a caller who may see masks only find the rest, a digit at a time.
+    return Array(candidates.filter { IDDocuments.mask($0) == masked }.prefix(limit))
   }
 }

@@ -12,9 +12,11 @@ extension TenantShard {
         t.add(column: "shreddedOn", .text)
         t.add(column: "shreddedBy", .text)
       }
-      // Which children's details were scrubbed, and when.
+      // Which children's details were scrubbed, and when: for the stay that ended on leftOn (a
+      // child who comes back and leaves again is scrubbed again).
       try db.create(table: "retention_scrub") { t in
         t.primaryKey("recordNumber", .text)
+        t.column("leftOn", .text).notNull()
         t.column("scrubbedOn", .text).notNull()
         t.column("scrubbedAt", .integer).notNull()
       }
@@ -31,7 +33,7 @@ extension TenantShard {
     try await read { db in
       try Bool.fetchOne(
         db,
-        sql: "SELECT EXISTS (SELECT 1 FROM child WHERE leftOn IS NOT NULL AND leftOn < ? AND recordNumber NOT IN (SELECT recordNumber FROM retention_scrub))",
+        sql: "SELECT EXISTS (SELECT 1 FROM child WHERE leftOn IS NOT NULL AND leftOn < ? AND NOT EXISTS (SELECT 1 FROM retention_scrub r WHERE r.recordNumber = child.recordNumber AND r.leftOn = child.leftOn))",
         arguments: [leftBefore.description]) ?? false
     }
   }
@@ -43,7 +45,7 @@ extension TenantShard {
   public func scrubChildren(leftBefore: CalendarDate, by: String, at: Int64) async throws -> [String] {
     try await write { db in
       let rows = try ChildRow.filter(
-        sql: "leftOn IS NOT NULL AND leftOn < ? AND recordNumber NOT IN (SELECT recordNumber FROM retention_scrub)",
+        sql: "leftOn IS NOT NULL AND leftOn < ? AND NOT EXISTS (SELECT 1 FROM retention_scrub r WHERE r.recordNumber = child.recordNumber AND r.leftOn = child.leftOn)",
         arguments: [leftBefore.description]
       ).order(Column("recordNumber")).fetchAll(db)
       let today = CalendarDate(beijingTimeOf: at).description
@@ -67,8 +69,8 @@ extension TenantShard {
           newValue: "guardians, health and household details removed (left \(row.leftOn ?? ""))", changedBy: by, changedAt: at
         ).insert(db)
         try db.execute(
-          sql: "INSERT INTO retention_scrub (recordNumber, scrubbedOn, scrubbedAt) VALUES (?, ?, ?)",
-          arguments: [row.recordNumber, today, at])
+          sql: "INSERT OR REPLACE INTO retention_scrub (recordNumber, leftOn, scrubbedOn, scrubbedAt) VALUES (?, ?, ?, ?)",
+          arguments: [row.recordNumber, row.leftOn ?? "", today, at])
       }
       return rows.map(\.recordNumber)
     }

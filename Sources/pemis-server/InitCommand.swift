@@ -76,6 +76,11 @@ struct AuditCommand: AsyncParsableCommand {
           case .differs:
             print("audit log BROKEN: entry \(kept.sequence) does not have the hash the head file (written \(kept.writtenAt)) recorded")
             throw ExitCode(1)
+          case .pruned(through: let through):
+            print("audit log intact: \(entries) entries, head hash \(hash)")
+            print("the head file's entry \(kept.sequence) (written \(kept.writtenAt)) was pruned (entries through \(through) were removed):")
+            print("keep a newer head file; this one can no longer be checked")
+            return
           case .contained:
             print("audit log intact: \(entries) entries, head hash \(hash)")
             print("it contains the head file's entry \(kept.sequence) (written \(kept.writtenAt)): nothing before it was cut off")

@@ -177,6 +177,9 @@ struct AuditLogTests {
       #expect(kept.first?.seq == before.sequence + 1)
       #expect(kept.suffix(2).map(\.method) == ["pemis-server audit prune", "pemis-server audit prune"])
       #expect(kept.last?.targets.contains("removed \(removed)") == true)
+      // A head file written before the prune names a removed entry: not "broken", but pruned.
+      let oldHead = AuditHeadFile(head: .init(sequence: 2, hash: "x"), at: Date())
+      #expect(try await oldHead.check(district.registry) == .pruned(through: before.sequence))
       // A year's setting keeps a year.
       let longer = await #expect(throws: StoreError.self) { _ = try await tenancy.pruneAuditLog(before: firstDay.next, retentionMonths: 12) }
       #expect(longer != nil)

@@ -72,6 +72,26 @@ struct DataProtectionTests {
         }
       }
       #expect(elsewhere?.code == .notFound)
+      // A "mask" showing more than the list's reveals nothing: only the exact mask finds a child
+      // (else a masks-only reader could find the rest of a number a digit at a time).
+      let longer = await failure {
+        _ = try await district.asUser(District.user(.principal)) {
+          try await Pemis_V1_ChildRecords.Client(wrapping: $0).getChild(.with { $0.recordNumber = "G1201162022" + String(repeating: "*", count: 5) + "1239" })
+        }
+      }
+      #expect(longer?.code == .notFound)
+      // The district office reading the child's history sees no contacts or health there either.
+      let history = try await district.asUser(District.user(.preschoolOffice)) {
+        try await Pemis_V1_KindergartenData.Client(wrapping: $0).getHistory(.with {
+          $0.kindergartenCode = District.kindergartenA
+          $0.record = "child:" + reference
+        })
+      }
+      #expect(!history.entries.isEmpty)
+      #expect(history.entries.filter { $0.field == "health" || $0.field.hasPrefix("guardians") }.allSatisfy {
+        $0.oldValue == ChildView.withheld && $0.newValue == ChildView.withheld
+      })
+      #expect(history.entries.contains { $0.field.hasPrefix("guardians") })
       // The audit log names the child by reference too.
       let (entries, _) = try await district.registry.auditEntries(.init(username: admin), offset: 0, limit: 100)
       #expect(entries.allSatisfy { !$0.targets.contains(KindergartenDataFixtures.childID) })

@@ -295,7 +295,7 @@ struct FailingCall: Sendable {
       (Pemis_V1_Exports.Method.RequestExport.descriptor, call(principal, names: "purpose:", Pemis_V1_RequestExportRequest.with { $0.fields = ["name"] })),
       (Pemis_V1_Exports.Method.DecideExport.descriptor, call(.role(.exportApprover), names: "id:", Pemis_V1_DecideExportRequest.with { $0.id = "E999999" })),
       (Pemis_V1_Exports.Method.ListExports.descriptor, call(principal, names: "state:", Pemis_V1_ListExportsRequest.with { $0.state = "nothing" })),
-      (Pemis_V1_Exports.Method.DownloadExport.descriptor, call(principal, names: "id:", Pemis_V1_DownloadExportRequest.with { $0.id = "E999999" })),
+      (Pemis_V1_Exports.Method.DownloadExport.descriptor, call(.role(.preschoolOffice), names: "id:", Pemis_V1_DownloadExportRequest.with { $0.id = "E999999" })),
       (Pemis_V1_Audit.Method.QueryAuditLog.descriptor, call(admin, names: "institution_code:", code: .invalidArgument, Pemis_V1_QueryAuditLogRequest.with { $0.kindergartenCode = badCode })),
     ]
     return Dictionary(uniqueKeysWithValues: cases.map { (Policy.path($0.0), $0.1) })

@@ -86,10 +86,17 @@ public struct AuditHeadFile: Codable, Sendable, Equatable {
     case cut(missing: Int64, logEndsAt: Int64)
     /// The log has the entry, with another hash.
     case differs
+    /// The entry was pruned (`audit prune`) since the head was written: nothing to compare
+    /// (unless it was the last one removed, whose hash the log keeps).
+    case pruned(through: Int64)
   }
 
   /// Checks this head against the log (its chain verified separately).
   public func check(_ registry: Registry) async throws -> Check {
+    if let pruned = try await registry.auditPrunedThrough(), sequence <= pruned.sequence {
+      if sequence == pruned.sequence { return hash == pruned.hash ? .contained : .differs }
+      return .pruned(through: pruned.sequence)
+    }
     let last = try await registry.auditHead()
     guard sequence <= last.sequence else { return .cut(missing: sequence - last.sequence, logEndsAt: last.sequence) }
     if sequence == last.sequence { return hash == last.hash ? .contained : .differs }

@@ -335,7 +335,10 @@ struct AccessControlInterceptor: ServerInterceptor {
       }
       return Resolved(code: account.kindergartenCode, ids: ["account:\(username)"])
     case .export(let id):
-      guard let export = try await registry.exportRequest(id) else {
+      let found = try await registry.exportRequest(id)
+      // A kindergarten account learns nothing of other exports, not even that they exist.
+      if scope == .ownKindergarten, found?.kindergartenCode != caller.kindergarten?.rawValue { throw denied }
+      guard let export = found else {
         throw RPCError(code: .notFound, message: "id: no export '\(id)'")
       }
       if let code = export.kindergartenCode {

@@ -209,16 +209,19 @@ extension ChildRecordsService {
     let obligation = try await tenancy.registry.obligation(
       kindergarten: shard.code.rawValue, kind: .monthlyAudit, subject: Registry.monthlyAuditSubject(month))
     let today = tenancy.today
+    // The month's changes are held to what the caller may see of a child (``ChildView``).
+    let view = ChildView.record(for: (try? Caller.required())?.role ?? .districtAdmin)
     return .with {
       $0.month = month.description
       $0.changes = audit.changes.map { entry in
-        .with {
+        let shown = !entry.record.hasPrefix("child:") || view.shows(historyField: entry.field)
+        return .with {
           // Record names carry record numbers, which carry ID numbers: the child's reference
           // here, which the kindergarten can open (`pemis child show C-…`) and nobody can read.
           $0.record = entry.record.hasPrefix("child:") ? target(String(entry.record.dropFirst(6))) : entry.record
           $0.field = entry.field
-          $0.oldValue = entry.oldValue
-          $0.newValue = entry.newValue
+          $0.oldValue = shown ? entry.oldValue : ChildView.withheld
+          $0.newValue = shown ? entry.newValue : ChildView.withheld
           $0.changedBy = entry.changedBy
           $0.changedAt = entry.changedAt
         }

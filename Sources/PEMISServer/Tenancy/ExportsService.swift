@@ -114,8 +114,9 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
     }
   }
 
-  /// The file: one row per child in the kindergarten (enrolled or being transferred out), the
-  /// fields in the order asked, de-identified except those approved in full.
+  /// The file: one row per child in the kindergarten (enrolled or being transferred out), a
+  /// pseudonym of this export and the kindergarten first, then the fields in the order asked,
+  /// de-identified except those approved in full.
   func produce(_ record: ExportRecord, full: Set<ExportField>) async throws -> (Data, Int) {
     let fields = record.fieldList
     let today = tenancy.today
@@ -133,9 +134,10 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
       while true {
         let (page, _) = try await shard.children(classId: nil, classes: nil, offset: offset, limit: 1000)
         for row in page where row.state == .enrolled || row.state == .pendingTransferOut {
-          let reference = tenancy.registry.childReferences.reference(row.recordNumber)
+          // A pseudonym for this export only: the file cannot be joined to lists by reference.
+          let pseudonym = tenancy.registry.childReferences.pseudonym(row.recordNumber, export: record.id)
           rows.append(
-            [reference, code]
+            [pseudonym, code]
               + fields.map { $0.value(of: row.data, classID: row.classId, state: row.state.rawValue, full: full.contains($0), on: today) })
           guard rows.count <= ExportRules.maxRows else {
             throw RPCError(code: .resourceExhausted, message: "id: more than \(ExportRules.maxRows) children; ask for one kindergarten at a time")
@@ -145,7 +147,7 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
         offset += page.count
       }
     }
-    let header = ["child_ref", "kindergarten"] + fields.map { full.contains($0) ? $0.rawValue : $0.deidentifiedHeader }
+    let header = ["pseudonym", "kindergarten"] + fields.map { full.contains($0) ? $0.rawValue : $0.deidentifiedHeader }
     return (Data(ExportRules.csv(header: header, rows: rows).utf8), rows.count)
   }
 
@@ -178,7 +180,7 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
         throw RPCError(code: .notFound, message: "id: no export '\(request.id)'")
       }
       guard record.requestedBy == caller.username else {
-        throw RPCError(code: .permissionDenied, message: "id: export \(record.id) is downloaded only by who asked for it (\(record.requestedBy))")
+        throw RPCError(code: .permissionDenied, message: "id: export \(record.id) is downloaded only by the account that asked for it")
       }
       let downloaded = try await tenancy.registry.downloadExport(record.id, at: tenancy.now())
       // Logged with the approver's name and the file's hash.

@@ -348,13 +348,16 @@ struct KindergartenDataService: Pemis_V1_KindergartenData.SimpleServiceProtocol 
         AuditTargets.add("child:" + (reference ?? ""))
       }
       let (entries, total) = try await shard.history(record: record, offset: page.offset, limit: page.limit)
+      // A child's history is held to what the caller may see of the child (``ChildView``).
+      let view = kind == .childRecords ? ChildView.record(for: caller.role) : nil
       return .with {
         $0.entries = entries.map { e in
-          .with {
+          let shown = view?.shows(historyField: e.field) ?? true
+          return .with {
             $0.record = reference.map { "child:" + $0 } ?? e.record
             $0.field = e.field
-            $0.oldValue = e.oldValue
-            $0.newValue = e.newValue
+            $0.oldValue = shown ? e.oldValue : ChildView.withheld
+            $0.newValue = shown ? e.newValue : ChildView.withheld
             $0.changedBy = e.changedBy
             $0.changedAt = e.changedAt
           }

@@ -339,6 +339,21 @@ struct ChildView: Sendable, Equatable {
     }
   }
 
+  /// Whether this view shows a history entry's values for `field` (the record's keys as the
+  /// history names them: "health", "guardians[0].phone", "householdRegister", …). History and
+  /// the monthly audit carry every value a record ever had; they are held to the same view.
+  func shows(historyField field: String) -> Bool {
+    if field.hasPrefix("guardians") { return guardians }
+    switch field {
+    case "health": return health
+    case "birthPlace", "householdRegister", "householdType", "hmtStatus": return household
+    default: return true
+    }
+  }
+
+  /// What a history entry's value becomes when the view does not show it.
+  static let withheld = "(not shown)"
+
   /// The personal data this view discloses beyond a list, for the personal-data access entry
   /// (who, whose, which fields, when) the audit log records.
   var disclosed: [String] {
