@@ -13,6 +13,6 @@ public enum AuditRetention {
 
   /// Midnight at the start of `date`, Beijing time, in milliseconds since 1970.
   public static func beijingMidnightMs(_ date: CalendarDate) -> Int64 {
-    (Int64(date.dayNumber) * 86400 - 8 * 3600) * 1000
+    date.beijingMidnight * 1000
   }
 }

@@ -74,4 +74,8 @@ extension CalendarDate {
     let local = seconds + 8 * 3600
     self.init(dayNumber: Int(local >= 0 ? local / 86400 : (local - 86399) / 86400))
   }
+
+  /// The moment the date begins in Beijing time, in seconds since 1970: the inverse of
+  /// ``init(beijingTimeOf:)``.
+  public var beijingMidnight: Int64 { Int64(dayNumber) * 86400 - 8 * 3600 }
 }

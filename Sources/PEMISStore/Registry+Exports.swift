@@ -102,14 +102,22 @@ extension Registry {
     try await writer.read { db in try ExportRecord.fetchOne(db, key: id) }
   }
 
+  /// The request `id`, still waiting for its decision (checked inside the deciding transaction).
+  static func waitingExport(_ db: Database, _ id: String) throws -> ExportRecord {
+    guard let record = try ExportRecord.fetchOne(db, key: id) else { throw StoreError(.notFound, "id: no export '\(id)'") }
+    guard record.state == .requested else {
+      throw StoreError(.failedPrecondition, "id: export \(id) is \(record.state.rawValue), not waiting for a decision")
+    }
+    return record
+  }
+
   /// Approves a request still waiting, with its file, in one transaction: two approvers racing
   /// cannot both decide.
   public func approveExport(
     _ id: String, fullApproved: [ExportField], note: String?, file: Data, rows: Int, by: String, role: Role, at: Int64
   ) async throws -> ExportRecord {
     try await writer.write { db in
-      guard var record = try ExportRecord.fetchOne(db, key: id) else { throw StoreError(.notFound, "id: no export '\(id)'") }
-      guard record.state == .requested else { throw StoreError(.failedPrecondition, "id: export \(id) is \(record.state.rawValue), not waiting for a decision") }
+      var record = try Self.waitingExport(db, id)
       record.state = .approved
       record.fullApproved = fullApproved.map(\.rawValue).joined(separator: ",")
       record.note = note
@@ -127,8 +135,7 @@ extension Registry {
 
   public func rejectExport(_ id: String, note: String, by: String, role: Role, at: Int64) async throws -> ExportRecord {
     try await writer.write { db in
-      guard var record = try ExportRecord.fetchOne(db, key: id) else { throw StoreError(.notFound, "id: no export '\(id)'") }
-      guard record.state == .requested else { throw StoreError(.failedPrecondition, "id: export \(id) is \(record.state.rawValue), not waiting for a decision") }
+      var record = try Self.waitingExport(db, id)
       record.state = .rejected
       record.note = note
       record.decidedBy = by

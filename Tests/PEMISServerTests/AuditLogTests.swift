@@ -15,13 +15,6 @@ import Testing
 /// keeps its head outside the data directory, is kept six months and reads newest first.
 @Suite("Audit log")
 struct AuditLogTests {
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   /// A second connection to the registry that makes audit inserts fail, as a full or failing
   /// disk would; `when` narrows which.
   func blockAudit(_ district: District, when condition: String = "1") async throws {

@@ -23,13 +23,6 @@ struct ChildChangesTests {
     try await district.asUser(user) { try await body(Pemis_V1_ChildRecords.Client(wrapping: $0)) }
   }
 
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   func enrolled(_ district: District) async throws {
     _ = try await children(district, admin) { try await $0.enrollChild(.with { $0.child = KindergartenDataFixtures.child() }) }
   }

@@ -17,13 +17,6 @@ struct ChildRecordsTests {
     try await district.asUser(user) { try await body(Pemis_V1_ChildRecords.Client(wrapping: $0)) }
   }
 
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   @Test("enrollment: G number for life, masked in lists, full only for the roles that may see it")
   func enroll() async throws {
     try await withDistrict { district in

@@ -15,13 +15,6 @@ import Testing
 /// kindergarten must act on it can find.
 @Suite("Data protection")
 struct DataProtectionTests {
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   @Test("obligations name children by reference: no district office or finance staff sees a record number, and the kindergarten opens the reference")
   func obligationSubjects() async throws {
     try await withDistrict { district in

@@ -14,13 +14,6 @@ import Testing
 /// written approval; what leaves is de-identified except the fields approved one by one.
 @Suite("Exports with approval")
 struct ExportTests {
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   func exports<R: Sendable>(
     _ district: District, _ user: String, _ body: (Pemis_V1_Exports.Client<PEMISWireClientTransport>) async throws -> R
   ) async throws -> R {
@@ -96,6 +89,32 @@ struct ExportTests {
         _ = try await exports(district, office) { try await $0.decideExport(.with { $0.id = requested.id; $0.approve = true }) }
       }
       #expect(twice?.code == .failedPrecondition, "decided once")
+      // Two decisions at once on a fresh request: exactly one is taken, the other is refused.
+      let raced = try await exports(district, principal) {
+        try await $0.requestExport(.with {
+          $0.purpose = "核对"
+          $0.recipient = "区教育局"
+          $0.fields = ["gender"]
+        })
+      }
+      let outcomes = await withTaskGroup(of: RPCError?.self) { group in
+        for approve in [true, false] {
+          group.addTask {
+            await failure {
+              _ = try await exports(district, office) {
+                try await $0.decideExport(.with {
+                  $0.id = raced.id
+                  $0.approve = approve
+                  $0.note = "并发"
+                })
+              }
+            }
+          }
+        }
+        return await group.reduce(into: []) { $0.append($1) }
+      }
+      #expect(outcomes.filter { $0 == nil }.count == 1)
+      #expect(outcomes.compactMap { $0?.code } == [.failedPrecondition])
       // Only the requester downloads.
       let other = await failure {
         _ = try await exports(district, District.user(.administrator)) { try await $0.downloadExport(.with { $0.id = requested.id }) }

@@ -11,18 +11,6 @@ import Testing
 @testable import PEMISServer
 @testable import PEMISStore
 
-/// How a call ended: nil when it succeeded.
-private func failure(_ body: () async throws -> Void) async -> RPCError? {
-  do {
-    try await body()
-    return nil
-  } catch let error as RPCError {
-    return error
-  } catch {
-    return RPCError(code: .unknown, message: "the client saw a non-RPC error: \(error)")
-  }
-}
-
 /// Protobuf bytes of one length-delimited field (a string, bytes or message field), raw: the
 /// bytes need not be valid UTF-8, which no Swift string could carry.
 private func field(_ number: Int, _ bytes: [UInt8]) -> [UInt8] {

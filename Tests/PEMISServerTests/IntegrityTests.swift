@@ -24,13 +24,6 @@ struct IntegrityTests {
   let adminB = District.user(.administrator, kindergarten: District.kindergartenB)
   let number = "G" + KindergartenDataFixtures.childID
 
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   func children<R: Sendable>(_ district: District, _ user: String, _ body: (Pemis_V1_ChildRecords.Client<PEMISWireClientTransport>) async throws -> R) async throws -> R {
     try await district.asUser(user) { try await body(.init(wrapping: $0)) }
   }

@@ -16,13 +16,6 @@ struct KindergartenDataTests {
     try await district.as(role) { try await body(Pemis_V1_KindergartenData.Client(wrapping: $0)) }
   }
 
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   @Test("basic information: every broken field named; every change kept with old, new, who and when")
   func profile() async throws {
     try await withDistrict { district in

@@ -13,17 +13,6 @@ import Testing
 
 @Suite("Onboarding rejections")
 struct OnboardingTests {
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError {
-      return error
-    } catch {
-      return RPCError(code: .unknown, message: "\(error)")
-    }
-  }
-
   /// Runs `body` as `role`: with `token` when given (a session opened before a fingerprint was
   /// taken, so the call itself is all that can change the data), else logged in fresh.
   func onboarding<R: Sendable>(

@@ -13,6 +13,19 @@ import Testing
 @testable import PEMISServer
 @testable import PEMISStore
 
+/// How `body` failed, as the client saw it: its status, or nil when it succeeded; an error
+/// that is not an RPC status comes back as UNKNOWN naming it. The one copy every suite uses.
+func failure(_ body: () async throws -> Void) async -> RPCError? {
+  do {
+    try await body()
+    return nil
+  } catch let error as RPCError {
+    return error
+  } catch {
+    return RPCError(code: .unknown, message: "the client saw a non-RPC error: \(error)")
+  }
+}
+
 /// A clock tests can move: seconds since 1970.
 final class TestClock: Sendable {
   private let seconds = Atomic<Int64>(1_790_000_000)

@@ -26,13 +26,6 @@ struct TimeOrderTests {
     try await district.asUser(user) { try await body(Pemis_V1_ChildRecords.Client(wrapping: $0)) }
   }
 
-  func failure(_ body: () async throws -> Void) async -> RPCError? {
-    do {
-      try await body()
-      return nil
-    } catch let error as RPCError { return error } catch { return RPCError(code: .unknown, message: "\(error)") }
-  }
-
   func date(_ year: Int, _ month: Int, _ day: Int) -> Pemis_V1_Date {
     .with {
       $0.year = Int32(year)

@@ -134,7 +134,7 @@ struct AccessControlInterceptor: ServerInterceptor {
       // Fail closed (issue 13): a change is written to the audit log before it is made. If that
       // entry cannot be written, nothing is done. Login is not: what it changes (a session)
       // reaches nobody unless its outcome entry is written (below).
-      let change = audited && policy.changesState && !isLogin(target)
+      let change = audited && Policy.changesState(method) && !isLogin(target)
       if change {
         var intent = entry
         intent.result = AuditRecord.startedResult
@@ -348,10 +348,7 @@ struct AccessControlInterceptor: ServerInterceptor {
       }
       // A district export: district accounts only, within the scope it was asked for.
       guard scope != .ownKindergarten else { throw denied }
-      if let ownership = export.ownershipScope.flatMap(Ownership.init(rawValue:)), scope.ownershipFilter.map({ $0 != ownership }) ?? false {
-        throw denied
-      }
-      if export.ownershipScope == nil, scope.ownershipFilter != nil { throw denied }
+      if let filter = scope.ownershipFilter, filter != export.ownershipScope.flatMap(Ownership.init(rawValue:)) { throw denied }
       return Resolved(ids: ["export:\(id)"])
     case .newAccount(let role, let code):
       guard let role else { throw RPCError(code: .invalidArgument, message: "role: required") }

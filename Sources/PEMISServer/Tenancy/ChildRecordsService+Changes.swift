@@ -199,7 +199,7 @@ extension ChildRecordsService {
 
   /// Seconds since 1970 of the month's first moment in Beijing, and of the next month's.
   static func bounds(_ month: YearMonth) -> (Int64, Int64) {
-    (Int64(month.first.dayNumber) * 86400 - 8 * 3600, Int64(month.next.first.dayNumber) * 86400 - 8 * 3600)
+    (month.first.beijingMidnight, month.next.first.beijingMidnight)
   }
 
   func monthlyAudit(_ shard: TenantShard, _ month: YearMonth, page: Page) async throws -> Pemis_V1_MonthlyAudit {

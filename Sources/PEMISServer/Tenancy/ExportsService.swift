@@ -73,7 +73,8 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
 
   /// The office that decides this export, and the kindergarten's ownership.
   func approver(of record: ExportRecord) async throws -> Role {
-    let ownership = try await record.kindergartenCode.asyncMap { try await tenancy.registry.kindergarten($0)?.ownership } ?? nil
+    var ownership: Ownership?
+    if let code = record.kindergartenCode { ownership = try await tenancy.registry.kindergarten(code)?.ownership }
     return ExportRules.approver(requestedBy: Role(rawValue: record.requestedRole) ?? .districtAdmin, kindergartenOwnership: ownership)
   }
 
@@ -195,9 +196,3 @@ struct ExportsService: Pemis_V1_Exports.SimpleServiceProtocol {
   }
 }
 
-extension Optional {
-  func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-    guard let value = self else { return nil }
-    return try await transform(value)
-  }
-}

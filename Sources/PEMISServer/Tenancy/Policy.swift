@@ -24,11 +24,6 @@ struct MethodPolicy: Sendable {
 
   var access: Access
   var audit: Audit
-
-  /// Whether calls change state (and are written to the audit log before they run), or only
-  /// read: by the method's name, which says so for every method of the table (Get…, List…,
-  /// Query…, WhoAmI read; the rest change).
-  var changesState: Bool = true
 }
 
 /// The rights of the regulation, by kind of data, each with the article that grants it
@@ -97,7 +92,7 @@ enum Policy {
   /// The method-table entry of a read of this kind.
   static func read(_ kind: DataKind) -> MethodPolicy { .init(access: .roles(readers[kind] ?? [:]), audit: .always) }
 
-  static let entries: [String: MethodPolicy] = [
+  static let table: [String: MethodPolicy] = [
     // Diagnostics and liveness: no personal data.
     path(Pemis_V1_Health.Method.Check.descriptor): .init(access: .open, audit: .none),
     path(Pemis_V1_Echo.Method.Get.descriptor): .init(access: .open, audit: .none),
@@ -296,12 +291,12 @@ enum Policy {
 
   static func path(_ descriptor: MethodDescriptor) -> String { "/\(descriptor.fullyQualifiedMethod)" }
 
-  /// The table with each entry's ``MethodPolicy/changesState`` set from its method's name.
-  static let table: [String: MethodPolicy] = entries.reduce(into: [:]) { table, item in
-    var policy = item.value
-    let name = item.key.split(separator: "/").last.map(String.init) ?? ""
-    policy.changesState = !(["Get", "List", "Query"].contains { name.hasPrefix($0) } || name == "WhoAmI" || name == "Check")
-    table[item.key] = policy
+  /// Whether a method changes state (and its call is written to the audit log before it runs)
+  /// or only reads: by its name, which says so for every method of the table (Get…, List…,
+  /// Query…, WhoAmI read; the rest change).
+  static func changesState(_ path: String) -> Bool {
+    let name = path.split(separator: "/").last.map(String.init) ?? ""
+    return !(["Get", "List", "Query"].contains { name.hasPrefix($0) } || name == "WhoAmI" || name == "Check")
   }
 }
 
