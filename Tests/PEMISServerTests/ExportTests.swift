@@ -141,7 +141,7 @@ struct ExportTests {
       let late = await failure { _ = try await exports(district, principal) { try await $0.downloadExport(.with { $0.id = requested.id }) } }
       #expect(late?.code == .failedPrecondition)
       let listed = try await exports(district, principal) { try await $0.listExports(.init()) }
-      #expect(listed.exports.first?.state == "expired")
+      #expect(listed.exports.first { $0.id == requested.id }?.state == "expired")
       let stored = try #require(try await district.registry.exportRequest(requested.id))
       #expect(stored.file == nil, "the file is removed when the export expires")
     }
