@@ -17,7 +17,7 @@ out="$data/server.out"
 # shellcheck disable=SC2086
 "$bin/pemis-server" serve --port 0 --data-dir "$data/data" --log-level warning --diagnostics true ${PEMIS_SERVER_ARGS:-} >"$out" 2>&1 &
 server=$!
-trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data" "$data.key"' EXIT
 for _ in $(seq 100); do grep -q "listening on" "$out" && break; sleep 0.1; done
 address="$(grep -o 'listening on [^ ]*' "$out" | head -1 | cut -d' ' -f3)"
 [ -n "$address" ] || { cat "$out" >&2; echo "server did not start" >&2; exit 1; }

@@ -16,7 +16,7 @@ data="$(mktemp -d)"
 out="$data/server.out"
 "$bin/pemis-server" serve --port 0 --http2-port 0 --data-dir "$data/data" --log-level warning --diagnostics true >"$out" 2>&1 &
 server=$!
-trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data"' EXIT
+trap '[ "${server:-0}" = 0 ] || { kill $server 2>/dev/null; wait $server 2>/dev/null || true; }; rm -rf "$data" "$data.key"' EXIT
 for _ in $(seq 100); do grep -q "(gRPC over HTTP/2)" "$out" && break; sleep 0.1; done
 wire="$(grep '(PEMIS wire' "$out" | grep -o 'listening on [^ ]*' | cut -d' ' -f3)"
 http2="$(grep '(gRPC over HTTP/2)' "$out" | grep -o 'listening on [^ ]*' | cut -d' ' -f3)"

@@ -5,6 +5,7 @@
 #   /etc/pemis/calendar/                                  working-day calendars (updated)
 #   /etc/pemis/prometheus/alerts.yml                      alert rules for Prometheus
 #   /var/lib/pemis/                                       the data, owned by the pemis user, 0700
+#   /var/lib/pemis-keys/data.key                          the data key file, 0600 (not in the data)
 #   /etc/systemd/system/pemis-server.service              the unit (hardened; see the file)
 #   /usr/local/share/doc/pemis/                           README and docs/
 # and the `pemis` system user. Safe to run again for an upgrade: stop the service first, back up
@@ -62,6 +63,9 @@ install -d -m 0700 -o pemis -g pemis "$data"
 # The audit chain's head, beside the data but not in it (docs/TENANCY.md, "Audit log"); copy it
 # off the machine with the backups.
 install -d -m 0700 -o pemis -g pemis "$data-audit"
+# The data key file, outside the data directory (docs/OPERATIONS.md, "Encryption at rest"): the
+# server makes it at the first start; back it up apart from the data.
+install -d -m 0700 -o pemis -g pemis "$data-keys"
 install -d -m 0755 "$unit_dir"
 sed "s|/usr/local/bin|$prefix/bin|g; s|/etc/pemis|$etc|g; s|/var/lib/pemis|$data|g; s|/usr/local/share|$prefix/share|g" \
   Config/systemd/pemis-server.service > "$unit_dir/pemis-server.service"

@@ -54,7 +54,7 @@ public struct PEMISServer: Service {
       startedAt: Tenancy.systemClock(), recording: configuration.metricsPort != nil)
     self.metrics = metrics
     let tenancy = try Tenancy(
-      dataDirectory: configuration.dataDirectory, store: configuration.storeConfiguration,
+      dataDirectory: configuration.dataDirectory, keys: try configuration.loadDataKeys(), store: configuration.storeConfiguration,
       passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now,
       stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60, metrics: metrics)
     self.tenancy = tenancy

@@ -36,7 +36,12 @@ extension ServerConfiguration {
     ("auditHeadIntervalSeconds", "PEMIS_AUDIT_HEAD_INTERVAL"),
     ("auditRetentionMonths", "PEMIS_AUDIT_RETENTION_MONTHS"),
     ("retentionYears", "PEMIS_RETENTION_YEARS"),
+    ("dataKeyFile", "PEMIS_DATA_KEY_FILE"),
   ]
+
+  /// The keys' text itself, instead of a file: only from the environment, never from a file
+  /// kept with the configuration.
+  static let dataKeyVariable = "PEMIS_DATA_KEY"
 
   /// ``load(file:environment:)`` with this process's environment.
   public static func load(file: String?) throws(ConfigurationError) -> ServerConfiguration {
@@ -64,6 +69,7 @@ extension ServerConfiguration {
         try configuration.set(key, text: value, source: "environment variable \(variable)")
       }
     }
+    configuration.dataKey = environment[dataKeyVariable].flatMap { $0.isEmpty ? nil : $0 }
     return configuration
   }
 
@@ -180,6 +186,7 @@ extension ServerConfiguration {
     case "halfCloseTimeoutSeconds": halfCloseTimeoutSeconds = try seconds()
     case "unreadResponseTimeoutSeconds": unreadResponseTimeoutSeconds = try seconds()
     case "auditHeadFile": auditHeadFile = text.isEmpty ? nil : text
+    case "dataKeyFile": dataKeyFile = text.isEmpty ? nil : text
     case "auditHeadIntervalSeconds": auditHeadIntervalSeconds = try seconds()
     case "auditRetentionMonths": auditRetentionMonths = try integer()
     case "retentionYears": retentionYears = try integer()

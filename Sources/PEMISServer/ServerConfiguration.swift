@@ -98,6 +98,17 @@ public struct ServerConfiguration: Sendable, Equatable {
   /// household details scrubbed, once a day (docs/TENANCY.md, "Retention"). Default 3.
   public var retentionYears: Int = 3
 
+  // Encryption at rest (docs/OPERATIONS.md, "Encryption at rest").
+  /// The data key file: the keys that seal ID numbers, health and guardians' phones, and make
+  /// the searchable keys. Must be outside the data directory. Default nil: beside it, the data
+  /// directory's path with `.key` (`./data.key`), created with new keys for a new data directory.
+  public var dataKeyFile: String? = nil
+  /// The keys' text from `PEMIS_DATA_KEY`, which then takes the file's place. Never logged.
+  public var dataKey: String? = nil
+
+  /// ``dataKeyFile``, or its default beside the data directory.
+  public var resolvedDataKeyFile: String { dataKeyFile ?? DataKeys.defaultFile(forDataDirectory: dataDirectory) }
+
   /// Whether both TLS files are set.
   public var tlsEnabled: Bool { tlsCertificateChainFile != nil && tlsPrivateKeyFile != nil }
 
@@ -195,17 +206,32 @@ public struct ServerConfiguration: Sendable, Equatable {
     try check(
       (1...86_400).contains(auditHeadIntervalSeconds), "auditHeadIntervalSeconds", "must be between 1 and 86400, got \(auditHeadIntervalSeconds)")
     if let auditHeadFile {
-      let head = URL(fileURLWithPath: auditHeadFile).standardizedFileURL.resolvingSymlinksInPath().path
-      let data = URL(fileURLWithPath: dataDirectory).standardizedFileURL.resolvingSymlinksInPath().path
       try check(
-        head != data && !head.hasPrefix(data.hasSuffix("/") ? data : data + "/"), "auditHeadFile",
+        Self.isOutside(auditHeadFile, dataDirectory), "auditHeadFile",
         "must be outside the data directory (\(dataDirectory)): a head kept with the log is cut off with it")
     }
+    try check(
+      Self.isOutside(resolvedDataKeyFile, dataDirectory), "dataKeyFile",
+      "must be outside the data directory (\(dataDirectory)): a key kept with the data opens it for whoever copies the data")
     try validateExposure()
   }
 }
 
 extension ServerConfiguration {
+  /// Whether `file` is outside `directory` (symbolic links resolved).
+  static func isOutside(_ file: String, _ directory: String) -> Bool {
+    let file = URL(fileURLWithPath: file).standardizedFileURL.resolvingSymlinksInPath().path
+    let data = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
+    return file != data && !file.hasPrefix(data.hasSuffix("/") ? data : data + "/")
+  }
+
+  /// The data keys for this configuration: `PEMIS_DATA_KEY`, or the key file. A new data
+  /// directory (or one from before encryption) gets a new key file; an existing one whose key
+  /// is missing or wrong stops here with a message that says so.
+  public func loadDataKeys() throws -> DataKeys {
+    try DataKeys.forDataDirectory(dataDirectory, file: resolvedDataKeyFile, environment: dataKey)
+  }
+
   /// TLS needs both files, and without TLS only loopback is served unless `insecure` says
   /// otherwise. ``PEMISServer`` checks this too, so no way of starting a server skips it.
   public func validateExposure() throws(ConfigurationError) {

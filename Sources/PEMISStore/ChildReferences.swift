@@ -76,11 +76,15 @@ public struct ChildReferences: Sendable {
     }
   }
 
-  static func load(_ db: Database) throws -> ChildReferences {
-    guard let keyHex = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [metaKey]) else {
+  /// The key is kept sealed (v12): with it and the registry, an ID number could be guessed
+  /// from a reference by trying numbers.
+  static let keyContext = "registry_meta.childReferenceKey"
+
+  static func load(_ db: Database, keys: DataKeys) throws -> ChildReferences {
+    guard let sealed = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [metaKey]) else {
       throw StoreError(.internal, "the registry has no child reference key (migration v10)")
     }
-    return ChildReferences(keyHex: keyHex)
+    return ChildReferences(keyHex: try keys.open(sealed, context: keyContext))
   }
 }
 

@@ -111,6 +111,8 @@ extension Registry {
     return record
   }
 
+  static let exportFileContext = "export_request.file"
+
   /// Approves a request still waiting, with its file, in one transaction: two approvers racing
   /// cannot both decide.
   public func approveExport(
@@ -124,11 +126,13 @@ extension Registry {
       record.decidedBy = by
       record.decidedRole = role.rawValue
       record.decidedAt = at
-      record.file = file
+      // Kept sealed (it may hold approved full fields); the hash is of what the requester gets.
+      record.file = keys.seal(data: file, context: Self.exportFileContext)
       record.rows = rows
       record.sha256 = SHA256.hash(data: file).lowercaseHex
       record.expiresAt = at + Int64(ExportRules.downloadDays) * 86400
       try record.update(db)
+      record.file = file
       return record
     }
   }
@@ -160,6 +164,7 @@ extension Registry {
       }
       record.downloads += 1
       try record.update(db)
+      record.file = try record.file.map { try keys.open(data: $0, context: Self.exportFileContext) }
       return record
     }
   }

@@ -16,25 +16,57 @@ public final class Registry: Sendable {
   let knownKindergartens = Mutex<[String: KindergartenRecord]>([:])
   /// Opaque child references: what anyone outside the child's kindergarten sees it named by.
   public let childReferences: ChildReferences
+  /// Seal the protected fields kept here and make the searchable keys (``DataKeys``).
+  public let keys: DataKeys
 
   /// Opens (creating if needed) the registry in `directory` and brings its schema up to date.
+  /// A registry whose data was sealed under other keys is refused before anything is written.
   /// - Parameter observation: hears each commit's time (the server's metrics).
-  public init(directory: String, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none) throws {
+  public init(
+    directory: String, keys: DataKeys, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none
+  ) throws {
     try makePrivateDirectory(directory)
     path = (directory as NSString).appendingPathComponent("registry.sqlite")
+    self.keys = keys
     let name = "the district registry"
     do {
       let pool = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
-      try Self.migrator.migrate(pool)
-      childReferences = try pool.read(ChildReferences.load)
+      try Self.checkKeys(pool, keys)
+      try Self.migrator(keys: keys).migrate(pool)
+      childReferences = try pool.read { db in try ChildReferences.load(db, keys: keys) }
       writer = StoreDatabase(pool, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
     }
   }
 
+  /// The fingerprint of the index key the registry's data was sealed under, if it was.
+  public static func keyFingerprint(directory: String) throws -> String? {
+    let path = (directory as NSString).appendingPathComponent("registry.sqlite")
+    guard FileManager.default.fileExists(atPath: path) else { return nil }
+    do {
+      let queue = try DatabaseQueue(path: path, configuration: StoreConfiguration.defaults.grdbConfiguration(label: "registry-keys"))
+      return try queue.read(storedFingerprint)
+    } catch {
+      throw StoreError.mapped(error, in: "the district registry")
+    }
+  }
+
+  static func storedFingerprint(_ db: Database) throws -> String? {
+    guard try db.tableExists("registry_meta") else { return nil }
+    return try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [DataKeys.fingerprintMetaKey])
+  }
+
+  static func checkKeys(_ pool: DatabasePool, _ keys: DataKeys) throws {
+    guard let stored = try pool.read(storedFingerprint), stored != keys.fingerprint else { return }
+    throw StoreError(
+      .failedPrecondition,
+      "数据密钥不符 wrong data key: the data here was sealed under the index key with fingerprint \(stored); the key given (\(keys.source.name)) has \(keys.fingerprint). "
+        + "Use the key file this data directory was made with")
+  }
+
   /// Named migrations; never edited once shipped.
-  static var migrator: DatabaseMigrator {
+  static func migrator(keys: DataKeys) -> DatabaseMigrator {
     var migrator = DatabaseMigrator()
     migrator.registerMigration("v1-accounts-sessions") { db in
       try db.create(table: "account") { t in
@@ -120,6 +152,7 @@ public final class Registry: Sendable {
     registerExportMigrations(&migrator)
     registerTransferAbortMigration(&migrator)
     registerLoginThrottleMigration(&migrator)
+    registerSealingMigration(&migrator, keys: keys)
     return migrator
   }
 

@@ -12,6 +12,8 @@ internal import Synchronization
 /// Concurrent first calls to the same shard share one open.
 public final class ShardPool: Sendable {
   public let directory: String
+  /// The registry's keys: every shard seals and looks up with the same ones.
+  public let keys: DataKeys
   private let configuration: StoreConfiguration
   private let observation: StoreObservation
   private let state = Mutex(State())
@@ -29,8 +31,11 @@ public final class ShardPool: Sendable {
 
   /// - Parameter directory: the shards folder, `<data>/shards`.
   /// - Parameter observation: hears each shard commit's time (the server's metrics).
-  public init(directory: String, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none) throws {
+  public init(
+    directory: String, keys: DataKeys, configuration: StoreConfiguration = .defaults, observation: StoreObservation = .none
+  ) throws {
     self.directory = directory
+    self.keys = keys
     self.configuration = configuration
     self.observation = observation
     try makePrivateDirectory(directory)
@@ -137,7 +142,7 @@ public final class ShardPool: Sendable {
                 throw StoreError(.notFound, "kindergarten \(code) has no shard")
               }
               return try TenantShard(
-                code: code, path: path, configuration: configuration, generation: generation, observation: observation)
+                code: code, path: path, keys: self.keys, configuration: configuration, generation: generation, observation: observation)
             })
         }
       }

@@ -61,14 +61,14 @@ extension TenantShard {
     at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      var row = try Self.requireChild(db, recordNumber)
+      var row = try self.requireChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       var changed = row.data
       for field in fields { field.copy(from: source, into: &changed) }
       try validate(changed)
-      try Self.recordChanges(db, record: "child:\(recordNumber)", old: row.data, new: changed, by: by, at: at, masked: ["idDocumentNumber"])
+      try self.recordChanges(db, record: "child:\(recordNumber)", old: row.data, new: changed, by: by, at: at, masked: ["idDocumentNumber"])
       row.data = changed
-      try row.update(db)
+      try self.update(db, row)
       return row
     }
   }
@@ -78,7 +78,7 @@ extension TenantShard {
     _ recordNumber: String, values: KeyChangeValues, evidence: String, templateSignedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (KeyChangeRecord, ChildRow) {
     try await write { db in
-      let row = try Self.requireChild(db, recordNumber)
+      let row = try self.requireChild(db, recordNumber)
       _ = try ChildEvent.changeInformation.apply(to: row.state)
       // The new template states the birth date as changed.
       try TimeOrder.checkSigned(
@@ -92,12 +92,13 @@ extension TenantShard {
       {
         throw StoreError(.failedPrecondition, "record_number: request #\(open.id ?? 0) for this child is still waiting for the principal")
       }
-      let record = try KeyChangeRecord(
-        recordNumber: recordNumber, values: values,
-        changes: differences.map { FieldChange(field: $0.field.rawValue, old: $0.old, new: $0.new) }, evidence: evidence, templateSignedOn: templateSignedOn.description, state: .pending,
-        requestedBy: by, requestedAt: at
+      let record = try self.sealed(
+        KeyChangeRecord(
+          recordNumber: recordNumber, values: values,
+          changes: differences.map { FieldChange(field: $0.field.rawValue, old: $0.old, new: $0.new) }, evidence: evidence,
+          templateSignedOn: templateSignedOn.description, state: .pending, requestedBy: by, requestedAt: at)
       ).insertAndFetch(db)
-      return (record, row)
+      return (try self.opened(record), row)
     }
   }
 
@@ -105,16 +106,16 @@ extension TenantShard {
     try await read { db in
       var request = KeyChangeRecord.all()
       if let state { request = request.filter(Column("state") == state.rawValue) }
-      let records = try request.order(Column("id").desc).limit(limit, offset: offset).fetchAll(db)
-      return (try records.map { ($0, try Self.requireChild(db, $0.recordNumber)) }, try request.fetchCount(db))
+      let records = try request.order(Column("id").desc).limit(limit, offset: offset).fetchAll(db).map(self.opened)
+      return (try records.map { ($0, try self.requireChild(db, $0.recordNumber)) }, try request.fetchCount(db))
     }
   }
 
   /// A key-information change request and the child it concerns.
   public func keyChangeRequest(_ id: Int64) async throws -> (KeyChangeRecord, ChildRow)? {
     try await read { db in
-      guard let request = try KeyChangeRecord.fetchOne(db, key: id) else { return nil }
-      return (request, try Self.requireChild(db, request.recordNumber))
+      guard let request = try KeyChangeRecord.fetchOne(db, key: id).map(self.opened) else { return nil }
+      return (request, try self.requireChild(db, request.recordNumber))
     }
   }
 
@@ -124,7 +125,7 @@ extension TenantShard {
     _ id: Int64, approve: Bool, note: String, validate: @escaping @Sendable (ChildRecord) throws -> Void, by: String, at: Int64
   ) async throws -> (request: KeyChangeRecord, before: ChildRow, after: ChildRow) {
     try await write { db in
-      guard var request = try KeyChangeRecord.fetchOne(db, key: id) else {
+      guard var request = try KeyChangeRecord.fetchOne(db, key: id).map(self.opened) else {
         throw StoreError(.notFound, "id: no key-information change request #\(id) here")
       }
       guard request.state == .pending else {
@@ -138,29 +139,29 @@ extension TenantShard {
           "id: request #\(id) was made by \(by); a key-information change is approved by another account than the one that asked for it (reject it to withdraw)"
         )
       }
-      var row = try Self.requireChild(db, request.recordNumber)
+      var row = try self.requireChild(db, request.recordNumber)
       let before = row
       if approve {
         _ = try ChildEvent.changeInformation.apply(to: row.state)
         let changed = request.values.applied(to: row.data)
         try validate(changed)
         if changed.identityKey != row.identityKey,
-          let same = try ChildRow.filter(Column("identityKey") == changed.identityKey && Column("recordNumber") != row.recordNumber).fetchOne(db)
+          let same = try StoredChild.filter(Column("identityKey") == changed.identityKey && Column("recordNumber") != row.recordNumber).fetchOne(db).map(self.opened)
         {
           throw StoreError(.alreadyExists, "request: another child here, \(IDDocuments.mask(same.recordNumber)), has that identity")
         }
-        try Self.recordChanges(
+        try self.recordChanges(
           db, record: "child:\(row.recordNumber)", old: row.data, new: changed, by: "\(by) (request #\(id) by \(request.requestedBy))", at: at,
           masked: ["idDocumentNumber"])
         row.data = changed
         row.identityKey = changed.identityKey
-        try row.update(db)
+        try self.update(db, row)
       }
       request.state = approve ? .approved : .rejected
       request.decidedBy = by
       request.decidedAt = at
       request.decisionNote = note
-      try request.update(db)
+      try self.sealed(request).update(db)
       return (request, before, row)
     }
   }
@@ -172,7 +173,7 @@ extension TenantShard {
   ) async throws -> (changes: [HistoryRecord], total: Int, keyChangesDecided: Int, signOff: MonthlySignOff?) {
     try await read { db in
       let request = HistoryRecord.filter(Column("changedAt") >= from && Column("changedAt") < to)
-      let page = try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db)
+      let page = try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db).map(self.openedHistory)
       let decided = try KeyChangeRecord.filter(Column("decidedAt") >= from && Column("decidedAt") < to).fetchCount(db)
       return (page, try request.fetchCount(db), decided, try MonthlySignOff.fetchOne(db, key: month.description))
     }
@@ -194,7 +195,7 @@ extension TenantShard {
     _ recordNumber: String, parentSignedOn: CalendarDate, checkedBy: String, checkedOn: CalendarDate, by: String, at: Int64
   ) async throws -> (PaperArchiveRecord, ChildRow) {
     try await write { db in
-      let row = try Self.requireChild(db, recordNumber)
+      let row = try self.requireChild(db, recordNumber)
       try TimeOrder.checkSigned(parentSignedOn, field: "parent_signed_on", birth: row.data.birthDate, today: CalendarDate(beijingTimeOf: at))
       let old = try PaperArchiveRecord.fetchOne(db, key: recordNumber)
       if let shredded = old?.shreddedOn {
@@ -221,7 +222,7 @@ extension TenantShard {
     filter: PaperArchiveFilter, leftBy: CalendarDate, offset: Int, limit: Int
   ) async throws -> (entries: [(ChildRow, PaperArchiveRecord?)], total: Int) {
     try await read { db in
-      var request = ChildRow.all()
+      var request = StoredChild.all()
       switch filter {
       case .all: break
       case .missing: request = request.filter(sql: "recordNumber NOT IN (SELECT recordNumber FROM paper_archive)")
@@ -232,7 +233,7 @@ extension TenantShard {
       case .shredded:
         request = request.filter(sql: "recordNumber IN (SELECT recordNumber FROM paper_archive WHERE shreddedOn IS NOT NULL)")
       }
-      let rows = try request.order(Column("recordNumber")).limit(limit, offset: offset).fetchAll(db)
+      let rows = try request.order(Column("recordNumber")).limit(limit, offset: offset).fetchAll(db).map(self.opened)
       let entries = try rows.map { ($0, try PaperArchiveRecord.fetchOne(db, key: $0.recordNumber)) }
       return (entries, try request.fetchCount(db))
     }

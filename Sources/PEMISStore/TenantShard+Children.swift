@@ -1,10 +1,10 @@
 internal import Foundation
-public import GRDB
+internal import GRDB
 public import PEMISDomain
 
 /// A child row of a shard.
-public struct ChildRow: Codable, Sendable, Hashable, FetchableRecord, PersistableRecord {
-  public static let databaseTableName = "child"
+/// Read and written through ``StoredChild``, which keeps its protected fields sealed.
+public struct ChildRow: Codable, Sendable, Hashable {
   public var recordNumber: String
   public var data: ChildRecord
   public var state: ChildState
@@ -88,15 +88,15 @@ extension TenantShard {
     _ child: ChildRecord, recordNumber: String, classId: String?, midTerm: Bool = false, by: String, at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      try Self.refuseActiveIdentity(db, recordNumber: recordNumber, child: child)
+      try self.refuseActiveIdentity(db, recordNumber: recordNumber, child: child)
       if let classId, try !ClassRecord.exists(db, key: classId) {
         throw StoreError(.failedPrecondition, "class_id: no class \(classId); create the class first (Art. 15(6))")
       }
       let row = ChildRow(recordNumber: recordNumber, data: child, state: .enrolled, classId: classId, createdAt: at)
       // A child enrolled here before (left, graduated, transferred out, or a record deleted to
       // resolve a duplicate case) keeps one row: the old stay's row is replaced, its history kept.
-      try row.save(db)
-      try Self.recordChanges(db, record: "child:\(recordNumber)", old: ChildRecord?.none, new: child, by: by, at: at, masked: ["idDocumentNumber"])
+      try self.save(db, row)
+      try self.recordChanges(db, record: "child:\(recordNumber)", old: ChildRecord?.none, new: child, by: by, at: at, masked: ["idDocumentNumber"])
       if let classId {
         try HistoryRecord(
           record: "child:\(recordNumber)", field: midTerm ? "joined mid-term" : "class", oldValue: "", newValue: classId,
@@ -109,27 +109,27 @@ extension TenantShard {
 
   public func children(classId: String?, classes: Set<String>?, offset: Int, limit: Int) async throws -> (children: [ChildRow], total: Int) {
     try await read { db in
-      var request = ChildRow.all()
+      var request = StoredChild.all()
       if let classId { request = request.filter(Column("classId") == classId) }
       if let classes { request = request.filter(classes.contains(Column("classId"))) }
-      return (try request.order(Column("recordNumber")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
+      return (try request.order(Column("recordNumber")).limit(limit, offset: offset).fetchAll(db).map(self.opened), try request.fetchCount(db))
     }
   }
 
   public func child(_ recordNumber: String) async throws -> ChildRow? {
-    try await read { db in try Self.findChild(db, recordNumber) }
+    try await read { db in try self.findChild(db, recordNumber) }
   }
 
   /// The child with this record number, by a statement the connection keeps prepared: most
   /// calls read one child, often several times.
-  static func findChild(_ db: Database, _ recordNumber: String) throws -> ChildRow? {
-    try db.cachedRecord(ChildRow.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber])
+  func findChild(_ db: Database, _ recordNumber: String) throws -> ChildRow? {
+    try db.cachedRecord(StoredChild.self, "SELECT * FROM child WHERE recordNumber = ?", [recordNumber]).map(opened)
   }
 
   /// Refuses a new enrollment here of a record number or identity that is active here; inactive
   /// rows (left, graduated, transferred out, deleted) never block. A record closed by death is
   /// refused too: its identity is not enrolled again without the Preschool Education Office.
-  static func refuseActiveIdentity(_ db: Database, recordNumber: String, child: ChildRecord) throws {
+  func refuseActiveIdentity(_ db: Database, recordNumber: String, child: ChildRecord) throws {
     if let existing = try findChild(db, recordNumber), existing.state.isActive || existing.state == .deceased {
       throw StoreError(
         existing.state == .deceased ? .failedPrecondition : .alreadyExists,
@@ -137,10 +137,10 @@ extension TenantShard {
           ? "child.id_document_number: the record \(IDDocuments.mask(recordNumber)) here was closed by death"
           : "child.id_document_number: \(IDDocuments.mask(recordNumber)) is already enrolled here")
     }
-    if let same = try ChildRow.filter(
+    if let same = try StoredChild.filter(
       Column("identityKey") == child.identityKey && Column("recordNumber") != recordNumber
         && [ChildState.enrolled.rawValue, ChildState.pendingTransferOut.rawValue].contains(Column("state"))
-    ).fetchOne(db) {
+    ).fetchOne(db).map(self.opened) {
       throw StoreError(
         .alreadyExists,
         "child: already enrolled here as \(IDDocuments.mask(same.recordNumber)) (same \(child.idDocumentNumber.isEmpty ? "name, gender and birth date" : "ID document"))")
@@ -148,7 +148,7 @@ extension TenantShard {
   }
 
   /// The same, or NOT_FOUND naming the masked number.
-  static func requireChild(_ db: Database, _ recordNumber: String) throws -> ChildRow {
+  func requireChild(_ db: Database, _ recordNumber: String) throws -> ChildRow {
     guard let row = try findChild(db, recordNumber) else {
       throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
     }
@@ -158,7 +158,7 @@ extension TenantShard {
   /// Places or moves a child, through the lifecycle's rules.
   public func assignClass(_ recordNumber: String, classId: String, by: String, at: Int64) async throws -> ChildRow {
     try await write { db in
-      guard var row = try Self.findChild(db, recordNumber) else {
+      guard var row = try self.findChild(db, recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
       }
       guard try ClassRecord.exists(db, key: classId) else {
@@ -169,7 +169,7 @@ extension TenantShard {
         record: "child:\(recordNumber)", field: "class", oldValue: row.classId ?? "", newValue: classId, changedBy: by, changedAt: at
       ).insert(db)
       row.classId = classId
-      try row.update(db)
+      try self.update(db, row)
       return row
     }
   }
@@ -179,7 +179,7 @@ extension TenantShard {
 
   /// Children in a class, for the deletion rule.
   func childCount(classId: String, _ db: Database) throws -> Int {
-    try ChildRow.filter(Column("classId") == classId).fetchCount(db)
+    try StoredChild.filter(Column("classId") == classId).fetchCount(db)
   }
 }
 
@@ -210,10 +210,10 @@ extension TenantShard {
       var data = record.data
       data.grade = next
       if years.count == 2 { data.schoolYear = "\(years[0] + 1)-\(years[1] + 1)" }
-      let children = try ChildRow.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db)
+      let children = try StoredChild.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db).map(self.opened)
       for child in children { _ = try ChildEvent.promote.apply(to: child.state) }
       if apply {
-        try Self.recordChanges(db, record: "class:\(classId)", old: record.data, new: data, by: by, at: at)
+        try self.recordChanges(db, record: "class:\(classId)", old: record.data, new: data, by: by, at: at)
         try HistoryRecord(
           record: "class:\(classId)", field: Self.promotedOnField, oldValue: lastPromoted ?? "", newValue: effective.description, changedBy: by,
           changedAt: at
@@ -239,7 +239,7 @@ extension TenantShard {
       guard record.data.grade == .large || record.data.grade == .mixed else {
         throw StoreError(.failedPrecondition, "class_id: a \(record.data.grade.rawValue) class is promoted, not graduated")
       }
-      var children = try ChildRow.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db)
+      var children = try StoredChild.filter(Column("classId") == classId && Column("state") == ChildState.enrolled.rawValue).fetchAll(db).map(self.opened)
       for i in children.indices {
         try TimeOrder.checkEvent(
           date, field: ChildEvent.graduate.dateField, entered: children[i].data.entryDate, today: CalendarDate(beijingTimeOf: at),
@@ -248,7 +248,7 @@ extension TenantShard {
         children[i].classId = nil
         children[i].leftOn = date.description
         if apply {
-          try children[i].update(db)
+          try self.update(db, children[i])
           try HistoryRecord(record: "child:\(children[i].recordNumber)", field: "state", oldValue: "enrolled", newValue: "graduated", changedBy: by, changedAt: at).insert(db)
         }
       }
@@ -262,7 +262,7 @@ extension TenantShard {
     _ recordNumber: String, event: ChildEvent, on date: CalendarDate, reason: String, by: String, at: Int64
   ) async throws -> ChildRow {
     try await write { db in
-      guard var row = try Self.findChild(db, recordNumber) else {
+      guard var row = try self.findChild(db, recordNumber) else {
         throw StoreError(.notFound, "record_number: no child \(IDDocuments.mask(recordNumber)) here")
       }
       let old = row.state
@@ -270,7 +270,7 @@ extension TenantShard {
       try TimeOrder.checkEvent(date, field: event.dateField, entered: row.data.entryDate, today: CalendarDate(beijingTimeOf: at))
       row.classId = nil
       row.leftOn = date.description
-      try row.update(db)
+      try self.update(db, row)
       try HistoryRecord(record: "child:\(recordNumber)", field: "state", oldValue: old.rawValue, newValue: "\(row.state.rawValue): \(reason)", changedBy: by, changedAt: at).insert(db)
       return row
     }

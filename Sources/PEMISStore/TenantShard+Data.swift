@@ -88,18 +88,20 @@ extension TenantShard {
   }
 
   /// Writes one history row per changed field. `mask` hides fields whose full value must not be
-  /// kept in the history (ID numbers: masked there too).
-  static func recordChanges<T: Encodable>(
+  /// kept in the history (ID numbers: masked there too); a child's protected fields are sealed
+  /// (``sealedHistory(_:)``).
+  func recordChanges<T: Encodable>(
     _ db: Database, record: String, old: T?, new: T, by: String, at: Int64, masked: Set<String> = []
   ) throws {
-    let before = fields(old)
-    let after = fields(new)
+    let before = Self.fields(old)
+    let after = Self.fields(new)
     for key in Set(before.keys).union(after.keys).sorted() where (before[key] ?? "") != (after[key] ?? "") {
       let hide = masked.contains(key)
-      try HistoryRecord(
-        record: record, field: key,
-        oldValue: before[key].map { hide ? IDDocuments.mask($0) : $0 } ?? "",
-        newValue: after[key].map { hide ? IDDocuments.mask($0) : $0 } ?? "", changedBy: by, changedAt: at
+      try sealedHistory(
+        HistoryRecord(
+          record: record, field: key,
+          oldValue: before[key].map { hide ? IDDocuments.mask($0) : $0 } ?? "",
+          newValue: after[key].map { hide ? IDDocuments.mask($0) : $0 } ?? "", changedBy: by, changedAt: at)
       ).insert(db)
     }
   }
@@ -117,7 +119,7 @@ extension TenantShard {
     try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM profile WHERE id = 1")
         .flatMap { try? JSONDecoder().decode(KindergartenProfile.self, from: Data($0.utf8)) }
-      try Self.recordChanges(db, record: "profile", old: old, new: profile, by: by, at: at)
+      try self.recordChanges(db, record: "profile", old: old, new: profile, by: by, at: at)
       try db.execute(
         sql: "INSERT INTO profile (id, data, updatedAt, updatedBy) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, updatedAt = excluded.updatedAt, updatedBy = excluded.updatedBy",
         arguments: [json, at, by])
@@ -147,7 +149,7 @@ extension TenantShard {
         id = "C" + String(format: "%04d", n)
       }
       let record = ClassRecord(id: id, data: data, createdAt: at)
-      try Self.recordChanges(db, record: "class:\(id)", old: KindergartenClass?.none, new: data, by: by, at: at)
+      try self.recordChanges(db, record: "class:\(id)", old: KindergartenClass?.none, new: data, by: by, at: at)
       try record.insert(db)
       return record
     }
@@ -159,7 +161,7 @@ extension TenantShard {
         throw StoreError(.notFound, "class.class_id: no class \(id)")
       }
       try Self.checkHeadTeacher(db, data.headTeacherStaffId)
-      try Self.recordChanges(db, record: "class:\(id)", old: record.data, new: data, by: by, at: at)
+      try self.recordChanges(db, record: "class:\(id)", old: record.data, new: data, by: by, at: at)
       record.data = data
       try record.update(db)
       return record
@@ -207,7 +209,7 @@ extension TenantShard {
       let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM staff") ?? 0
       let id = "S" + String(format: "%04d", count + 1)
       let record = StaffRecord(id: id, data: data, createdAt: at)
-      try Self.recordChanges(db, record: "staff:\(id)", old: StaffMember?.none, new: data, by: by, at: at, masked: ["idDocumentNumber"])
+      try self.recordChanges(db, record: "staff:\(id)", old: StaffMember?.none, new: data, by: by, at: at, masked: ["idDocumentNumber"])
       try record.insert(db)
       return record
     }
@@ -218,7 +220,7 @@ extension TenantShard {
       guard var record = try StaffRecord.fetchOne(db, key: id) else {
         throw StoreError(.notFound, "staff.staff_id: no staff member \(id)")
       }
-      try Self.recordChanges(db, record: "staff:\(id)", old: record.data, new: data, by: by, at: at, masked: ["idDocumentNumber"])
+      try self.recordChanges(db, record: "staff:\(id)", old: record.data, new: data, by: by, at: at, masked: ["idDocumentNumber"])
       record.data = data
       try record.update(db)
       return record
@@ -228,7 +230,7 @@ extension TenantShard {
   public func history(record: String, offset: Int, limit: Int) async throws -> (entries: [HistoryRecord], total: Int) {
     try await read { db in
       let request = HistoryRecord.filter(Column("record") == record)
-      return (try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db), try request.fetchCount(db))
+      return (try request.order(Column("id")).limit(limit, offset: offset).fetchAll(db).map(self.openedHistory), try request.fetchCount(db))
     }
   }
 }

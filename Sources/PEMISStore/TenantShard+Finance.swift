@@ -68,7 +68,7 @@ extension TenantShard {
     try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM finance WHERE year = ?", arguments: [finance.year])
         .map { try Self.decode(FinanceYear.self, $0) }
-      try Self.recordChanges(db, record: "finance:\(finance.year)", old: old, new: finance, by: by, at: at)
+      try self.recordChanges(db, record: "finance:\(finance.year)", old: old, new: finance, by: by, at: at)
       if old != nil, old != finance,
         try String.fetchOne(db, sql: "SELECT confirmedBy FROM finance WHERE year = ?", arguments: [finance.year]) != nil
       {
@@ -110,7 +110,7 @@ extension TenantShard {
     let json = try Self.encode(group)
     try await write { db in
       let old = try String.fetchOne(db, sql: "SELECT data FROM leadership WHERE id = 1").map { try Self.decode(LeadershipGroup.self, $0) }
-      try Self.recordChanges(db, record: "leadership", old: old, new: group, by: by, at: at)
+      try self.recordChanges(db, record: "leadership", old: old, new: group, by: by, at: at)
       try db.execute(
         sql: "INSERT INTO leadership (id, data, updatedBy, updatedAt) VALUES (1, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET data = excluded.data, updatedBy = excluded.updatedBy, updatedAt = excluded.updatedAt",
         arguments: [json, by, at])

@@ -43,9 +43,9 @@ extension TenantShard {
         firstRow[key] = row.number
         // Only an active record is the same child again; an earlier stay's row never blocks.
         let activeStates = [ChildState.enrolled.rawValue, ChildState.pendingTransferOut.rawValue]
-        var existing = try ChildRow.filter(Column("identityKey") == key && activeStates.contains(Column("state"))).fetchOne(db)
+        var existing = try StoredChild.filter(Column("identityKey") == key && activeStates.contains(Column("state"))).fetchOne(db).map(self.opened)
         if existing == nil, let number = row.child.identityRecordNumber {
-          existing = try ChildRow.fetchOne(db, key: number).flatMap { $0.state.isActive ? $0 : nil }
+          existing = try StoredChild.fetchOne(db, key: number).map(self.opened).flatMap { $0.state.isActive ? $0 : nil }
         }
         guard let existing else { continue }
         let masked = IDDocuments.mask(existing.recordNumber)
@@ -92,12 +92,12 @@ extension TenantShard {
       for (row, recordNumber) in rows {
         let record = ChildRow(recordNumber: recordNumber, data: row.child, state: .enrolled, classId: row.classId, createdAt: at)
         do {
-          try Self.refuseActiveIdentity(db, recordNumber: recordNumber, child: row.child)
+          try self.refuseActiveIdentity(db, recordNumber: recordNumber, child: row.child)
         } catch {
           throw StoreError(.failedPrecondition, "row \(row.number): the child was enrolled while the file was being imported; import it again")
         }
         // Inactive rows of an earlier stay are replaced, as for a single enrollment.
-        try record.save(db)
+        try self.save(db, record)
         written.append(record)
         try HistoryRecord(
           record: "child:\(recordNumber)", field: "enrolled", oldValue: "",

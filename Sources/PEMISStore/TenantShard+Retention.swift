@@ -44,10 +44,10 @@ extension TenantShard {
   /// numbers scrubbed.
   public func scrubChildren(leftBefore: CalendarDate, by: String, at: Int64) async throws -> [String] {
     try await write { db in
-      let rows = try ChildRow.filter(
+      let rows = try StoredChild.filter(
         sql: "leftOn IS NOT NULL AND leftOn < ? AND NOT EXISTS (SELECT 1 FROM retention_scrub r WHERE r.recordNumber = child.recordNumber AND r.leftOn = child.leftOn)",
         arguments: [leftBefore.description]
-      ).order(Column("recordNumber")).fetchAll(db)
+      ).order(Column("recordNumber")).fetchAll(db).map(self.opened)
       let today = CalendarDate(beijingTimeOf: at).description
       for var row in rows {
         row.data.guardians = []
@@ -56,7 +56,7 @@ extension TenantShard {
         row.data.householdRegister = ""
         row.data.householdType = ""
         row.data.hmtStatus = ""
-        try row.update(db)
+        try self.update(db, row)
         let fields = Self.scrubbedHistoryFields.map { "'\($0)'" }.joined(separator: ", ")
         try db.execute(
           sql: """
@@ -83,7 +83,7 @@ extension TenantShard {
     _ recordNumber: String, on date: CalendarDate, shreddedBy: String, by: String, at: Int64
   ) async throws -> (PaperArchiveRecord, ChildRow) {
     try await write { db in
-      let row = try Self.requireChild(db, recordNumber)
+      let row = try self.requireChild(db, recordNumber)
       guard var archive = try PaperArchiveRecord.fetchOne(db, key: recordNumber) else {
         throw StoreError(.failedPrecondition, "record_number: no paper archive is recorded for this child; nothing to destroy")
       }

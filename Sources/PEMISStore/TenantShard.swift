@@ -9,25 +9,28 @@ public final class TenantShard: Sendable {
   /// Every transaction goes through here, so GRDB's errors leave as ``StoreError``s.
   let writer: StoreDatabase<DatabaseQueue>
   let generation: ShardGeneration
+  /// Seal the protected fields of the children here (``DataKeys``).
+  let keys: DataKeys
 
   init(
-    code: InstitutionCode, path: String, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration(),
+    code: InstitutionCode, path: String, keys: DataKeys, configuration: StoreConfiguration, generation: ShardGeneration = ShardGeneration(),
     observation: StoreObservation = .none
   ) throws {
     self.code = code
     self.generation = generation
+    self.keys = keys
     // Opening and migrating fail as the shard's transactions do: a full disk, a damaged file.
     let name = "the database of kindergarten \(code)"
     do {
       let queue = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
-      try Self.migrator.migrate(queue)
+      try Self.migrator(keys: keys).migrate(queue)
       writer = StoreDatabase(queue, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
     }
   }
 
-  static var migrator: DatabaseMigrator {
+  static func migrator(keys: DataKeys) -> DatabaseMigrator {
     var migrator = DatabaseMigrator()
     migrator.registerMigration("v1-shard-info") { db in
       // Which kindergarten this file belongs to, so a misplaced file is detected.
@@ -50,6 +53,7 @@ public final class TenantShard: Sendable {
         t.column("at", .integer).notNull().indexed()
       }
     }
+    registerSealingMigrations(&migrator, keys: keys)
     return migrator
   }
 

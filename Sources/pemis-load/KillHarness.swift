@@ -84,7 +84,7 @@ struct KillHarness: AsyncParsableCommand {
       completed += result.transfers
       errors.merge(result.errors, uniquingKeysWith: +)
       // What the kill interrupted, read while the server is down: recovery's work at the restart.
-      let registry = try Registry(directory: data)
+      let registry = try Registry(directory: data, keys: try DataKeys.forDataDirectory(data))
       let midStep = try await registry.inFlightTransfers().count
       let reservations = try await registry.openReservations().count
       interrupted += midStep
@@ -156,8 +156,9 @@ struct KillHarness: AsyncParsableCommand {
 
   /// The routing layer's check on a data directory (read only).
   static func report(dataDirectory: String, collectEnrolled: Bool = false) async throws -> Router.CheckReport {
-    let registry = try Registry(directory: dataDirectory)
-    let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"))
+    let keys = try DataKeys.forDataDirectory(dataDirectory)
+    let registry = try Registry(directory: dataDirectory, keys: keys)
+    let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), keys: keys)
     let router = Router(
       registry: registry, shards: shards, calendar: try WorkingDayCalendar(years: []), logger: Logger(label: "check", factory: { _ in SwiftLogNoOpLogHandler() }),
       now: { Int64(Date().timeIntervalSince1970) })

@@ -259,7 +259,7 @@ extension KillHarness {
   /// Administrator accounts a<code> beside the seeded principals, offline before the first
   /// start: a key-information change is requested by one account and approved by another.
   static func seedAdministrators(dataDirectory: String, kindergartens: Int, password: String) async throws {
-    let registry = try Registry(directory: dataDirectory)
+    let registry = try Registry(directory: dataDirectory, keys: try DataKeys.forDataDirectory(dataDirectory))
     let hash = try ServerSecrets.hashPassword(password, costLog2: 10)
     let now = Int64(Date().timeIntervalSince1970)
     for k in 0..<kindergartens {
@@ -273,7 +273,7 @@ extension KillHarness {
 
   /// Every record of every shard: its states (one per shard that holds it) and its data.
   static func records(dataDirectory: String, kindergartens: Int) async throws -> [String: [(code: String, state: ChildState, name: String)]] {
-    let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"))
+    let shards = try ShardPool(directory: (dataDirectory as NSString).appendingPathComponent("shards"), keys: try DataKeys.forDataDirectory(dataDirectory))
     var result: [String: [(code: String, state: ChildState, name: String)]] = [:]
     for k in 0..<kindergartens {
       let code = TransferDriver.code(k)

@@ -32,7 +32,7 @@ struct LoginFlood: AsyncParsableCommand {
     guard address.host.hasPrefix("127.") || address.host == "localhost" || address.host == "::1" else {
       throw ValidationError("load runs target loopback only")
     }
-    let registry = try Registry(directory: dataDirectory)
+    let registry = try Registry(directory: dataDirectory, keys: try DataKeys.forDataDirectory(dataDirectory))
 
     // 1. Guesses at once at an account never used from here, the right password last.
     let target = "p1100000001"

@@ -30,6 +30,7 @@ struct Init: AsyncParsableCommand {
         configuration: configuration, logger: Logger(label: "pemis.init", factory: { _ in SwiftLogNoOpLogHandler() }))
       let password = try await server.tenancy.createFirstAdministrator(username: username, displayName: name)
       print("initialized \(configuration.dataDirectory)")
+      print("data key file:          \(server.tenancy.registry.keys.source.name) (back it up apart from the data: without it no child's record opens)")
       print("district administrator: \(username)")
       print("one-time password:      \(password)")
       print("log in with `pemis login --user \(username)` and choose a new password; this one is shown only now.")

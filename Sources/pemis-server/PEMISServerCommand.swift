@@ -31,7 +31,7 @@ struct PEMISServerCommand: AsyncParsableCommand {
     commandName: "pemis-server",
     abstract: "The PEMIS server: kindergarten records for Binhai New Area over PEMIS wire.",
     version: "pemis-server \(ServerStatus.version)",
-    subcommands: [Serve.self, Init.self, AuditCommand.self, RetentionCommand.self, Check.self, AdminCommand.self, Status.self],
+    subcommands: [Serve.self, Init.self, AuditCommand.self, RetentionCommand.self, KeyCommand.self, Check.self, AdminCommand.self, Status.self],
     defaultSubcommand: Serve.self)
 }
 
@@ -186,6 +186,9 @@ struct ServerOptions: ParsableArguments {
   @Option(
     help: "Write the audit chain's head here every minute, outside the data directory, for `audit verify --head` (PEMIS_AUDIT_HEAD_FILE).")
   var auditHeadFile: String?
+  @Option(
+    help: "The data key file, outside the data directory (default: beside it, <data-dir>.key; PEMIS_DATA_KEY_FILE, or the keys themselves in PEMIS_DATA_KEY).")
+  var dataKeyFile: String?
 
   func resolve() throws(ConfigurationError) -> ServerConfiguration {
     var configuration = try ServerConfiguration.load(file: config)
@@ -200,7 +203,7 @@ struct ServerOptions: ParsableArguments {
       ("stuckTransferMinutes", stuckTransferMinutes.map(String.init)),
       ("tlsCertificateChainFile", tlsCertificateChainFile), ("tlsPrivateKeyFile", tlsPrivateKeyFile),
       ("insecure", insecure ? "true" : nil), ("metricsHost", metricsHost), ("metricsPort", metricsPort),
-      ("auditHeadFile", auditHeadFile),
+      ("auditHeadFile", auditHeadFile), ("dataKeyFile", dataKeyFile),
     ]
     for case (let key, let value?) in flags {
       try configuration.set(key, text: value, source: "command line")

@@ -208,7 +208,7 @@ struct AuditLogTests {
   func appenderService() async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-appender-\(UUID())").path
     defer { try? FileManager.default.removeItem(atPath: directory) }
-    let registry = try Registry(directory: directory)
+    let registry = try Registry(directory: directory, keys: testKeys)
     let (stop, stopping) = AsyncStream<Void>.makeStream()
     async let service: Void = registry.runAuditAppender(until: stop)
     try await withThrowingTaskGroup(of: Void.self) { group in

@@ -117,7 +117,7 @@ struct DataProtectionTests {
     let path = (directory as NSString).appendingPathComponent("registry.sqlite")
     do {
       let queue = try DatabaseQueue(path: path)
-      try Registry.migrator.migrate(queue, upTo: "v9-audit-request-id")
+      try Registry.migrator(keys: testKeys).migrate(queue, upTo: "v9-audit-request-id")
       try await queue.write { db in
         for subject in ["child:G120116202203151234", "child:G120116202203151234:key-change#4", "child:J120116202203150011:left", "month:2026-09"] {
           try db.execute(
@@ -126,7 +126,7 @@ struct DataProtectionTests {
         }
       }
     }
-    let registry = try Registry(directory: directory)
+    let registry = try Registry(directory: directory, keys: testKeys)
     let refs = registry.childReferences
     let subjects = try await registry.obligations(
       kindergarten: "1112000101", filter: .all, today: CalendarDate(year: 2026, month: 10, day: 1), offset: 0, limit: 10

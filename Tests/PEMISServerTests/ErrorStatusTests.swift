@@ -27,7 +27,7 @@ struct StoreErrorMappingTests {
 
   @Test("a UNIQUE violation is ALREADY_EXISTS, named without SQL or values")
   func unique() async throws {
-    let registry = try Registry(directory: scratchDirectory())
+    let registry = try Registry(directory: scratchDirectory(), keys: testKeys)
     try await registry.createAccount(Self.account)
     let error = await #expect(throws: StoreError.self) {
       try await registry.writer.write { db in try Self.account.insert(db) }
@@ -42,7 +42,7 @@ struct StoreErrorMappingTests {
 
   @Test("another constraint (a session of no account) is ABORTED")
   func foreignKey() async throws {
-    let registry = try Registry(directory: scratchDirectory())
+    let registry = try Registry(directory: scratchDirectory(), keys: testKeys)
     let error = await #expect(throws: StoreError.self) {
       try await registry.createSession(SessionRecord(tokenHash: "t", username: "nobody", createdAt: 1, expiresAt: 2))
     }
@@ -53,7 +53,7 @@ struct StoreErrorMappingTests {
 
   @Test("a full disk (max_page_count reached) is RESOURCE_EXHAUSTED and writes nothing")
   func diskFull() async throws {
-    let registry = try Registry(directory: scratchDirectory())
+    let registry = try Registry(directory: scratchDirectory(), keys: testKeys)
     try await registry.writer.writeWithoutTransaction { db in
       let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
       try db.execute(sql: "PRAGMA max_page_count = \(pages)")
@@ -69,7 +69,7 @@ struct StoreErrorMappingTests {
 
   @Test("a write lock held elsewhere (busy timeout 0) is UNAVAILABLE: try again")
   func busy() async throws {
-    let registry = try Registry(directory: scratchDirectory())
+    let registry = try Registry(directory: scratchDirectory(), keys: testKeys)
     try await registry.writer.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA busy_timeout = 0") }
     var holding = Configuration()
     holding.allowsUnsafeTransactions = true  // the lock outlives one access, on purpose
@@ -86,7 +86,7 @@ struct StoreErrorMappingTests {
   @Test("a damaged shard file is DATA_LOSS when the pool opens it")
   func damagedShard() async throws {
     let directory = scratchDirectory()
-    let pool = try ShardPool(directory: directory)
+    let pool = try ShardPool(directory: directory, keys: testKeys)
     let code = try InstitutionCode(validating: "1112000199")
     try Data(repeating: 0x5A, count: 8192).write(to: URL(fileURLWithPath: pool.path(for: code)))
     let error = await #expect(throws: StoreError.self) { try await pool.shard(code) }

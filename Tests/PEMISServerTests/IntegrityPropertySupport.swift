@@ -25,8 +25,8 @@ final class PropertyDistrict: @unchecked Sendable {
     directory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-property-\(UUID())").path
     try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     let store = StoreConfiguration(durability: .normal, maxOpenShards: 8)
-    registry = try Registry(directory: directory, configuration: store)
-    shards = try ShardPool(directory: (directory as NSString).appendingPathComponent("shards"), configuration: store)
+    registry = try Registry(directory: directory, keys: testKeys, configuration: store)
+    shards = try ShardPool(directory: (directory as NSString).appendingPathComponent("shards"), keys: testKeys, configuration: store)
     calendar = try WorkingDayCalendar(years: [])
     let clock = TestClock()
     self.clock = clock

@@ -178,7 +178,10 @@ func withDistrict<R: Sendable>(
   let template = try await DistrictTemplate.directory()
   let data = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-district-\(UUID())").path
   try DistrictTemplate.copyDataDirectory(template, to: data)
-  defer { try? FileManager.default.removeItem(atPath: data) }
+  defer {
+    try? FileManager.default.removeItem(atPath: data)
+    try? FileManager.default.removeItem(atPath: DataKeys.defaultFile(forDataDirectory: data))
+  }
   return try await withDistrictServer(dataDirectory: data, configure, body)
 }
 
@@ -272,6 +275,11 @@ enum DistrictTemplate {
   static func copyDataDirectory(_ source: String, to destination: String) throws {
     let manager = FileManager.default
     try manager.createDirectory(atPath: destination, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    // The key file lives beside the data directory (dataKeyFile's default): the copy gets its own.
+    let keyFile = DataKeys.defaultFile(forDataDirectory: source)
+    if manager.fileExists(atPath: keyFile) {
+      try manager.copyItem(atPath: keyFile, toPath: DataKeys.defaultFile(forDataDirectory: destination))
+    }
     guard let walker = manager.enumerator(atPath: source) else { return }
     while let file = walker.nextObject() as? String {
       let from = (source as NSString).appendingPathComponent(file)

@@ -17,22 +17,26 @@ struct ChildStoreTests {
   func migratesIdentityKeys() throws {
     let path = temporaryDirectory() + ".sqlite"
     let queue = try DatabaseQueue(path: path)
-    try TenantShard.migrator.migrate(queue, upTo: "v4-children")
+    try TenantShard.migrator(keys: testKeys).migrate(queue, upTo: "v4-children")
     let json = String(decoding: try JSONEncoder().encode(Self.child), as: UTF8.self)
     try queue.write { db in
       try db.execute(
         sql: "INSERT INTO child (recordNumber, data, state, classId, createdAt) VALUES (?, ?, 'enrolled', NULL, 0)",
         arguments: ["G120116202203151239", json])
     }
-    try TenantShard.migrator.migrate(queue)
+    try TenantShard.migrator(keys: testKeys).migrate(queue)
     let key = try queue.read { try String.fetchOne($0, sql: "SELECT identityKey FROM child") }
     #expect(key == Self.child.identityKey)
     #expect(try queue.read { try Bool.fetchOne($0, sql: "SELECT leftOn IS NULL FROM child") } == true)
+    // v9 sealed what the old version kept in the clear, and it opens again.
+    let phone = try queue.read { try String.fetchOne($0, sql: "SELECT json_extract(data, '$.guardians[0].phone') FROM child") }
+    #expect(phone?.hasPrefix("enc:") == true)
+    #expect(try testKeys.open(phone ?? "", context: "child.data.guardians.phone") == "13800138000")
   }
 
   @Test("monthly audits open once per month, from each kindergarten's first month, and only for ended months")
   func monthlyAudits() async throws {
-    let registry = try Registry(directory: temporaryDirectory())
+    let registry = try Registry(directory: temporaryDirectory(), keys: testKeys)
     // Activated 2026-08-10 (Beijing).
     // Without its application (foreign keys off for this one row): only the kindergarten matters.
     try await registry.writer.writeWithoutTransaction { db in
@@ -57,7 +61,7 @@ struct ChildStoreTests {
 struct AuditGroupCommitTests {
   @Test("concurrent appends share commits and still form one unbroken chain, one entry each")
   func concurrentAppends() async throws {
-    let registry = try Registry(directory: temporaryDirectory())
+    let registry = try Registry(directory: temporaryDirectory(), keys: testKeys)
     let written = try await withThrowingTaskGroup(of: AuditRecord.self) { group in
       for i in 0..<200 {
         group.addTask {

@@ -14,8 +14,8 @@ struct RegistryTests {
   @Test("opens twice on the same directory without re-running migrations, owner-only")
   func reopen() throws {
     let dir = temporaryDirectory()
-    _ = try Registry(directory: dir)
-    let again = try Registry(directory: dir)
+    _ = try Registry(directory: dir, keys: testKeys)
+    let again = try Registry(directory: dir, keys: testKeys)
     #expect(FileManager.default.fileExists(atPath: again.path))
     let attributes = try FileManager.default.attributesOfItem(atPath: dir)
     #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o700)
@@ -23,16 +23,16 @@ struct RegistryTests {
 
   @Test("synchronous is FULL by default and NORMAL when asked")
   func durability() async throws {
-    let full = try Registry(directory: temporaryDirectory())
+    let full = try Registry(directory: temporaryDirectory(), keys: testKeys)
     #expect(try await full.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 2)
     #expect(try await full.writer.read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
-    let normal = try Registry(directory: temporaryDirectory(), configuration: .init(durability: .normal))
+    let normal = try Registry(directory: temporaryDirectory(), keys: testKeys, configuration: .init(durability: .normal))
     #expect(try await normal.writer.read { try Int.fetchOne($0, sql: "PRAGMA synchronous") } == 1)
   }
 
   @Test("a taken username is refused")
   func duplicateUsername() async throws {
-    let registry = try Registry(directory: temporaryDirectory())
+    let registry = try Registry(directory: temporaryDirectory(), keys: testKeys)
     let account = AccountRecord(
       username: "wang.li", role: .principal, kindergartenCode: "1112000101", displayName: "王丽", passwordHash: "x",
       createdAt: 1)
@@ -49,7 +49,7 @@ struct RegistryTests {
 
   @Test("the audit chain verifies, and shows a changed, removed or inserted entry")
   func auditChain() async throws {
-    let registry = try Registry(directory: temporaryDirectory())
+    let registry = try Registry(directory: temporaryDirectory(), keys: testKeys)
     #expect(try await registry.verifyAuditChain() == .intact(entries: 0, head: Registry.genesisHash))
     for n in 1...5 { try await registry.appendAudit(auditEntry(n)) }
     guard case .intact(5, let head) = try await registry.verifyAuditChain() else { Issue.record("not intact"); return }
@@ -71,7 +71,7 @@ struct ShardPoolTests {
 
   @Test("creates a shard under shards/<code>.sqlite that knows whose it is")
   func create() async throws {
-    let pool = try ShardPool(directory: temporaryDirectory())
+    let pool = try ShardPool(directory: temporaryDirectory(), keys: testKeys)
     let shard = try await pool.create(code1, createdAt: 42)
     #expect(pool.path(for: code1).hasSuffix("/1112000101.sqlite"))
     #expect(pool.exists(code1))
@@ -81,7 +81,7 @@ struct ShardPoolTests {
 
   @Test("opening a kindergarten without a shard is NOT_FOUND and creates no file")
   func missing() async throws {
-    let pool = try ShardPool(directory: temporaryDirectory())
+    let pool = try ShardPool(directory: temporaryDirectory(), keys: testKeys)
     let error = await #expect(throws: StoreError.self) { try await pool.shard(code1) }
     #expect(error?.kind == .notFound)
     #expect(!pool.exists(code1))
@@ -89,7 +89,7 @@ struct ShardPoolTests {
 
   @Test("keeps at most maxOpenShards open, dropping the least recently used")
   func lru() async throws {
-    let pool = try ShardPool(directory: temporaryDirectory(), configuration: .init(maxOpenShards: 3))
+    let pool = try ShardPool(directory: temporaryDirectory(), keys: testKeys, configuration: .init(maxOpenShards: 3))
     let codes = try (1...5).map { try InstitutionCode(validating: "11120001\(String(format: "%02d", $0))") }
     for code in codes { try await pool.create(code, createdAt: 1) }
     #expect(pool.openCount == 3)
@@ -101,8 +101,8 @@ struct ShardPoolTests {
   @Test("concurrent first calls to one shard share one open")
   func concurrentOpen() async throws {
     let dir = temporaryDirectory()
-    try await ShardPool(directory: dir).create(code1, createdAt: 1)
-    let pool = try ShardPool(directory: dir)
+    try await ShardPool(directory: dir, keys: testKeys).create(code1, createdAt: 1)
+    let pool = try ShardPool(directory: dir, keys: testKeys)
     let shards = try await withThrowingTaskGroup(of: ObjectIdentifier.self) { group in
       for _ in 0..<100 { group.addTask { ObjectIdentifier(try await pool.shard(code1)) } }
       return try await group.reduce(into: Set<ObjectIdentifier>()) { $0.insert($1) }
@@ -114,13 +114,13 @@ struct ShardPoolTests {
   @Test("a shard file that belongs to another kindergarten is detected")
   func misplaced() async throws {
     let dir = temporaryDirectory()
-    let pool = try ShardPool(directory: dir)
+    let pool = try ShardPool(directory: dir, keys: testKeys)
     try await pool.create(code1, createdAt: 1)
     let other = try InstitutionCode(validating: "1112000199")
     for suffix in ["", "-wal"] where FileManager.default.fileExists(atPath: pool.path(for: code1) + suffix) {
       try FileManager.default.copyItem(atPath: pool.path(for: code1) + suffix, toPath: pool.path(for: other) + suffix)
     }
-    let fresh = try ShardPool(directory: dir)
+    let fresh = try ShardPool(directory: dir, keys: testKeys)
     let error = await #expect(throws: StoreError.self) { try await fresh.shard(other).info() }
     #expect(error?.message.contains("belongs to 1112000101") == true)
   }

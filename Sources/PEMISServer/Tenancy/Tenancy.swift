@@ -31,16 +31,16 @@ public final class Tenancy: Sendable {
   private let monthlyAuditsOpened = Mutex<YearMonth?>(nil)
 
   public init(
-    dataDirectory: String, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
+    dataDirectory: String, keys: DataKeys, store: StoreConfiguration, passwordCostLog2: Int, calendar: WorkingDayCalendar, logger: Logger,
     now: @escaping @Sendable () -> Int64 = Tenancy.systemClock, stuckTransferSeconds: Int64 = 600,
     metrics: ServerMetrics? = nil
   ) throws {
     // Without a server's metrics (tools that open the data directory), nothing is recorded.
     let metrics = metrics ?? ServerMetrics(listeners: [], version: ServerStatus.version, startedAt: now(), recording: false)
     self.metrics = metrics
-    registry = try Registry(directory: dataDirectory, configuration: store, observation: metrics.registryObservation)
+    registry = try Registry(directory: dataDirectory, keys: keys, configuration: store, observation: metrics.registryObservation)
     shards = try ShardPool(
-      directory: (dataDirectory as NSString).appendingPathComponent("shards"), configuration: store,
+      directory: (dataDirectory as NSString).appendingPathComponent("shards"), keys: keys, configuration: store,
       observation: metrics.shardObservation)
     hasher = PasswordHasher(costLog2: passwordCostLog2)
     logins = try LoginGate(hasher: hasher, rules: .defaults)
