@@ -196,13 +196,13 @@ extension TenantShard {
   }
 
   public func staff() async throws -> [StaffRecord] {
-    try await read { db in try StaffRecord.order(Column("id")).fetchAll(db) }
+    try await read { db in try StaffRecord.order(Column("id")).fetchAll(db).map(self.opened) }
   }
 
   public func createStaff(_ data: StaffMember, by: String, at: Int64) async throws -> StaffRecord {
     try await write { db in
       if !data.idDocumentNumber.isEmpty,
-        try StaffRecord.fetchAll(db).contains(where: { $0.data.idDocumentType == data.idDocumentType && $0.data.idDocumentNumber == data.idDocumentNumber })
+        try StaffRecord.fetchAll(db).map(self.opened).contains(where: { $0.data.idDocumentType == data.idDocumentType && $0.data.idDocumentNumber == data.idDocumentNumber })
       {
         throw StoreError(.alreadyExists, "staff.id_document_number: this kindergarten already has a staff member with \(IDDocuments.mask(data.idDocumentNumber))")
       }
@@ -210,19 +210,19 @@ extension TenantShard {
       let id = "S" + String(format: "%04d", count + 1)
       let record = StaffRecord(id: id, data: data, createdAt: at)
       try self.recordChanges(db, record: "staff:\(id)", old: StaffMember?.none, new: data, by: by, at: at, masked: ["idDocumentNumber"])
-      try record.insert(db)
+      try self.sealed(record).insert(db)
       return record
     }
   }
 
   public func updateStaff(_ id: String, _ data: StaffMember, by: String, at: Int64) async throws -> StaffRecord {
     try await write { db in
-      guard var record = try StaffRecord.fetchOne(db, key: id) else {
+      guard var record = try StaffRecord.fetchOne(db, key: id).map(self.opened) else {
         throw StoreError(.notFound, "staff.staff_id: no staff member \(id)")
       }
       try self.recordChanges(db, record: "staff:\(id)", old: record.data, new: data, by: by, at: at, masked: ["idDocumentNumber"])
       record.data = data
-      try record.update(db)
+      try self.sealed(record).update(db)
       return record
     }
   }

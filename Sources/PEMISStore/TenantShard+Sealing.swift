@@ -85,6 +85,24 @@ extension TenantShard {
     value == Self.scrubbedMark ? value : try keys.open(value, context: Self.historyContext)
   }
 
+  // MARK: Staff
+
+  static let staffContext = "staff.data.idDocumentNumber"
+
+  /// A staff member's ID number is sealed too; the rest of the row (post, active) stays readable
+  /// for the district summary.
+  func sealed(_ record: StaffRecord) -> StaffRecord {
+    var sealed = record
+    sealed.data.idDocumentNumber = keys.seal(record.data.idDocumentNumber, context: Self.staffContext)
+    return sealed
+  }
+
+  func opened(_ record: StaffRecord) throws -> StaffRecord {
+    var opened = record
+    opened.data.idDocumentNumber = try keys.open(record.data.idDocumentNumber, context: Self.staffContext)
+    return opened
+  }
+
   // MARK: Key changes
 
   static let keyChangeContext = "key_change.values.idDocumentNumber"
@@ -104,7 +122,7 @@ extension TenantShard {
 
 extension TenantShard {
   /// v9: seals what earlier versions kept in the clear — the protected fields of every child,
-  /// of their history and of key-information change requests.
+  /// of their history, of key-information change requests, and staff ID numbers.
   static func registerSealingMigrations(_ migrator: inout DatabaseMigrator, keys: DataKeys) {
     migrator.registerMigration("v9-sealed-fields") { db in
       let sealing = Sealing(keys: keys)
@@ -160,6 +178,14 @@ extension TenantShard {
         guard count != before else { continue }
         try db.execute(sql: "UPDATE history SET oldValue = ?, newValue = ? WHERE id = ?", arguments: [old, new, row["id"] as Int64])
       }
+      for row in try Row.fetchAll(db, sql: "SELECT id, data FROM staff") {
+        var data = try JSONDecoder().decode(StaffMember.self, from: Data((row["data"] as String).utf8))
+        let before = count
+        data.idDocumentNumber = try reseal(data.idDocumentNumber, TenantShard.staffContext)
+        guard count != before else { continue }
+        try db.execute(
+          sql: "UPDATE staff SET data = ? WHERE id = ?", arguments: [String(decoding: try JSONEncoder().encode(data), as: UTF8.self), row["id"] as String])
+      }
       for row in try Row.fetchAll(db, sql: "SELECT id, \"values\" FROM key_change") {
         var values = try JSONDecoder().decode(KeyChangeValues.self, from: Data((row["values"] as String).utf8))
         guard let number = values.idDocumentNumber else { continue }
@@ -184,6 +210,9 @@ extension TenantShard {
       for row in try Row.fetchAll(db, sql: "SELECT field, oldValue, newValue FROM history WHERE record LIKE 'child:%'") where ChildRecord.isProtectedHistoryField(row["field"]) {
         count(row["oldValue"])
         count(row["newValue"])
+      }
+      for text in try String.fetchAll(db, sql: "SELECT data FROM staff") {
+        count(try JSONDecoder().decode(StaffMember.self, from: Data(text.utf8)).idDocumentNumber)
       }
       for text in try String.fetchAll(db, sql: "SELECT \"values\" FROM key_change") {
         if let number = try JSONDecoder().decode(KeyChangeValues.self, from: Data(text.utf8)).idDocumentNumber { count(number) }

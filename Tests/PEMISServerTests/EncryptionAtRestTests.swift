@@ -53,8 +53,11 @@ struct EncryptionAtRestTests {
   func sealedOnDisk() async throws {
     try await withDistrict { district in
       let number = try await Self.enrollAndChange(district)
+      _ = try await district.asUser(District.user(.administrator)) {
+        try await Pemis_V1_KindergartenData.Client(wrapping: $0).createStaff(.with { $0.staff = KindergartenDataFixtures.teacher })
+      }
       let bytes = try Self.shardBytes(district, District.kindergartenA)
-      for secret in [Self.firstPhone, Self.secondPhone, Self.health] {
+      for secret in [Self.firstPhone, Self.secondPhone, Self.health, KindergartenDataFixtures.teacher.idDocumentNumber] {
         #expect(bytes.range(of: Data(secret.utf8)) == nil, "\(secret) is in the shard file")
       }
       // The record's own copy of the ID number is sealed (the record number, "G" + the ID, is
@@ -80,6 +83,11 @@ struct EncryptionAtRestTests {
       #expect(phone?.oldValue == Self.firstPhone)
       #expect(phone?.newValue == Self.secondPhone)
       #expect(history.entries.contains { $0.field == "health" && $0.newValue == Self.health })
+      let staff = try await district.asUser(District.user(.principal)) {
+        try await Pemis_V1_KindergartenData.Client(wrapping: $0).listStaff(.init())
+      }
+      // Answers mask it; the mask is of the opened number, not of its sealed text.
+      #expect(staff.staff.map(\.idDocumentNumber) == [IDDocuments.mask(KindergartenDataFixtures.teacher.idDocumentNumber)])
     }
   }
 
@@ -188,6 +196,41 @@ struct EncryptionAtRestTests {
 
 @Suite("Data keys")
 struct DataKeysTests {
+  @Test("migration v12 seals the child reference key and export files an older registry kept in the clear, and references stay the same")
+  func registryMigration() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("pemis-v12-\(UUID())").path
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    let path = (directory as NSString).appendingPathComponent("registry.sqlite")
+    let keys = DataKeys.ephemeral()
+    let (plainKey, before) = try await {
+      let queue = try DatabaseQueue(path: path)
+      try Registry.migrator(keys: keys).migrate(queue, upTo: "v9-login-throttle")
+      return try await queue.write { db -> (String, String) in
+        try db.execute(
+          sql: """
+            INSERT INTO export_request (id, purpose, recipient, fields, fullRequested, fullApproved, state, requestedBy, requestedRole,
+              requestedAt, rows, downloads, file) VALUES ('E1', 'p', 'r', 'name', '', '', 'approved', 'u', 'principal', 0, 1, 0, ?)
+            """, arguments: [Data("name\n张小明\n".utf8)])
+        let key = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = 'childReferenceKey'") ?? ""
+        return (key, ChildReferences(keyHex: key).reference("G120116202203151234"))
+      }
+    }()
+    let registry = try Registry(directory: directory, keys: keys)
+    #expect(registry.childReferences.reference("G120116202203151234") == before)
+    let queue = try DatabaseQueue(path: path)
+    let (storedKey, file) = try await queue.read { db in
+      (try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = 'childReferenceKey'") ?? "",
+       try Data.fetchOne(db, sql: "SELECT file FROM export_request WHERE id = 'E1'") ?? Data())
+    }
+    #expect(storedKey.hasPrefix("enc:1:") && !storedKey.contains(plainKey))
+    #expect(file.range(of: Data("张小明".utf8)) == nil)
+    #expect(try keys.open(data: file, context: "export_request.file") == Data("name\n张小明\n".utf8))
+    #expect(try await registry.sealedValueCounts() == [1: 2])
+    // Another key now is a wrong key, refused before anything is read.
+    #expect(throws: StoreError.self) { _ = try Registry(directory: directory, keys: DataKeys.ephemeral()) }
+  }
+
   @Test("sealed values open under their key and context only; rotation keeps older keys readable")
   func sealAndRotate() throws {
     let text = DataKeys.generatedText()
