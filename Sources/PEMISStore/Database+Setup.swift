@@ -13,6 +13,9 @@ extension StoreConfiguration {
     let synchronous = durability == .full ? "FULL" : "NORMAL"
     configuration.prepareDatabase { db in
       try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+      // What is deleted or replaced (a scrubbed household address, a record deleted to resolve
+      // a duplicate case) is overwritten with zeros, not left in a free page of the file.
+      try db.execute(sql: "PRAGMA secure_delete = ON")
     }
     return configuration
   }
@@ -30,4 +33,16 @@ extension Database {
   func cachedRecord<Record: FetchableRecord>(_ type: Record.Type, _ sql: String, _ arguments: StatementArguments) throws -> Record? {
     try Record.fetchOne(cachedStatement(sql: sql), arguments: arguments)
   }
+}
+
+/// Brings a database's schema up to date. When one of `scrubbing` (a migration that replaced
+/// plaintext with sealed values) ran on a database that held data before, the file is then
+/// rebuilt (VACUUM) and its write-ahead log emptied, so the old plaintext is not left in free
+/// pages or old log frames.
+func migrate(_ writer: some DatabaseWriter, _ migrator: DatabaseMigrator, scrubbingAfter scrubbing: Set<String>) throws {
+  let applied = try writer.read { db in try db.tableExists("grdb_migrations") ? try migrator.appliedIdentifiers(db) : [] }
+  try migrator.migrate(writer)
+  guard !applied.isEmpty, !scrubbing.isSubset(of: applied) else { return }
+  try writer.vacuum()
+  _ = try writer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
 }

@@ -21,6 +21,13 @@ extension Registry {
           arguments: [keys.seal(data: row["file"] as Data, context: exportFileContext), row["id"] as String])
       }
     }
+    // v13: the child reference key sealed again in the padded format (``DataKeys/prefix``).
+    migrator.registerMigration("v13-padded-sealing") { db in
+      guard let stored = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [ChildReferences.metaKey]),
+        let sealed = try keys.resealed(stored, context: ChildReferences.keyContext, active: keys.activeKey)
+      else { return }
+      try db.execute(sql: "UPDATE registry_meta SET value = ? WHERE key = ?", arguments: [sealed, ChildReferences.metaKey])
+    }
   }
 
   /// Re-seals under the active key what an older key sealed here; returns how many values.
@@ -29,12 +36,10 @@ extension Registry {
     let active = keys.activeKey
     var count = 0
     count += try await writer.write { [keys] db -> Int in
-      guard let sealed = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [ChildReferences.metaKey]),
-        DataKeys.sealingKey(of: sealed) != active
+      guard let stored = try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = ?", arguments: [ChildReferences.metaKey]),
+        let sealed = try keys.resealed(stored, context: ChildReferences.keyContext, active: active)
       else { return 0 }
-      let plain = try keys.open(sealed, context: ChildReferences.keyContext)
-      try db.execute(
-        sql: "UPDATE registry_meta SET value = ? WHERE key = ?", arguments: [keys.seal(plain, context: ChildReferences.keyContext), ChildReferences.metaKey])
+      try db.execute(sql: "UPDATE registry_meta SET value = ? WHERE key = ?", arguments: [sealed, ChildReferences.metaKey])
       return 1
     }
     let ids = try await writer.read { db in try String.fetchAll(db, sql: "SELECT id FROM export_request WHERE file IS NOT NULL") }
@@ -43,7 +48,8 @@ extension Registry {
         guard let file = try Data.fetchOne(db, sql: "SELECT file FROM export_request WHERE id = ?", arguments: [id]),
           DataKeys.sealingKey(of: file) != active
         else { return 0 }
-        let plain = try keys.open(data: file, context: Self.exportFileContext)
+        // A file stored unsealed (written behind the server's back) is sealed as it is.
+        let plain = DataKeys.sealingKey(of: file) == nil ? file : try keys.open(data: file, context: Self.exportFileContext)
         try db.execute(sql: "UPDATE export_request SET file = ? WHERE id = ?", arguments: [keys.seal(data: plain, context: Self.exportFileContext), id])
         return 1
       }

@@ -32,7 +32,7 @@ public final class Registry: Sendable {
     do {
       let pool = try DatabasePool(path: path, configuration: configuration.grdbConfiguration(label: "registry"))
       try Self.checkKeys(pool, keys)
-      try Self.migrator(keys: keys).migrate(pool)
+      try migrate(pool, Self.migrator(keys: keys), scrubbingAfter: Self.scrubbingMigrations)
       childReferences = try pool.read { db in try ChildReferences.load(db, keys: keys) }
       writer = StoreDatabase(pool, name: name, onCommit: observation.onCommit)
     } catch {
@@ -66,6 +66,10 @@ public final class Registry: Sendable {
   }
 
   /// Named migrations; never edited once shipped.
+  /// The migrations that sealed plaintext in place (``migrate(_:_:scrubbingAfter:)``); v13 also
+  /// scrubs what v12 left, which stop 25 shipped without the scrub.
+  static let scrubbingMigrations: Set<String> = ["v12-sealed-at-rest", "v13-padded-sealing"]
+
   static func migrator(keys: DataKeys) -> DatabaseMigrator {
     var migrator = DatabaseMigrator()
     migrator.registerMigration("v1-accounts-sessions") { db in

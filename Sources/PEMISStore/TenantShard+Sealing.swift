@@ -125,8 +125,13 @@ extension TenantShard {
   /// of their history, of key-information change requests, and staff ID numbers.
   static func registerSealingMigrations(_ migrator: inout DatabaseMigrator, keys: DataKeys) {
     migrator.registerMigration("v9-sealed-fields") { db in
-      let sealing = Sealing(keys: keys)
-      _ = try sealing.sealAll(db, alreadySealed: { _ in false })
+      _ = try Sealing(keys: keys).sealAll(db, active: keys.activeKey)
+    }
+    // v10: stop 25 sealed without padding, so a sealed value's length told the health status
+    // (and the document type) apart; every value is sealed again, padded. Freed pages of the
+    // plaintext v9 replaced are wiped by VACUUM after the migrations (``TenantShard/init``).
+    migrator.registerMigration("v10-padded-sealing") { db in
+      _ = try Sealing(keys: keys).sealAll(db, active: keys.activeKey)
     }
   }
 
@@ -135,9 +140,7 @@ extension TenantShard {
   public func reseal() async throws -> Int {
     let active = keys.activeKey
     let sealing = Sealing(keys: keys)
-    return try await writer.write { db in
-      try sealing.sealAll(db, alreadySealed: { DataKeys.sealingKey(of: $0) == active }, opening: true)
-    }
+    return try await writer.write { db in try sealing.sealAll(db, active: active) }
   }
 
   /// How many values here are sealed under each key (`pemis-server key status`).
@@ -151,14 +154,14 @@ extension TenantShard {
   struct Sealing: Sendable {
     let keys: DataKeys
 
-    /// Seals (or, with `opening`, opens and seals again) each protected value `alreadySealed`
-    /// does not accept. Returns how many it wrote.
-    func sealAll(_ db: Database, alreadySealed: (String) -> Bool, opening: Bool = false) throws -> Int {
+    /// Seals each protected value that is not sealed as it would be now, under `active`
+    /// (``DataKeys/resealed(_:context:active:)``). Returns how many it wrote.
+    func sealAll(_ db: Database, active: UInt32) throws -> Int {
       var count = 0
       func reseal(_ value: String, _ context: String) throws -> String {
-        guard !value.isEmpty, !alreadySealed(value) else { return value }
+        guard let sealed = try keys.resealed(value, context: context, active: active) else { return value }
         count += 1
-        return keys.seal(opening ? try keys.open(value, context: context) : value, context: context)
+        return sealed
       }
       for row in try Row.fetchAll(db, sql: "SELECT recordNumber, data FROM child") {
         let data = try JSONDecoder().decode(ChildRecord.self, from: Data((row["data"] as String).utf8))

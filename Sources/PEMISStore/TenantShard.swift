@@ -23,12 +23,15 @@ public final class TenantShard: Sendable {
     let name = "the database of kindergarten \(code)"
     do {
       let queue = try DatabaseQueue(path: path, configuration: configuration.grdbConfiguration(label: "shard-\(code)"))
-      try Self.migrator(keys: keys).migrate(queue)
+      try migrate(queue, Self.migrator(keys: keys), scrubbingAfter: Self.scrubbingMigrations)
       writer = StoreDatabase(queue, name: name, onCommit: observation.onCommit)
     } catch {
       throw StoreError.mapped(error, in: name)
     }
   }
+
+  /// The migrations that sealed plaintext in place (``migrate(_:_:scrubbingAfter:)``).
+  static let scrubbingMigrations: Set<String> = ["v9-sealed-fields", "v10-padded-sealing"]
 
   static func migrator(keys: DataKeys) -> DatabaseMigrator {
     var migrator = DatabaseMigrator()

@@ -66,7 +66,7 @@ struct EncryptionAtRestTests {
       let stored = try await DatabaseQueue(path: path).read { db in
         try String.fetchOne(db, sql: "SELECT json_extract(data, '$.idDocumentNumber') FROM child")
       }
-      #expect(stored?.hasPrefix("enc:1:") == true, "\(stored ?? "nil")")
+      #expect(stored?.hasPrefix("enc2:1:") == true, "\(stored ?? "nil")")
       #expect(stored?.contains(KindergartenDataFixtures.childID) == false)
 
       // The kindergarten reads everything back, history included.
@@ -165,7 +165,7 @@ struct EncryptionAtRestTests {
       let stored = try await DatabaseQueue(path: path).read { db in
         try String.fetchOne(db, sql: "SELECT json_extract(data, '$.health') FROM child")
       }
-      #expect(stored?.hasPrefix("enc:2:") == true, "\(stored ?? "nil")")
+      #expect(stored?.hasPrefix("enc2:2:") == true, "\(stored ?? "nil")")
 
       // The running server opens what key 2 sealed (it re-reads the file for a key it lacks).
       let child = try await district.asUser(District.user(.principal)) {
@@ -187,7 +187,7 @@ struct EncryptionAtRestTests {
       let phone = try await DatabaseQueue(path: path).read { db in
         try String.fetchOne(db, sql: "SELECT json_extract(data, '$.guardians[0].phone') FROM child")
       }
-      #expect(phone?.hasPrefix("enc:2:") == true, "\(phone ?? "nil")")
+      #expect(phone?.hasPrefix("enc2:2:") == true, "\(phone ?? "nil")")
       let after = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
       #expect(after.stdout.contains("active: 2") && !after.stdout.contains("under key 1"), "\(after.stdout)")
     }
@@ -223,7 +223,7 @@ struct DataKeysTests {
       (try String.fetchOne(db, sql: "SELECT value FROM registry_meta WHERE key = 'childReferenceKey'") ?? "",
        try Data.fetchOne(db, sql: "SELECT file FROM export_request WHERE id = 'E1'") ?? Data())
     }
-    #expect(storedKey.hasPrefix("enc:1:") && !storedKey.contains(plainKey))
+    #expect(storedKey.hasPrefix("enc2:1:") && !storedKey.contains(plainKey))
     #expect(file.range(of: Data("张小明".utf8)) == nil)
     #expect(try keys.open(data: file, context: "export_request.file") == Data("name\n张小明\n".utf8))
     #expect(try await registry.sealedValueCounts() == [1: 2])
@@ -239,7 +239,7 @@ struct DataKeysTests {
     defer { try? FileManager.default.removeItem(atPath: file) }
     let keys = try DataKeys.load(file: file, create: false)
     let sealed = keys.seal("13800138000", context: "child.data.guardians.phone")
-    #expect(sealed.hasPrefix("enc:1:") && !sealed.contains("13800138000"))
+    #expect(sealed.hasPrefix("enc2:1:") && !sealed.contains("13800138000"))
     #expect(keys.seal("13800138000", context: "child.data.guardians.phone") != sealed, "a fresh nonce each time")
     #expect(try keys.open(sealed, context: "child.data.guardians.phone") == "13800138000")
     #expect(throws: StoreError.self) { try keys.open(sealed, context: "child.data.health") }
@@ -248,7 +248,7 @@ struct DataKeysTests {
 
     #expect(try keys.rotateFile() == 2)
     #expect(keys.activeKey == 2 && keys.keyNumbers == [1, 2])
-    #expect(keys.seal("x", context: "c").hasPrefix("enc:2:"))
+    #expect(keys.seal("x", context: "c").hasPrefix("enc2:2:"))
     #expect(try keys.open(sealed, context: "child.data.guardians.phone") == "13800138000")
     let reloaded = try DataKeys.load(file: file, create: false)
     #expect(reloaded.fingerprint == keys.fingerprint && reloaded.activeKey == 2)

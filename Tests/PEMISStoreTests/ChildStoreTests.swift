@@ -30,7 +30,7 @@ struct ChildStoreTests {
     #expect(try queue.read { try Bool.fetchOne($0, sql: "SELECT leftOn IS NULL FROM child") } == true)
     // v9 sealed what the old version kept in the clear, and it opens again.
     let phone = try queue.read { try String.fetchOne($0, sql: "SELECT json_extract(data, '$.guardians[0].phone') FROM child") }
-    #expect(phone?.hasPrefix("enc:") == true)
+    #expect(phone?.hasPrefix("enc2:") == true)
     #expect(try testKeys.open(phone ?? "", context: "child.data.guardians.phone") == "13800138000")
   }
 
