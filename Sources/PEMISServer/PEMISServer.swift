@@ -53,8 +53,12 @@ public struct PEMISServer: Service {
       listeners: ["wire"] + (configuration.http2Port == nil ? [] : ["http2"]), version: ServerStatus.version,
       startedAt: Tenancy.systemClock(), recording: configuration.metricsPort != nil)
     self.metrics = metrics
+    let keys = try configuration.loadDataKeys()
+    // A key file that cannot be re-read (a bad edit, a permission change) does not stop sealing;
+    // the operator learns of it here, once per problem.
+    keys.onProblem { [logger] message in logger.warning("\(message)") }
     let tenancy = try Tenancy(
-      dataDirectory: configuration.dataDirectory, keys: try configuration.loadDataKeys(), store: configuration.storeConfiguration,
+      dataDirectory: configuration.dataDirectory, keys: keys, store: configuration.storeConfiguration,
       passwordCostLog2: configuration.passwordHashCost, calendar: calendar, logger: logger, now: now,
       stuckTransferSeconds: Int64(configuration.stuckTransferMinutes) * 60, metrics: metrics)
     self.tenancy = tenancy
