@@ -41,7 +41,9 @@ struct KeyCommand: AsyncParsableCommand {
         print("keys: \(keys.source.name)")
         print("index key fingerprint: \(keys.fingerprint)")
         print("data keys: \(keys.keyNumbers.map(String.init).joined(separator: ", ")); active: \(keys.activeKey)")
-        print("sealed values: \(KeyCommand.describe(try await server.tenancy.sealedValueCounts()))")
+        let sealed = try await server.tenancy.sealedValueCounts()
+        print("sealed values: \(KeyCommand.describe(sealed.counts))")
+        try KeyCommand.reportUnreadable(sealed.unreadable)
       }
     }
   }
@@ -75,13 +77,26 @@ struct KeyCommand: AsyncParsableCommand {
     }
   }
 
+  /// Names every kindergarten whose shard could not be read, on standard error, and fails the
+  /// command: its values are not counted, and not re-sealed.
+  static func reportUnreadable(_ unreadable: [Tenancy.UnreadableShard]) throws {
+    guard !unreadable.isEmpty else { return }
+    for shard in unreadable {
+      FileHandle.standardError.write(Data("pemis-server key: 幼儿园 \(shard.code) 的数据无法读取 kindergarten \(shard.code) could not be read: \(shard.message)\n".utf8))
+    }
+    FileHandle.standardError.write(Data("pemis-server key: \(unreadable.count) kindergartens not counted or re-sealed; restore their shards (docs/OPERATIONS.md), then run `pemis-server key reseal` again\n".utf8))
+    throw ExitCode(1)
+  }
+
   /// Re-seals, then counts: a running server seals with the old key until it re-reads the file
   /// (at most a few seconds), so a pass that leaves values under an older key is repeated.
   static func resealUntilDone(_ server: PEMISServer, active: UInt32) async throws {
     for pass in 1...5 {
-      let count = try await server.tenancy.resealAll()
-      let counts = try await server.tenancy.sealedValueCounts()
+      let (count, unreadable) = try await server.tenancy.resealAll()
+      let (counts, _) = try await server.tenancy.sealedValueCounts()
       print("pass \(pass): re-sealed \(count) values; now \(describe(counts))")
+      // A shard that cannot be read will not be read on the next pass either: say which, and stop.
+      try reportUnreadable(unreadable)
       if counts.keys.allSatisfy({ $0 == active }) { return }
       try await Task.sleep(for: .seconds(3))
     }

@@ -194,6 +194,41 @@ struct EncryptionAtRestTests {
   }
 }
 
+
+extension EncryptionAtRestTests {
+  @Test("a kindergarten whose shard is missing does not stop `key rotate` re-sealing the others; the command names it and fails")
+  func rotationPastMissingShard() async throws {
+    let server = productsDirectory.appendingPathComponent("pemis-server")
+    try await withDistrict { district in
+      _ = try await Self.enrollAndChange(district)
+      let calendar = repositoryRoot.appendingPathComponent("Config/calendar").path
+      let missing = (district.dataDirectory as NSString).appendingPathComponent("shards/\(District.kindergartenB).sqlite")
+      for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: missing + suffix) }
+
+      let status = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
+      #expect(status.status == 1 && status.stderr.contains(District.kindergartenB), "\(status.stdout)\n\(status.stderr)")
+      #expect(status.stdout.contains("under key 1"), "\(status.stdout)")
+
+      let rotate = try await run(server, ["key", "rotate", "--data-dir", district.dataDirectory, "--calendar-dir", calendar], timeout: 120)
+      #expect(rotate.status == 1, "\(rotate.stdout)\n\(rotate.stderr)")
+      #expect(rotate.stderr.contains("kindergarten \(District.kindergartenB) could not be read"), "\(rotate.stderr)")
+      #expect(!rotate.stderr.contains(District.kindergartenA), "\(rotate.stderr)")
+      #expect(rotate.stdout.contains("under key 2") && !rotate.stdout.contains("under key 1 "), "\(rotate.stdout)")
+      let path = (district.dataDirectory as NSString).appendingPathComponent("shards/\(District.kindergartenA).sqlite")
+      let stored = try await DatabaseQueue(path: path).read { db in
+        try String.fetchOne(db, sql: "SELECT json_extract(data, '$.health') FROM child")
+      }
+      #expect(stored?.hasPrefix("enc2:2:") == true, "\(stored ?? "nil")")
+      #expect(!FileManager.default.fileExists(atPath: missing), "a missing shard must not be made anew, empty")
+      let audit = try DatabaseQueue(path: (district.dataDirectory as NSString).appendingPathComponent("registry.sqlite")).read { db in
+        try Row.fetchOne(db, sql: "SELECT targets, result FROM audit_log WHERE method = 'data key reseal' ORDER BY seq DESC LIMIT 1")
+      }
+      #expect(audit?["result"] == "FAILED_PRECONDITION", "\(String(describing: audit))")
+      #expect((audit?["targets"] as String?)?.contains("kindergarten:\(District.kindergartenB)") == true, "\(String(describing: audit))")
+    }
+  }
+}
+
 @Suite("Data keys")
 struct DataKeysTests {
   @Test("migration v12 seals the child reference key and export files an older registry kept in the clear, and references stay the same")
