@@ -52,6 +52,14 @@ install -m 0644 README.md "$prefix/share/doc/pemis/"
 install -m 0644 docs/*.md "$prefix/share/doc/pemis/"
 if [ -e "$etc/pemis-server.json" ]; then
   echo "install: kept $etc/pemis-server.json (the new default is $etc/pemis-server.json.new)"
+  # A configuration from before encryption at rest has no dataKeyFile: its default, beside the
+  # data directory ($data.key), is outside the unit's ReadWritePaths, so the upgraded server could
+  # not make its key. Point it at the key directory this script makes.
+  if ! grep -q '"dataKeyFile"' "$etc/pemis-server.json"; then
+    sed -i "0,/{/s|{|{\n  \"dataKeyFile\": \"$data-keys/data.key\",|" "$etc/pemis-server.json"
+    grep -q '"dataKeyFile"' "$etc/pemis-server.json" || { echo "install: add \"dataKeyFile\": \"$data-keys/data.key\" to $etc/pemis-server.json" >&2; exit 1; }
+    echo "install: added dataKeyFile $data-keys/data.key to $etc/pemis-server.json"
+  fi
   sed "s|/var/lib/pemis|$data|; s|/etc/pemis|$etc|" Config/install/pemis-server.json > "$etc/pemis-server.json.new"
   chmod 0644 "$etc/pemis-server.json.new"
 else

@@ -92,7 +92,7 @@ extension DataKeys {
       StoreError(.failedPrecondition, "the data key file \(file) cannot be \(what): \(String(cString: strerror(errno)))")
     }
     let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw failure("written here (a missing directory, or no permission)") }
+    guard fd >= 0 else { throw failure("written here (a missing directory, or no permission; set dataKeyFile to a file in a directory this user may write, docs/OPERATIONS.md \"Encryption at rest\")") }
     if let old = try? FileManager.default.attributesOfItem(atPath: target),
       let uid = (old[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (old[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
       uid != geteuid() || gid != getegid()
