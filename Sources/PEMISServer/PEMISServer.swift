@@ -32,11 +32,18 @@ public struct PEMISServer: Service {
   /// The audit log's writer and head keeper: a service of its own, run beside this one and
   /// stopped after it (`pemis-server` puts both in one service group).
   public let auditLog: AuditLogService
+  /// Held by a serving process for its life (``DataDirectoryLock``); nil for the
+  /// administration commands and tests, which run beside a server.
+  private let dataDirectoryLock: DataDirectoryLock?
 
   /// Opens (creating if needed) the data directory's registry and shards folder.
-  /// - Parameter now: seconds since 1970; tests pass a clock they can move.
+  /// - Parameters:
+  ///   - now: seconds since 1970; tests pass a clock they can move.
+  ///   - exclusive: take the data directory's lock first (`serve`): another server holding it
+  ///     stops this one before anything is opened or written.
   public init(
-    configuration: ServerConfiguration, logger: Logger, now: @escaping @Sendable () -> Int64 = Tenancy.systemClock
+    configuration: ServerConfiguration, logger: Logger, now: @escaping @Sendable () -> Int64 = Tenancy.systemClock,
+    exclusive: Bool = false
   ) throws {
     self.configuration = configuration
     self.logger = logger
@@ -46,6 +53,7 @@ public struct PEMISServer: Service {
     }
     self.certificates = certificates
     try Self.prepareDataDirectory(configuration.dataDirectory)
+    dataDirectoryLock = exclusive ? try DataDirectoryLock(directory: configuration.dataDirectory) : nil
     let calendar = try CalendarFiles.load(directory: configuration.calendarDirectory)
     // Recorded only when someone can read them (metricsPort set): then each call and commit pays
     // for its figures (docs/PERFORMANCE.md, "Metrics").

@@ -65,7 +65,7 @@ struct Serve: AsyncParsableCommand {
     let logger = Logger(label: "pemis.server")
     let server: PEMISServer
     do {
-      server = try PEMISServer(configuration: configuration, logger: logger)
+      server = try PEMISServer(configuration: configuration, logger: logger, exclusive: true)
     } catch {
       throw ValidationError("cannot open the data directory \(configuration.dataDirectory): \(error)")
     }

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 
 @testable import PEMISServer
+import PEMISStore
 
 /// Everything a data directory holds, so a test can say "this call changed nothing": the list of
 /// its files, and a digest of every table of every SQLite file in it (the registry and every
@@ -39,6 +40,8 @@ struct DataFingerprint: Equatable, Sendable {
 
   static let registryFile = "registry.sqlite"
   static let sideFileSuffixes = ["-wal", "-shm", "-journal"]
+  /// A serving process's own files, not data: the lock (``DataDirectoryLock``) names its pid.
+  static let runtimeFiles: Set<String> = [DataDirectoryLock.fileName]
 
   /// Takes the fingerprint of `directory`, off the cooperative thread pool (it reads files
   /// synchronously, and the server under test shares the pool's two threads).
@@ -129,7 +132,7 @@ struct DataFingerprint: Equatable, Sendable {
       var isDirectory: ObjCBool = false
       let path = (directory as NSString).appendingPathComponent(file)
       guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
-        !sideFileSuffixes.contains(where: { file.hasSuffix($0) })
+        !sideFileSuffixes.contains(where: { file.hasSuffix($0) }), !runtimeFiles.contains(file)
       else { continue }
       files.append(file)
     }
