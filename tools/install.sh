@@ -74,6 +74,14 @@ install -d -m 0700 -o pemis -g pemis "$data-audit"
 # The data key file, outside the data directory (docs/OPERATIONS.md, "Encryption at rest"): the
 # server makes it at the first start; back it up apart from the data.
 install -d -m 0700 -o pemis -g pemis "$data-keys"
+# A key made by an earlier version at its old default, beside the data directory, moves in: the
+# data is sealed with it, and the unit may not write beside /var/lib/pemis.
+if [ -e "$data.key" ] && [ ! -e "$data-keys/data.key" ]; then
+  mv "$data.key" "$data-keys/data.key"
+  chown pemis:pemis "$data-keys/data.key"
+  chmod 0600 "$data-keys/data.key"
+  echo "install: moved the data key file $data.key to $data-keys/data.key"
+fi
 install -d -m 0755 "$unit_dir"
 sed "s|/usr/local/bin|$prefix/bin|g; s|/etc/pemis|$etc|g; s|/var/lib/pemis|$data|g; s|/usr/local/share|$prefix/share|g" \
   Config/systemd/pemis-server.service > "$unit_dir/pemis-server.service"

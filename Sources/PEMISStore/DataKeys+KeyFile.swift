@@ -16,7 +16,7 @@ extension DataKeys {
   /// the key was looked for.
   public static func load(file: String, environment: String? = nil, create: Bool) throws -> DataKeys {
     if let environment, !environment.isEmpty {
-      return DataKeys(keyring: try parse(environment.replacingOccurrences(of: ";", with: "\n"), from: "PEMIS_DATA_KEY"), source: .environment, modified: nil)
+      return DataKeys(keyring: try parse(environment.replacingOccurrences(of: ";", with: "\n"), from: "PEMIS_DATA_KEY"), source: .environment, version: nil)
     }
     if !FileManager.default.fileExists(atPath: file) {
       guard create else {
@@ -27,8 +27,8 @@ extension DataKeys {
       }
       try write(generatedText(), to: file)
     }
-    let (text, modified) = try read(file)
-    return DataKeys(keyring: try parse(text, from: file), source: .file(file), modified: modified)
+    let (text, version) = try read(file)
+    return DataKeys(keyring: try parse(text, from: file), source: .file(file), version: version)
   }
 
   /// Where a data directory's key file is when none is configured: beside the directory, its
@@ -49,7 +49,7 @@ extension DataKeys {
 
   /// New keys in memory, for tests and tools that make a data directory of their own.
   public static func ephemeral() -> DataKeys {
-    DataKeys(keyring: try! parse(generatedText(), from: "memory"), source: .memory, modified: nil)
+    DataKeys(keyring: try! parse(generatedText(), from: "memory"), source: .memory, version: nil)
   }
 
   /// The text of a new key file: an index key and data key 1, active.
@@ -66,15 +66,25 @@ extension DataKeys {
 
   static func newKey() -> String { SymmetricKey(size: .bits256).withUnsafeBytes { Data($0) }.base64EncodedString() }
 
-  static func modificationDate(_ file: String) -> Date? {
-    (try? FileManager.default.attributesOfItem(atPath: file))?[.modificationDate] as? Date
+  /// The file a path names, through any symbolic links (the path itself when it does not exist).
+  static func resolved(_ file: String) -> String {
+    realpath(file, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) } ?? file
   }
 
-  static func read(_ file: String) throws -> (String, Date?) {
+  /// Of the file a link points to (Foundation's attributes are the link's own): a rotation
+  /// through a link, or a hand edit of the same size within a clock tick, is still seen.
+  static func version(_ file: String) -> FileVersion? {
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: resolved(file)) else { return nil }
+    return FileVersion(
+      modified: attributes[.modificationDate] as? Date, inode: (attributes[.systemFileNumber] as? NSNumber)?.uint64Value,
+      size: (attributes[.size] as? NSNumber)?.uint64Value)
+  }
+
+  static func read(_ file: String) throws -> (String, FileVersion?) {
     do {
-      let modified = modificationDate(file)
+      let version = version(file)
       let text = try String(contentsOfFile: file, encoding: .utf8)
-      return (text, modified)
+      return (text, version)
     } catch {
       throw StoreError(.failedPrecondition, "数据密钥无法读取 the data key file \(file) cannot be read by this user: \(error.localizedDescription)")
     }
@@ -85,7 +95,7 @@ extension DataKeys {
   /// the directory flushed, so a crash leaves the old file or the new one. A symbolic link is
   /// followed: the file it points to is replaced, the link stays.
   static func write(_ text: String, to file: String) throws {
-    let target = realpath(file, nil).map { pointer in defer { free(pointer) }; return String(cString: pointer) } ?? file
+    let target = resolved(file)
     let directory = (target as NSString).deletingLastPathComponent
     let temporary = "\(target).new-\(getpid())-\(UUID().uuidString)"
     func failure(_ what: String) -> StoreError {
@@ -93,11 +103,18 @@ extension DataKeys {
     }
     let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
     guard fd >= 0 else { throw failure("written here (a missing directory, or no permission; set dataKeyFile to a file in a directory this user may write, docs/OPERATIONS.md \"Encryption at rest\")") }
-    if let old = try? FileManager.default.attributesOfItem(atPath: target),
-      let uid = (old[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (old[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
-      uid != geteuid() || gid != getegid()
-    {
-      _ = fchown(fd, uid, gid)
+    // The old file's owner and mode are kept (a key file root:pemis 0640 stays so after a
+    // rotation run with sudo); a new file is its creator's, 0600.
+    if let old = try? FileManager.default.attributesOfItem(atPath: target) {
+      if let uid = (old[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (old[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
+        uid != geteuid() || gid != getegid(), fchown(fd, uid, gid) != 0
+      {
+        let error = failure("given back to its owner \(uid):\(gid) (run the rotation as that user)")
+        close(fd)
+        unlink(temporary)
+        throw error
+      }
+      if let mode = (old[.posixPermissions] as? NSNumber)?.uint32Value { _ = fchmod(fd, mode_t(mode & 0o7777)) }
     }
     let bytes = Array(text.utf8)
     var written = 0
@@ -111,7 +128,9 @@ extension DataKeys {
       }
       written += n
     }
-    guard fsync(fd) == 0, close(fd) == 0 else {
+    let flushed = fsync(fd) == 0
+    let closed = close(fd) == 0
+    guard flushed, closed else {
       let error = failure("flushed to disk")
       unlink(temporary)
       throw error
@@ -132,16 +151,31 @@ extension DataKeys {
   /// Runs `body` holding an exclusive lock on `<file>.lock`, so two rotations (two operators,
   /// or a retry) do not both add key N+1.
   static func withFileLock<T>(_ file: String, _ body: () throws -> T) throws -> T {
-    let lock = Glibc.open(file + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+    // Beside the file a link points to: the link's path and the real one take the same lock.
+    let target = resolved(file)
+    let path = target + ".lock"
+    let lock = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
     guard lock >= 0 else {
-      throw StoreError(.failedPrecondition, "the data key file's lock \(file).lock cannot be opened: \(String(cString: strerror(errno)))")
+      throw StoreError(.failedPrecondition, "the data key file's lock \(path) cannot be opened: \(String(cString: strerror(errno)))")
     }
     defer { close(lock) }
+    // Made under sudo, it would be root's and stop the key file's owner from rotating next time.
+    if let owner = try? FileManager.default.attributesOfItem(atPath: target),
+      let uid = (owner[.ownerAccountID] as? NSNumber)?.uint32Value, let gid = (owner[.groupOwnerAccountID] as? NSNumber)?.uint32Value,
+      uid != geteuid() || gid != getegid()
+    {
+      _ = fchown(lock, uid, gid)
+    }
     guard flock(lock, LOCK_EX) == 0 else {
-      throw StoreError(.failedPrecondition, "the data key file's lock \(file).lock cannot be taken: \(String(cString: strerror(errno)))")
+      throw StoreError(.failedPrecondition, "the data key file's lock \(path) cannot be taken: \(String(cString: strerror(errno)))")
     }
     defer { flock(lock, LOCK_UN) }
     return try body()
+  }
+
+  /// A key file's lines: "\r\n" (a file saved on Windows) is one Character, not "\n" and another.
+  static func lines(_ text: String) -> [Substring] {
+    text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
   }
 
   /// A key file line's words, as ``parse(_:from:)`` reads them.
@@ -160,7 +194,7 @@ extension DataKeys {
       }
       return SymmetricKey(data: bytes)
     }
-    for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+    for (number, raw) in lines(text).enumerated() {
       let line = number + 1
       let words = Self.words(raw)
       guard let first = words.first, !first.hasPrefix("#") else { continue }
@@ -189,9 +223,10 @@ extension DataKeys {
   /// The file's text with a new data key, active; the others stay, to read what they sealed.
   static func rotatedText(_ text: String, from name: String) throws -> (text: String, id: UInt32) {
     let keyring = try parse(text, from: name)
-    let id = keyring.data.keys.max()! + 1
+    let (id, overflow) = keyring.data.keys.max()!.addingReportingOverflow(1)
+    guard !overflow else { throw StoreError(.failedPrecondition, "\(name): data key \(UInt32.max) is the last number there is; renumber the keys by hand") }
     // Every data line is written again as parse reads it (tabs and all), without "active".
-    var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+    var lines = Self.lines(text).map { line -> String in
       let words = Self.words(line)
       guard words.first == "data", words.count == 4 else { return String(line) }
       return words.prefix(3).joined(separator: " ")
@@ -212,10 +247,20 @@ extension DataKeys {
     let rotated = try Self.withFileLock(file) {
       let (text, _) = try Self.read(file)
       let rotated = try Self.rotatedText(text, from: file)
+      let keyring = try Self.parse(rotated.text, from: file)
+      guard Self.fingerprint(of: keyring.index) == fingerprint else {
+        throw StoreError(.failedPrecondition, "\(file): the index key changed; it is never rotated (lookup keys depend on it)")
+      }
       try Self.write(rotated.text, to: file)
+      // What was just written is held at once: no re-read that a recent forced read could skip.
+      let version = Self.version(file)
+      state.withLock { state in
+        state.keyring = keyring
+        state.version = version
+        state.problem = nil
+      }
       return rotated
     }
-    try reload(force: true)
     return rotated.id
   }
 
@@ -229,18 +274,18 @@ extension DataKeys {
       try state.withLock { state throws(StoreError) in
         let now = ContinuousClock.now
         state.checked = now
-        let modified = Self.modificationDate(file)
+        let version = Self.version(file)
         let forced = force && state.forcedRead.map { now - $0 >= .seconds(1) } ?? force
-        guard forced || modified != state.modified else { return }
+        guard forced || version != state.version else { return }
         if forced { state.forcedRead = now }
         do {
-          let (text, readModified) = try Self.read(file)
+          let (text, readVersion) = try Self.read(file)
           let keyring = try Self.parse(text, from: file)
           guard Self.fingerprint(of: keyring.index) == fingerprint else {
             throw StoreError(.failedPrecondition, "\(file): the index key changed; it is never rotated (lookup keys depend on it)")
           }
           state.keyring = keyring
-          state.modified = readModified
+          state.version = readVersion
           state.problem = nil
         } catch let error as StoreError {
           throw error

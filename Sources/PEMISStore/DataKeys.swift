@@ -53,10 +53,18 @@ public final class DataKeys: Sendable {
     var active: UInt32
   }
 
+  /// One version of the key file: another modification time, inode (a rename over it) or size
+  /// means it changed.
+  struct FileVersion: Equatable, Sendable {
+    var modified: Date?
+    var inode: UInt64?
+    var size: UInt64?
+  }
+
   /// What the process holds, and when it last looked at the file.
   struct State: Sendable {
     var keyring: Keyring
-    var modified: Date?
+    var version: FileVersion?
     var checked: ContinuousClock.Instant
     /// When a value under an unknown key last made it read the file: a damaged or planted
     /// value must not make every request read it.
@@ -77,9 +85,9 @@ public final class DataKeys: Sendable {
   /// another process.
   static let recheckInterval: Duration = .seconds(2)
 
-  init(keyring: Keyring, source: Source, modified: Date?) {
+  init(keyring: Keyring, source: Source, version: FileVersion?) {
     self.source = source
-    state = Mutex(State(keyring: keyring, modified: modified, checked: .now))
+    state = Mutex(State(keyring: keyring, version: version, checked: .now))
     fingerprint = Self.fingerprint(of: keyring.index)
   }
 
@@ -99,11 +107,19 @@ public final class DataKeys: Sendable {
   static let paddingBlock = 32
 
   /// Whether a stored text is a sealed value (either format), and under which key.
-  public static func sealingKey(of text: String) -> UInt32? {
+  public static func sealingKey(of text: String) -> UInt32? { parts(of: text)?.id }
+
+  /// A sealed text's format, key number and base64 body. The number is the decimal digits
+  /// `seal` writes and nothing else ("01" and "+1" are damage, not key 1).
+  private static func parts(of text: String) -> (padded: Bool, id: UInt32, body: Substring)? {
     guard let format = format(of: text) else { return nil }
-    let rest = text.utf8.dropFirst(format.prefix.utf8.count)
-    guard let colon = rest.firstIndex(of: UInt8(ascii: ":")) else { return nil }
-    return UInt32(String(decoding: rest[..<colon], as: UTF8.self))
+    let rest = text.dropFirst(format.prefix.count)
+    guard let colon = rest.firstIndex(of: ":") else { return nil }
+    let digits = rest[..<colon]
+    guard let first = digits.first, first != "0", digits.allSatisfy({ $0.isASCII && $0.isNumber }), let id = UInt32(digits) else {
+      return nil
+    }
+    return (format.padded, id, rest[rest.index(after: colon)...])
   }
 
   private static func format(of text: String) -> (prefix: String, padded: Bool)? {
@@ -146,15 +162,14 @@ public final class DataKeys: Sendable {
   /// migration missed, or one written behind the server's back), as is a wrong key or context.
   public func open(_ text: String, context: String) throws -> String {
     guard !text.isEmpty else { return "" }
-    guard let format = Self.format(of: text), let id = Self.sealingKey(of: text) else {
+    guard Self.format(of: text) != nil else {
       throw StoreError(.dataLoss, "a protected field (\(context)) is stored unsealed; run `pemis-server key reseal`")
     }
-    let body = text.dropFirst(format.prefix.count + String(id).count + 1)
-    guard let bytes = Data(base64Encoded: String(body)) else {
+    guard let (padded, id, body) = Self.parts(of: text), let bytes = Data(base64Encoded: String(body)) else {
       throw StoreError(.dataLoss, "a sealed field (\(context)) is damaged; restore it from a backup")
     }
     var plain = try openBytes(bytes, id: id, context: context)
-    if format.padded {
+    if padded {
       guard let unpadded = Self.unpadded(plain) else {
         throw StoreError(.dataLoss, "a sealed field (\(context)) is damaged (its padding); restore it from a backup")
       }

@@ -36,13 +36,24 @@ extension Database {
 }
 
 /// Brings a database's schema up to date. When one of `scrubbing` (a migration that replaced
-/// plaintext with sealed values) ran on a database that held data before, the file is then
-/// rebuilt (VACUUM) and its write-ahead log emptied, so the old plaintext is not left in free
-/// pages or old log frames.
+/// plaintext with sealed values) is about to run on a database that holds data, the file is
+/// rebuilt afterwards (VACUUM) and its write-ahead log emptied, so the old plaintext is not left
+/// in free pages or old log frames.
+///
+/// The scrub is owed durably: a row in `scrub_pending` is committed before the migrations and
+/// deleted only after the VACUUM, so a process that dies (or a disk that fills) between the
+/// migration and the VACUUM scrubs at the next opening instead of never.
 func migrate(_ writer: some DatabaseWriter, _ migrator: DatabaseMigrator, scrubbingAfter scrubbing: Set<String>) throws {
-  let applied = try writer.read { db in try db.tableExists("grdb_migrations") ? try migrator.appliedIdentifiers(db) : [] }
+  try writer.write { db in
+    let applied = try db.tableExists("grdb_migrations") ? try migrator.appliedIdentifiers(db) : []
+    let owed = try db.tableExists("scrub_pending")
+    guard !applied.isEmpty, !scrubbing.isSubset(of: applied) || owed else { return }
+    try db.execute(sql: "CREATE TABLE IF NOT EXISTS scrub_pending (reason TEXT NOT NULL)")
+    try db.execute(sql: "INSERT INTO scrub_pending (reason) VALUES (?)", arguments: [scrubbing.subtracting(applied).sorted().joined(separator: ",")])
+  }
   try migrator.migrate(writer)
-  guard !applied.isEmpty, !scrubbing.isSubset(of: applied) else { return }
+  guard try writer.read({ db in try db.tableExists("scrub_pending") }) else { return }
   try writer.vacuum()
+  try writer.write { db in try db.execute(sql: "DROP TABLE scrub_pending") }
   _ = try writer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
 }

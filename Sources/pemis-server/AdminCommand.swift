@@ -30,6 +30,9 @@ struct AdminCommand: AsyncParsableCommand {
       try await body()
     } catch let error as ValidationError {
       throw error
+    } catch let exit as ExitCode {
+      // The step said what went wrong itself.
+      throw exit
     } catch {
       FileHandle.standardError.write(Data("pemis-server admin: \(error)\n".utf8))
       throw ExitCode(1)

@@ -66,6 +66,53 @@ struct KeyFileTests {
     }
   }
 
+  @Test("a key file saved with Windows line endings reads, and rotates")
+  func windowsLineEndings() throws {
+    try Self.withDirectory { directory in
+      let file = directory + "/k.key"
+      try DataKeys.generatedText().replacingOccurrences(of: "\n", with: "\r\n").write(toFile: file, atomically: true, encoding: .utf8)
+      let keys = try DataKeys.load(file: file, create: false)
+      #expect(keys.keyNumbers == [1])
+      #expect(try keys.rotateFile() == 2)
+      #expect(try DataKeys.parse(try String(contentsOfFile: file, encoding: .utf8), from: file).active == 2)
+    }
+  }
+
+  @Test("a change to the file behind a symbolic link is seen by the recheck; a rotation keeps the file's mode")
+  func linkedFileWatched() throws {
+    try Self.withDirectory { directory in
+      let real = directory + "/real.key"
+      _ = try DataKeys.load(file: real, create: true)
+      try FileManager.default.setAttributes([.posixPermissions: 0o640], ofItemAtPath: real)
+      let link = directory + "/pemis.key"
+      try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: real)
+      let server = try DataKeys.load(file: link, create: false)
+      // Another process rotates (through the real path); the server's recheck sees it.
+      #expect(try DataKeys.load(file: real, create: false).rotateFile() == 2)
+      try server.reload(force: false)
+      #expect(server.keyNumbers == [1, 2])
+      #expect(try FileManager.default.attributesOfItem(atPath: real)[.posixPermissions] as? NSNumber == 0o640)
+    }
+  }
+
+  @Test("a sealed value whose key number is written otherwise than seal writes it is damage, not that key")
+  func strictKeyNumber() throws {
+    let keys = DataKeys.ephemeral()
+    let sealed = keys.seal("13800138000", context: "t")
+    #expect(sealed.hasPrefix("enc2:1:"))
+    for damaged in [sealed.replacingOccurrences(of: "enc2:1:", with: "enc2:01:"), sealed.replacingOccurrences(of: "enc2:1:", with: "enc2:+1:")] {
+      #expect(DataKeys.sealingKey(of: damaged) == nil)
+      #expect(!DataKeys.isCurrent(damaged, active: 1))
+      do {
+        _ = try keys.open(damaged, context: "t")
+        Issue.record("\(damaged) opened")
+      } catch { #expect("\(error)".contains("damaged"), "\(error)") }
+      #expect(throws: StoreError.self) { _ = try keys.resealed(damaged, context: "t", active: 1) }
+    }
+    let last = "index \(DataKeys.newKey())\ndata \(UInt32.max) \(DataKeys.newKey()) active\n"
+    #expect(throws: StoreError.self) { _ = try DataKeys.rotatedText(last, from: "k") }
+  }
+
   @Test("a key file broken while the server runs is reported once, sealing goes on with the keys held, and a repair is read")
   func brokenFileReported() throws {
     try Self.withDirectory { directory in
@@ -110,11 +157,13 @@ struct KeyFileTests {
       let keys = try DataKeys.load(file: file, create: true)
       let reports = Mutex(0)
       keys.onProblem { _ in reports.withLock { $0 += 1 } }
-      // One modification time for the good file and the broken one: only a read can tell them apart.
+      // One version for the good file and the broken one (the same file, size and modification
+      // time): only a read can tell them apart.
       let stamp = Date(timeIntervalSince1970: 1_700_000_000)
       try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: file)
       try keys.reload(force: true)
-      try "broken\n".write(toFile: file, atomically: true, encoding: .utf8)
+      let size = try String(contentsOfFile: file, encoding: .utf8).utf8.count
+      try (String(repeating: "x", count: size - 1) + "\n").write(toFile: file, atomically: false, encoding: .utf8)
       try FileManager.default.setAttributes([.modificationDate: stamp], ofItemAtPath: file)
       // The forced read just happened: the next forced one within a second does not read.
       try keys.reload(force: true)

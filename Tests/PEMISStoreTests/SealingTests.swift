@@ -100,6 +100,37 @@ struct SealingTests {
     #expect(bytes.range(of: Data("chronic_condition".utf8)) == nil, "the health status is left in a free page")
   }
 
+  @Test("a scrub cut short (killed after the sealing migration committed, before the VACUUM) is done at the next opening")
+  func scrubOwed() throws {
+    let path = temporaryDirectory() + ".sqlite"
+    defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+    // Never closed, like a killed process's, and in WAL mode as the store runs: its write-ahead
+    // log keeps the old frames.
+    var configuration = Configuration()
+    configuration.journalMode = .wal
+    let killed = try DatabaseQueue(path: path, configuration: configuration)
+    try TenantShard.migrator(keys: testKeys).migrate(killed, upTo: "v8-retention")
+    let json = String(decoding: try JSONEncoder().encode(Self.child(health: "chronic_condition")), as: UTF8.self)
+    try killed.write { db in
+      try db.execute(
+        sql: "INSERT INTO child (recordNumber, data, state, classId, createdAt, identityKey) VALUES ('G120116202203151239', ?, 'enrolled', NULL, 0, '')",
+        arguments: [json])
+    }
+    // What the opening that was killed had done: the scrub owed, then every migration.
+    try killed.write { db in
+      try db.execute(sql: "CREATE TABLE scrub_pending (reason TEXT NOT NULL)")
+      try db.execute(sql: "INSERT INTO scrub_pending (reason) VALUES ('v9-sealed-fields,v10-padded-sealing')")
+    }
+    try TenantShard.migrator(keys: testKeys).migrate(killed)
+    #expect(try Self.bytes(path).range(of: Data(Self.phone.utf8)) != nil, "the killed opening left the phone in the files")
+
+    let shard = try TenantShard(code: InstitutionCode(validating: "1112000101"), path: path, keys: testKeys, configuration: .defaults)
+    _ = shard
+    #expect(try Self.bytes(path).range(of: Data(Self.phone.utf8)) == nil, "the owed scrub was not done")
+    #expect(try !killed.read { db in try db.tableExists("scrub_pending") })
+    withExtendedLifetime(killed) {}
+  }
+
   @Test("a value written in the clear behind the server's back is sealed by `key reseal`, and one in the unpadded format too")
   func resealRepairs() async throws {
     let path = temporaryDirectory() + ".sqlite"
