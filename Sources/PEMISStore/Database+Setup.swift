@@ -44,15 +44,20 @@ extension Database {
 /// deleted only after the VACUUM, so a process that dies (or a disk that fills) between the
 /// migration and the VACUUM scrubs at the next opening instead of never.
 func migrate(_ writer: some DatabaseWriter, _ migrator: DatabaseMigrator, scrubbingAfter scrubbing: Set<String>) throws {
-  try writer.write { db in
-    let applied = try db.tableExists("grdb_migrations") ? try migrator.appliedIdentifiers(db) : []
-    let owed = try db.tableExists("scrub_pending")
-    guard !applied.isEmpty, !scrubbing.isSubset(of: applied) || owed else { return }
-    try db.execute(sql: "CREATE TABLE IF NOT EXISTS scrub_pending (reason TEXT NOT NULL)")
-    try db.execute(sql: "INSERT INTO scrub_pending (reason) VALUES (?)", arguments: [scrubbing.subtracting(applied).sorted().joined(separator: ",")])
+  // One read on the common path (every migration applied, nothing owed): the first call to a
+  // closed shard opens it.
+  var (applied, owed) = try writer.read { db in
+    (try db.tableExists("grdb_migrations") ? try migrator.appliedIdentifiers(db) : [], try db.tableExists("scrub_pending"))
+  }
+  if !owed, !applied.isEmpty, !scrubbing.isSubset(of: applied) {
+    try writer.write { db in
+      try db.execute(sql: "CREATE TABLE scrub_pending (reason TEXT NOT NULL)")
+      try db.execute(sql: "INSERT INTO scrub_pending (reason) VALUES (?)", arguments: [scrubbing.subtracting(applied).sorted().joined(separator: ",")])
+    }
+    owed = true
   }
   try migrator.migrate(writer)
-  guard try writer.read({ db in try db.tableExists("scrub_pending") }) else { return }
+  guard owed else { return }
   try writer.vacuum()
   try writer.write { db in try db.execute(sql: "DROP TABLE scrub_pending") }
   _ = try writer.writeWithoutTransaction { db in try db.checkpoint(.truncate) }

@@ -15,6 +15,10 @@ struct DataDirectoryLockTests {
     let first = try await ServerProcess.start()
     let data = first.dataDirectory
     defer { try? FileManager.default.removeItem(atPath: (data as NSString).deletingLastPathComponent) }
+    // The first writes its status file just after it reports its address: wait for it, so
+    // the fingerprint below is of a server at rest.
+    let runtime = (data as NSString).appendingPathComponent("pemis-server.status.json")
+    for _ in 0..<100 where !FileManager.default.fileExists(atPath: runtime) { try await Task.sleep(for: .milliseconds(50)) }
     let before = try await DataFingerprint.of(data)
     let second = try await run(
       server, ["serve", "--port", "0", "--data-dir", data, "--log-level", "warning"], timeout: 60)

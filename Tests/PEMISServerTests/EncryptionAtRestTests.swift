@@ -41,6 +41,14 @@ struct EncryptionAtRestTests {
     return enrolled.recordNumber
   }
 
+  /// Runs `pemis-server key VERB` on the district's data directory, beside its server.
+  static func key(_ verb: String, _ district: District) async throws -> ProcessOutput {
+    try await run(
+      productsDirectory.appendingPathComponent("pemis-server"),
+      ["key", verb, "--data-dir", district.dataDirectory, "--calendar-dir", repositoryRoot.appendingPathComponent("Config/calendar").path],
+      timeout: 120)
+  }
+
   /// What the last re-seal pass of a key command left, without the counts: "under key 2", or
   /// "under key 1, under key 2", or "NOT sealed, under key 2".
   static func lastPass(_ stdout: String) -> String? {
@@ -156,15 +164,13 @@ struct EncryptionAtRestTests {
 
   @Test("`pemis-server key rotate` re-seals every value while the server runs; the server reads old and new, and seals with the new key")
   func onlineRotation() async throws {
-    let server = productsDirectory.appendingPathComponent("pemis-server")
     try await withDistrict { district in
       let number = try await Self.enrollAndChange(district)
-      let calendar = repositoryRoot.appendingPathComponent("Config/calendar").path
-      let before = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
+      let before = try await Self.key("status", district)
       #expect(before.status == 0, "\(before.stderr)")
       #expect(before.stdout.contains("active: 1"), "\(before.stdout)")
 
-      let rotate = try await run(server, ["key", "rotate", "--data-dir", district.dataDirectory, "--calendar-dir", calendar], timeout: 120)
+      let rotate = try await Self.key("rotate", district)
       #expect(rotate.status == 0, "\(rotate.stdout)\n\(rotate.stderr)")
       #expect(rotate.stdout.contains("data key 2 added"), "\(rotate.stdout)")
       #expect(Self.lastPass(rotate.stdout) == "under key 2", "\(rotate.stdout)")
@@ -195,7 +201,7 @@ struct EncryptionAtRestTests {
         try String.fetchOne(db, sql: "SELECT json_extract(data, '$.guardians[0].phone') FROM child")
       }
       #expect(phone?.hasPrefix("enc2:2:") == true, "\(phone ?? "nil")")
-      let after = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
+      let after = try await Self.key("status", district)
       #expect(after.stdout.contains("active: 2") && !after.stdout.contains("under key 1"), "\(after.stdout)")
     }
   }
@@ -205,22 +211,20 @@ struct EncryptionAtRestTests {
 extension EncryptionAtRestTests {
   @Test("a rotation cut short after the new key file is in place (a kill before the re-seal) leaves every value readable, and `key reseal` finishes it")
   func rotationCutShort() async throws {
-    let server = productsDirectory.appendingPathComponent("pemis-server")
     try await withDistrict { district in
       let number = try await Self.enrollAndChange(district)
-      let calendar = repositoryRoot.appendingPathComponent("Config/calendar").path
       // What `key rotate` does before its first re-seal pass, and nothing after: the kill point.
       let file = DataKeys.defaultFile(forDataDirectory: district.dataDirectory)
       #expect(try DataKeys.load(file: file, create: false).rotateFile() == 2)
 
-      let status = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
+      let status = try await Self.key("status", district)
       #expect(status.status == 0 && status.stdout.contains("active: 2") && status.stdout.contains("under key 1"), "\(status.stdout)\n\(status.stderr)")
       let child = try await district.asUser(District.user(.principal)) {
         try await Pemis_V1_ChildRecords.Client(wrapping: $0).getChild(.with { $0.recordNumber = number })
       }
       #expect(child.health == Self.health && child.guardians.first?.phone == Self.secondPhone)
 
-      let reseal = try await run(server, ["key", "reseal", "--data-dir", district.dataDirectory, "--calendar-dir", calendar], timeout: 120)
+      let reseal = try await Self.key("reseal", district)
       #expect(reseal.status == 0, "\(reseal.stdout)\n\(reseal.stderr)")
       #expect(Self.lastPass(reseal.stdout) == "under key 2", "\(reseal.stdout)")
     }
@@ -228,18 +232,16 @@ extension EncryptionAtRestTests {
 
   @Test("a kindergarten whose shard is missing does not stop `key rotate` re-sealing the others; the command names it and fails")
   func rotationPastMissingShard() async throws {
-    let server = productsDirectory.appendingPathComponent("pemis-server")
     try await withDistrict { district in
       _ = try await Self.enrollAndChange(district)
-      let calendar = repositoryRoot.appendingPathComponent("Config/calendar").path
       let missing = (district.dataDirectory as NSString).appendingPathComponent("shards/\(District.kindergartenB).sqlite")
       for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: missing + suffix) }
 
-      let status = try await run(server, ["key", "status", "--data-dir", district.dataDirectory, "--calendar-dir", calendar])
+      let status = try await Self.key("status", district)
       #expect(status.status == 1 && status.stderr.contains(District.kindergartenB), "\(status.stdout)\n\(status.stderr)")
       #expect(status.stdout.contains("under key 1"), "\(status.stdout)")
 
-      let rotate = try await run(server, ["key", "rotate", "--data-dir", district.dataDirectory, "--calendar-dir", calendar], timeout: 120)
+      let rotate = try await Self.key("rotate", district)
       #expect(rotate.status == 1, "\(rotate.stdout)\n\(rotate.stderr)")
       #expect(rotate.stderr.contains("kindergarten \(District.kindergartenB) could not be read"), "\(rotate.stderr)")
       #expect(!rotate.stderr.contains(District.kindergartenA) && !rotate.stderr.contains("ExitCode"), "\(rotate.stderr)")

@@ -78,20 +78,23 @@ struct SealingTests {
     #expect(throws: StoreError.self) { try keys.open("enc2:1:\(box.combined!.base64EncodedString())", context: context) }
   }
 
+  /// A shard as it was before sealing (migrations up to v8), holding one child whose phone and
+  /// health are in the clear.
+  static func fillBeforeSealing(_ queue: DatabaseQueue) throws {
+    try TenantShard.migrator(keys: testKeys).migrate(queue, upTo: "v8-retention")
+    let json = String(decoding: try JSONEncoder().encode(child(health: "chronic_condition")), as: UTF8.self)
+    try queue.write { db in
+      try db.execute(
+        sql: "INSERT INTO child (recordNumber, data, state, classId, createdAt, identityKey) VALUES ('G120116202203151239', ?, 'enrolled', NULL, 0, '')",
+        arguments: [json])
+    }
+  }
+
   @Test("a shard that kept phones in the clear is sealed on opening, and the old plaintext is not left in the file")
   func migrationScrubs() throws {
     let path = temporaryDirectory() + ".sqlite"
     defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-    do {
-      let queue = try DatabaseQueue(path: path)
-      try TenantShard.migrator(keys: testKeys).migrate(queue, upTo: "v8-retention")
-      let json = String(decoding: try JSONEncoder().encode(Self.child(health: "chronic_condition")), as: UTF8.self)
-      try queue.write { db in
-        try db.execute(
-          sql: "INSERT INTO child (recordNumber, data, state, classId, createdAt, identityKey) VALUES ('G120116202203151239', ?, 'enrolled', NULL, 0, '')",
-          arguments: [json])
-      }
-    }
+    do { try Self.fillBeforeSealing(try DatabaseQueue(path: path)) }
     #expect(try Self.bytes(path).range(of: Data(Self.phone.utf8)) != nil, "the old shard holds the phone")
     let shard = try TenantShard(code: InstitutionCode(validating: "1112000101"), path: path, keys: testKeys, configuration: .defaults)
     _ = shard
@@ -109,13 +112,7 @@ struct SealingTests {
     var configuration = Configuration()
     configuration.journalMode = .wal
     let killed = try DatabaseQueue(path: path, configuration: configuration)
-    try TenantShard.migrator(keys: testKeys).migrate(killed, upTo: "v8-retention")
-    let json = String(decoding: try JSONEncoder().encode(Self.child(health: "chronic_condition")), as: UTF8.self)
-    try killed.write { db in
-      try db.execute(
-        sql: "INSERT INTO child (recordNumber, data, state, classId, createdAt, identityKey) VALUES ('G120116202203151239', ?, 'enrolled', NULL, 0, '')",
-        arguments: [json])
-    }
+    try Self.fillBeforeSealing(killed)
     // What the opening that was killed had done: the scrub owed, then every migration.
     try killed.write { db in
       try db.execute(sql: "CREATE TABLE scrub_pending (reason TEXT NOT NULL)")
